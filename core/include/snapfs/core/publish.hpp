@@ -1,0 +1,40 @@
+// publish(): the atomic commit of a private file to a name.
+// The protocol, and what a crash at each step leaves, is docs/commit-protocol.md.
+#pragma once
+
+#include <snapfs/core/result.hpp>
+#include <snapfs/core/tmpfile.hpp>
+
+#include <sys/stat.h>
+
+namespace snapfs::core {
+
+// How much a successful publish survives (SPEC §2.7).
+enum class Durability {
+  fast,    // no sync: atomic against process crashes only
+  atomic,  // fdatasync the data before the rename: after a power loss the
+           // name holds the old or the new content, never a mix or zeros
+  full,    // also fsync the directory: a publish that returned survives power loss
+};
+
+struct PublishOptions {
+  Durability durability = Durability::atomic;
+  // Fail with EEXIST instead of replacing an existing file.
+  bool no_replace = false;
+  // Metadata for the new file when there is no file to replace:
+  // 0666 & ~umask, owned by the caller.
+  mode_t create_mode = 0666;
+};
+
+// Gives `file` the metadata of the file it replaces (mode, owner, group,
+// extended attributes including POSIX ACLs), then atomically makes it the
+// file `name` in `dirfd`. On success `file` is no longer anonymous. On failure
+// `dirfd` is unchanged and no temporary name is left.
+Result<void> publish(TmpFile& file, int dirfd, const char* name,
+                     const PublishOptions& opts = {}) noexcept;
+
+// Copies mode, owner, group and extended attributes of `from` (any fd,
+// O_PATH included) onto `to` (an fd open for writing).
+Result<void> copy_metadata(int from, int to) noexcept;
+
+}  // namespace snapfs::core

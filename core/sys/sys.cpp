@@ -1,0 +1,272 @@
+#include "sys.hpp"
+
+#include <linux/fs.h>
+#include <linux/openat2.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace snapfs::core::sys {
+namespace {
+
+// Retries a call that returns -1/EINTR. Only for calls that are safe to
+// repeat; close(2) is never one of them.
+template <typename F>
+auto retry(F f) noexcept {
+  decltype(f()) r;
+  do {
+    r = f();
+  } while (r == -1 && errno == EINTR);
+  return r;
+}
+
+Result<void> ok_or(int r, const char* op, std::string_view path = {}) noexcept {
+  if (r == -1) return Error::from_errno(op, path);
+  return {};
+}
+
+}  // namespace
+
+Result<UniqueFd> openat(int dirfd, const char* path, int flags, mode_t mode) noexcept {
+  const int fd = retry([&] { return ::openat(dirfd, path, flags | O_CLOEXEC, mode); });
+  if (fd == -1) return Error::from_errno("openat", path);
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> openat_beneath(int dirfd, const char* path, int flags, mode_t mode,
+                                std::uint64_t extra_resolve) noexcept {
+  struct open_how how {};
+  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
+  how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | extra_resolve;
+  const long fd = retry([&] { return ::syscall(SYS_openat2, dirfd, path, &how, sizeof how); });
+  if (fd == -1) return Error::from_errno("openat2", path);
+  return UniqueFd(static_cast<int>(fd));
+}
+
+Result<struct stat> fstat(int fd) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) == -1) return Error::from_errno("fstat");
+  return st;
+}
+
+Result<struct stat> fstatat(int dirfd, const char* path, int flags) noexcept {
+  struct stat st {};
+  if (::fstatat(dirfd, path, &st, flags) == -1) return Error::from_errno("fstatat", path);
+  return st;
+}
+
+Result<void> ftruncate(int fd, std::uint64_t len) noexcept {
+  return ok_or(retry([&] { return ::ftruncate(fd, static_cast<off_t>(len)); }), "ftruncate");
+}
+Result<void> fsync(int fd) noexcept { return ok_or(retry([&] { return ::fsync(fd); }), "fsync"); }
+Result<void> fdatasync(int fd) noexcept {
+  return ok_or(retry([&] { return ::fdatasync(fd); }), "fdatasync");
+}
+Result<void> fchmod(int fd, mode_t mode) noexcept { return ok_or(::fchmod(fd, mode), "fchmod"); }
+Result<void> fchown(int fd, uid_t uid, gid_t gid) noexcept {
+  return ok_or(::fchown(fd, uid, gid), "fchown");
+}
+Result<void> futimens(int fd, const struct timespec times[2]) noexcept {
+  return ok_or(::futimens(fd, times), "futimens");
+}
+
+Result<void> linkat(int olddirfd, const char* oldpath, int newdirfd, const char* newpath,
+                    int flags) noexcept {
+  return ok_or(::linkat(olddirfd, oldpath, newdirfd, newpath, flags), "linkat", newpath);
+}
+
+Result<void> renameat(int olddirfd, const char* oldpath, int newdirfd, const char* newpath,
+                      unsigned flags) noexcept {
+  return ok_or(::renameat2(olddirfd, oldpath, newdirfd, newpath, flags), "renameat2", newpath);
+}
+
+Result<void> unlinkat(int dirfd, const char* path, int flags) noexcept {
+  return ok_or(::unlinkat(dirfd, path, flags), "unlinkat", path);
+}
+
+Result<void> ficlone(int dst, int src) noexcept {
+  return ok_or(retry([&] { return ::ioctl(dst, FICLONE, src); }), "ioctl(FICLONE)");
+}
+
+Result<void> copy_range(int dst, int src, std::uint64_t len) noexcept {
+  loff_t off_in = 0;
+  loff_t off_out = 0;
+  while (static_cast<std::uint64_t>(off_in) < len) {
+    const std::uint64_t rem = len - static_cast<std::uint64_t>(off_in);
+    const ssize_t n = retry([&] {
+      return ::copy_file_range(src, &off_in, dst, &off_out, static_cast<std::size_t>(rem), 0);
+    });
+    if (n == -1) return Error::from_errno("copy_file_range");
+    // The source shrank under us. A snapshot must never be silently short.
+    if (n == 0) return Error::of(EIO, "copy_file_range");
+  }
+  return {};
+}
+
+Result<void> copy_rw(int dst, int src, std::uint64_t len) noexcept {
+  constexpr std::size_t kChunk = 1 << 20;
+  std::vector<std::byte> buf;
+  try {
+    buf.resize(static_cast<std::size_t>(std::min<std::uint64_t>(len, kChunk)));
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "copy");
+  }
+  std::uint64_t off = 0;
+  while (off < len) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(len - off, buf.size()));
+    auto n = pread(src, std::span(buf.data(), want), off);
+    if (!n) return std::move(n).error();
+    if (*n == 0) return Error::of(EIO, "pread");
+    SNAPFS_TRY(pwrite_all(dst, std::span<const std::byte>(buf.data(), *n), off));
+    off += *n;
+  }
+  return {};
+}
+
+Result<std::size_t> pread(int fd, std::span<std::byte> buf, std::uint64_t off) noexcept {
+  const ssize_t n =
+      retry([&] { return ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(off)); });
+  if (n == -1) return Error::from_errno("pread");
+  return static_cast<std::size_t>(n);
+}
+
+Result<std::size_t> pwrite(int fd, std::span<const std::byte> buf, std::uint64_t off) noexcept {
+  const ssize_t n =
+      retry([&] { return ::pwrite(fd, buf.data(), buf.size(), static_cast<off_t>(off)); });
+  if (n == -1) return Error::from_errno("pwrite");
+  return static_cast<std::size_t>(n);
+}
+
+Result<void> pwrite_all(int fd, std::span<const std::byte> buf, std::uint64_t off) noexcept {
+  while (!buf.empty()) {
+    auto n = pwrite(fd, buf, off);
+    if (!n) return std::move(n).error();
+    buf = buf.subspan(*n);
+    off += *n;
+  }
+  return {};
+}
+
+Result<void*> mmap(std::size_t len, int prot, int flags, int fd) noexcept {
+  void* p = ::mmap(nullptr, len, prot, flags, fd, 0);
+  if (p == MAP_FAILED) return Error::from_errno("mmap");
+  return p;
+}
+
+void munmap(void* addr, std::size_t len) noexcept {
+  // munmap only fails for arguments that did not come from mmap (EINVAL) or
+  // when splitting a mapping needs memory we never ask for (we unmap whole
+  // mappings). Either is an ownership bug.
+  if (::munmap(addr, len) == -1) {
+    std::fprintf(stderr, "snapfs: munmap(%p, %zu): %s\n", addr, len, std::strerror(errno));
+    std::abort();
+  }
+}
+
+Result<void*> mremap(void* addr, std::size_t old_len, std::size_t new_len) noexcept {
+  void* p = ::mremap(addr, old_len, new_len, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) return Error::from_errno("mremap");
+  return p;
+}
+
+Result<void> msync(void* addr, std::size_t len) noexcept {
+  return ok_or(::msync(addr, len, MS_SYNC), "msync");
+}
+
+Result<UniqueFd> memfd_create(const char* name) noexcept {
+  const int fd = ::memfd_create(name, MFD_CLOEXEC);
+  if (fd == -1) return Error::from_errno("memfd_create", name);
+  return UniqueFd(fd);
+}
+
+Result<std::vector<char>> flistxattr(int fd) noexcept {
+  // The list can grow between the size probe and the read (ERANGE): retry.
+  for (;;) {
+    const ssize_t size = ::flistxattr(fd, nullptr, 0);
+    if (size == -1) return Error::from_errno("flistxattr");
+    std::vector<char> buf;
+    try {
+      buf.resize(static_cast<std::size_t>(size));
+    } catch (const std::bad_alloc&) {
+      return Error::of(ENOMEM, "flistxattr");
+    }
+    if (size == 0) return buf;
+    const ssize_t n = ::flistxattr(fd, buf.data(), buf.size());
+    if (n == -1 && errno == ERANGE) continue;
+    if (n == -1) return Error::from_errno("flistxattr");
+    buf.resize(static_cast<std::size_t>(n));
+    return buf;
+  }
+}
+
+Result<std::vector<char>> fgetxattr(int fd, const char* name) noexcept {
+  for (;;) {
+    const ssize_t size = ::fgetxattr(fd, name, nullptr, 0);
+    if (size == -1) return Error::from_errno("fgetxattr", name);
+    std::vector<char> buf;
+    try {
+      buf.resize(static_cast<std::size_t>(size));
+    } catch (const std::bad_alloc&) {
+      return Error::of(ENOMEM, "fgetxattr", name);
+    }
+    if (size == 0) return buf;
+    const ssize_t n = ::fgetxattr(fd, name, buf.data(), buf.size());
+    if (n == -1 && errno == ERANGE) continue;
+    if (n == -1) return Error::from_errno("fgetxattr", name);
+    buf.resize(static_cast<std::size_t>(n));
+    return buf;
+  }
+}
+
+Result<void> fsetxattr(int fd, const char* name, std::span<const char> value, int flags) noexcept {
+  return ok_or(::fsetxattr(fd, name, value.data(), value.size(), flags), "fsetxattr", name);
+}
+
+Result<void> fremovexattr(int fd, const char* name) noexcept {
+  return ok_or(::fremovexattr(fd, name), "fremovexattr", name);
+}
+
+Result<void> random_bytes(std::span<std::byte> out) noexcept {
+  while (!out.empty()) {
+    const ssize_t n = ::getrandom(out.data(), out.size(), 0);
+    if (n == -1 && errno == EINTR) continue;
+    if (n == -1) return Error::from_errno("getrandom");
+    out = out.subspan(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+mode_t current_umask() noexcept {
+  // /proc/self/status has "Umask:\t0022" since Linux 4.7.
+  if (FILE* f = std::fopen("/proc/self/status", "re")) {
+    char line[256];
+    unsigned mask = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::sscanf(line, "Umask: %o", &mask) == 1) {
+        found = true;
+        break;
+      }
+    }
+    std::fclose(f);
+    if (found) return static_cast<mode_t>(mask & 0777);
+  }
+  return 022;
+}
+
+ProcFdPath proc_fd_path(int fd) noexcept {
+  ProcFdPath p{};
+  std::snprintf(p.buf, sizeof p.buf, "/proc/self/fd/%d", fd);
+  return p;
+}
+
+}  // namespace snapfs::core::sys

@@ -1,0 +1,50 @@
+// The interface between the snapfs daemon (fuse/) and the command (mount/).
+// fuse/ knows nothing of the command line: mount/ parses options into a
+// Config, validates nothing FUSE-specific itself, and calls serve().
+#pragma once
+
+#include <snapfs/core/publish.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace snapfs::fuse {
+
+enum class OnConflict { fail, overwrite };
+
+struct Config {
+  std::string backing;      // B: absolute, canonical path of an existing directory
+  std::string mountpoint;   // M: absolute, canonical path of an existing directory
+  // Kernel-side options.
+  bool allow_other = false;          // root mounts set this (with default_permissions)
+  bool default_permissions = false;
+  bool auto_unmount = true;          // unmount if the daemon dies (FUSE-NOTES §7)
+  // Semantics (SPEC §2.5, §2.7, §2.9).
+  std::vector<std::string> passthrough_globs;  // paths relative to M, fnmatch(FNM_PATHNAME)
+  bool exclusive = false;
+  OnConflict on_conflict = OnConflict::fail;
+  core::Durability durability = core::Durability::atomic;
+  unsigned threads = 0;              // 0: libfuse's default for the multithreaded loop
+  bool debug = false;                // libfuse's request trace (-d)
+  std::string fsname;                // shown in /proc/mounts; default: backing
+};
+
+// Mounts `cfg.backing` at `cfg.mountpoint` and serves requests until the file
+// system is unmounted or SIGINT/SIGTERM/SIGHUP arrives (then unmounts).
+// `on_mounted` runs once, after the mount is live and before the first
+// request is served (the command uses it to let its parent exit when
+// daemonizing). Returns 0 after a clean unmount; otherwise logs the reason to
+// the "fuse" logger and returns a non-zero value.
+int serve(const Config& cfg, const std::function<void()>& on_mounted);
+
+// The daemon answers the virtual extended attribute `kStatusXattr` on the
+// root of the mount with a JSON object (open snapshots, commits, bytes
+// published, conflicts, reflink support of B, active data path). It is not
+// listed by listxattr and not stored anywhere. `snapfs status` reads it.
+inline constexpr const char* kStatusXattr = "user.snapfs.status";
+// Likewise, a JSON array of conflict records for `snapfs conflicts`.
+inline constexpr const char* kConflictsXattr = "user.snapfs.conflicts";
+
+}  // namespace snapfs::fuse
