@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -44,7 +45,7 @@ Result<UniqueFd> openat(int dirfd, const char* path, int flags, mode_t mode) noe
 Result<UniqueFd> openat_beneath(int dirfd, const char* path, int flags, mode_t mode,
                                 std::uint64_t extra_resolve) noexcept {
   struct open_how how {};
-  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
+  how.flags = static_cast<unsigned>(flags | O_CLOEXEC);
   how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | extra_resolve;
   const long fd = retry([&] { return ::syscall(SYS_openat2, dirfd, path, &how, sizeof how); });
@@ -97,39 +98,36 @@ Result<void> ficlone(int dst, int src) noexcept {
   return ok_or(retry([&] { return ::ioctl(dst, FICLONE, src); }), "ioctl(FICLONE)");
 }
 
-Result<void> copy_range(int dst, int src, std::uint64_t len) noexcept {
+Result<std::uint64_t> copy_range(int dst, int src) noexcept {
   loff_t off_in = 0;
   loff_t off_out = 0;
-  while (static_cast<std::uint64_t>(off_in) < len) {
-    const std::uint64_t rem = len - static_cast<std::uint64_t>(off_in);
-    const ssize_t n = retry([&] {
-      return ::copy_file_range(src, &off_in, dst, &off_out, static_cast<std::size_t>(rem), 0);
-    });
+  // 1 GiB per call: the kernel clamps larger requests anyway, and the loop
+  // ends at the source's end of file (a return of 0).
+  constexpr std::size_t kChunk = std::size_t{1} << 30;
+  for (;;) {
+    const ssize_t n =
+        retry([&] { return ::copy_file_range(src, &off_in, dst, &off_out, kChunk, 0); });
     if (n == -1) return Error::from_errno("copy_file_range");
-    // The source shrank under us. A snapshot must never be silently short.
-    if (n == 0) return Error::of(EIO, "copy_file_range");
+    if (n == 0) return static_cast<std::uint64_t>(off_out);
   }
-  return {};
 }
 
-Result<void> copy_rw(int dst, int src, std::uint64_t len) noexcept {
-  constexpr std::size_t kChunk = 1 << 20;
+Result<std::uint64_t> copy_rw(int dst, int src) noexcept {
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
   std::vector<std::byte> buf;
   try {
-    buf.resize(static_cast<std::size_t>(std::min<std::uint64_t>(len, kChunk)));
+    buf.resize(kChunk);
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "copy");
   }
   std::uint64_t off = 0;
-  while (off < len) {
-    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(len - off, buf.size()));
-    auto n = pread(src, std::span(buf.data(), want), off);
+  for (;;) {
+    auto n = pread(src, std::span(buf), off);
     if (!n) return std::move(n).error();
-    if (*n == 0) return Error::of(EIO, "pread");
+    if (*n == 0) return off;
     SNAPFS_TRY(pwrite_all(dst, std::span<const std::byte>(buf.data(), *n), off));
     off += *n;
   }
-  return {};
 }
 
 Result<std::size_t> pread(int fd, std::span<std::byte> buf, std::uint64_t off) noexcept {
@@ -188,43 +186,69 @@ Result<UniqueFd> memfd_create(const char* name) noexcept {
   return UniqueFd(fd);
 }
 
-Result<std::vector<char>> flistxattr(int fd) noexcept {
-  // The list can grow between the size probe and the read (ERANGE): retry.
+Result<void> faccessat(int dirfd, const char* path, int mode, int flags) noexcept {
+  return ok_or(::faccessat(dirfd, path, mode, flags), "faccessat", path);
+}
+
+Result<std::string> readlinkat(int dirfd, const char* path) noexcept {
+  try {
+    std::string buf(256, '\0');
+    for (;;) {
+      const ssize_t n = ::readlinkat(dirfd, path, buf.data(), buf.size());
+      if (n == -1) return Error::from_errno("readlinkat", path);
+      if (static_cast<std::size_t>(n) < buf.size()) {
+        buf.resize(static_cast<std::size_t>(n));
+        return buf;
+      }
+      buf.resize(buf.size() * 2);
+    }
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "readlinkat", path);
+  }
+}
+
+namespace {
+// The size-probe-then-read loop shared by every *xattr getter: the value can
+// grow between the two calls (ERANGE), so retry.
+template <typename F>
+Result<std::vector<char>> read_xattr_buffer(F call, const char* op, const char* what) noexcept {
   for (;;) {
-    const ssize_t size = ::flistxattr(fd, nullptr, 0);
-    if (size == -1) return Error::from_errno("flistxattr");
+    const ssize_t size = call(nullptr, 0);
+    if (size == -1) return Error::from_errno(op, what);
     std::vector<char> buf;
     try {
       buf.resize(static_cast<std::size_t>(size));
     } catch (const std::bad_alloc&) {
-      return Error::of(ENOMEM, "flistxattr");
+      return Error::of(ENOMEM, op, what);
     }
     if (size == 0) return buf;
-    const ssize_t n = ::flistxattr(fd, buf.data(), buf.size());
+    const ssize_t n = call(buf.data(), buf.size());
     if (n == -1 && errno == ERANGE) continue;
-    if (n == -1) return Error::from_errno("flistxattr");
+    if (n == -1) return Error::from_errno(op, what);
     buf.resize(static_cast<std::size_t>(n));
     return buf;
   }
 }
+}  // namespace
+
+Result<std::vector<char>> listxattr_path(const char* path) noexcept {
+  return read_xattr_buffer(
+      [&](char* b, std::size_t n) { return ::listxattr(path, b, n); }, "listxattr", path);
+}
+
+Result<std::vector<char>> getxattr_path(const char* path, const char* name) noexcept {
+  return read_xattr_buffer(
+      [&](char* b, std::size_t n) { return ::getxattr(path, name, b, n); }, "getxattr", name);
+}
+
+Result<std::vector<char>> flistxattr(int fd) noexcept {
+  return read_xattr_buffer(
+      [&](char* b, std::size_t n) { return ::flistxattr(fd, b, n); }, "flistxattr", "");
+}
 
 Result<std::vector<char>> fgetxattr(int fd, const char* name) noexcept {
-  for (;;) {
-    const ssize_t size = ::fgetxattr(fd, name, nullptr, 0);
-    if (size == -1) return Error::from_errno("fgetxattr", name);
-    std::vector<char> buf;
-    try {
-      buf.resize(static_cast<std::size_t>(size));
-    } catch (const std::bad_alloc&) {
-      return Error::of(ENOMEM, "fgetxattr", name);
-    }
-    if (size == 0) return buf;
-    const ssize_t n = ::fgetxattr(fd, name, buf.data(), buf.size());
-    if (n == -1 && errno == ERANGE) continue;
-    if (n == -1) return Error::from_errno("fgetxattr", name);
-    buf.resize(static_cast<std::size_t>(n));
-    return buf;
-  }
+  return read_xattr_buffer(
+      [&](char* b, std::size_t n) { return ::fgetxattr(fd, name, b, n); }, "fgetxattr", name);
 }
 
 Result<void> fsetxattr(int fd, const char* name, std::span<const char> value, int flags) noexcept {

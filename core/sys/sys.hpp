@@ -47,12 +47,13 @@ Result<void> unlinkat(int dirfd, const char* path, int flags) noexcept;
 
 // ioctl(FICLONE): makes `dst` share all of `src`'s extents.
 Result<void> ficlone(int dst, int src) noexcept;
-// copy_file_range(2) until `len` bytes are copied from offset 0 of `src` to
-// offset 0 of `dst`. Fails with EIO if `src` ends early (it was truncated).
-Result<void> copy_range(int dst, int src, std::uint64_t len) noexcept;
+// copy_file_range(2) from offset 0 of `src` to offset 0 of `dst` until the
+// end of `src` (which may have moved since the caller looked at its size).
+// Returns the number of bytes copied.
+Result<std::uint64_t> copy_range(int dst, int src) noexcept;
 // The same through pread/pwrite, for the pairs copy_file_range refuses
 // (across filesystems, memfd, procfs...).
-Result<void> copy_rw(int dst, int src, std::uint64_t len) noexcept;
+Result<std::uint64_t> copy_rw(int dst, int src) noexcept;
 
 Result<std::size_t> pread(int fd, std::span<std::byte> buf, std::uint64_t off) noexcept;
 Result<std::size_t> pwrite(int fd, std::span<const std::byte> buf, std::uint64_t off) noexcept;
@@ -65,6 +66,16 @@ Result<void*> mremap(void* addr, std::size_t old_len, std::size_t new_len) noexc
 Result<void> msync(void* addr, std::size_t len) noexcept;
 
 Result<UniqueFd> memfd_create(const char* name) noexcept;
+
+// faccessat(2) with AT_EACCESS (effective ids, as open(2) checks).
+Result<void> faccessat(int dirfd, const char* path, int mode, int flags) noexcept;
+// readlink(2) into a string (for /proc/self/fd/N).
+Result<std::string> readlinkat(int dirfd, const char* path) noexcept;
+
+// Extended attributes of a file named by path, not following a final
+// symlink except a /proc magic link (which is how O_PATH fds are read).
+Result<std::vector<char>> listxattr_path(const char* path) noexcept;
+Result<std::vector<char>> getxattr_path(const char* path, const char* name) noexcept;
 
 // Extended attributes of an open file. flistxattr returns the raw NUL-separated list.
 Result<std::vector<char>> flistxattr(int fd) noexcept;

@@ -6,7 +6,6 @@
 
 #include <sys/types.h>
 
-#include <cstdint>
 
 namespace snapfs::core {
 
@@ -29,9 +28,10 @@ public:
   // directory refuses an O_TMPFILE (read-only filesystem, no write permission).
   [[nodiscard]] static Result<TmpFile> create_in_memory() noexcept;
 
-  // Fills this (empty) file with the first `len` bytes of `src`: a reflink
-  // where the filesystem has them, else an in-kernel copy.
-  Result<CloneMethod> clone_from(int src, std::uint64_t len) noexcept;
+  // Fills this (empty) file with all of `src`: a reflink where the
+  // filesystem has them, else an in-kernel copy. fstat() the result for the
+  // size: `src` may have changed since the caller last looked.
+  Result<CloneMethod> clone_from(int src) noexcept;
 
   int fd() const noexcept { return fd_.get(); }
   bool valid() const noexcept { return fd_.valid(); }
@@ -46,7 +46,7 @@ private:
   bool anonymous_ = true;
 };
 
-// Fills empty `dst` with the first `len` bytes of `src`; see TmpFile::clone_from.
-Result<CloneMethod> clone_contents(int dst, int src, std::uint64_t len) noexcept;
+// Fills empty `dst` with all of `src`; see TmpFile::clone_from.
+Result<CloneMethod> clone_contents(int dst, int src) noexcept;
 
 }  // namespace snapfs::core

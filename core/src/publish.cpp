@@ -1,0 +1,197 @@
+// publish(): an unnamed private file becomes the file `name`, atomically.
+// Step by step, with what a crash at each step leaves: docs/commit-protocol.md.
+#include <snapfs/core/publish.hpp>
+
+#include "sys/sys.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+namespace snapfs::core {
+namespace {
+
+bool is_single_component(std::string_view name) noexcept {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
+}
+
+// The NUL-separated names of an xattr list.
+std::vector<std::string_view> split_names(const std::vector<char>& list) {
+  std::vector<std::string_view> names;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (list[i] == '\0') {
+      if (i > start) names.emplace_back(list.data() + start, i - start);
+      start = i + 1;
+    }
+  }
+  return names;
+}
+
+bool contains(const std::vector<std::string_view>& names, std::string_view n) {
+  for (auto x : names)
+    if (x == n) return true;
+  return false;
+}
+
+// A temporary name nobody can predict: ".snapfs-" and 16 random hex digits.
+// Its fixed length keeps it under NAME_MAX whatever the target is called, and
+// the prefix lets recovery at mount (issue #4) find leftovers.
+Result<void> temp_name(char (&out)[32]) noexcept {
+  std::byte rnd[8];
+  SNAPFS_TRY(sys::random_bytes(rnd));
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::memcpy(out, ".snapfs-", 8);
+  for (std::size_t i = 0; i < 8; ++i) {
+    const auto b = std::to_integer<unsigned>(rnd[i]);
+    out[8 + 2 * i] = kHex[b >> 4];
+    out[9 + 2 * i] = kHex[b & 15];
+  }
+  std::memcpy(out + 24, ".tmp", 5);
+  return {};
+}
+
+// linkat() of an unnamed file into `dirfd` under `name`.
+Result<void> link_anonymous(int fd, int dirfd, const char* name) noexcept {
+  // ATOMICITY: linkat gives the inode its first name in one step; it never
+  // replaces an existing name (EEXIST), which is why publishing over a target
+  // needs the temporary name and the rename below.
+  // We link through /proc/self/fd/N with AT_SYMLINK_FOLLOW rather than
+  // linkat(fd, "", ..., AT_EMPTY_PATH): linkat(2) says AT_EMPTY_PATH needs
+  // CAP_DAC_READ_SEARCH, and we must work for ordinary users. The magic link
+  // resolves to the open file itself, not to a path, so no race can swap it.
+  const auto proc = sys::proc_fd_path(fd);
+  auto r = sys::linkat(AT_FDCWD, proc.c_str(), dirfd, name, AT_SYMLINK_FOLLOW);
+  if (r || r.error().value() != ENOENT) return r;
+  // ENOENT can also mean /proc is not mounted: try AT_EMPTY_PATH, which works
+  // where we hold CAP_DAC_READ_SEARCH.
+  auto e = sys::linkat(fd, "", dirfd, name, AT_EMPTY_PATH);
+  return e ? e : r;  // if both fail, the /proc attempt's error says more
+}
+
+}  // namespace
+
+Result<void> copy_metadata(int from, int to) noexcept {
+  auto src = sys::fstat(from);
+  if (!src) return std::move(src).error();
+  auto dst = sys::fstat(to);
+  if (!dst) return std::move(dst).error();
+
+  // Owner first: chown clears setuid/setgid bits and security.capability, so
+  // both are restored after it. An ordinary user can only "give" a file to
+  // itself; if the file belongs to someone else, replacing it would change
+  // its owner, and we refuse (EPERM) rather than do that silently.
+  if (src->st_uid != dst->st_uid || src->st_gid != dst->st_gid)
+    SNAPFS_TRY(sys::fchown(to, src->st_uid, src->st_gid));
+
+  // Extended attributes, POSIX ACLs (system.posix_acl_*) included. `from` may
+  // be an O_PATH descriptor, on which f*xattr() fail with EBADF; its /proc
+  // magic link reaches the same inode.
+  const auto from_path = sys::proc_fd_path(from);
+  auto src_list = sys::listxattr_path(from_path.c_str());
+  if (!src_list && src_list.error().value() != EOPNOTSUPP) return std::move(src_list).error();
+  auto dst_list = sys::flistxattr(to);
+  if (!dst_list && dst_list.error().value() != EOPNOTSUPP) return std::move(dst_list).error();
+  try {
+    const auto src_names = src_list ? split_names(*src_list) : std::vector<std::string_view>{};
+    const auto dst_names = dst_list ? split_names(*dst_list) : std::vector<std::string_view>{};
+    // The private file may have inherited attributes (a default ACL of the
+    // directory): those the original did not have must go.
+    for (auto n : dst_names) {
+      if (contains(src_names, n)) continue;
+      const std::string name(n);
+      SNAPFS_TRY(sys::fremovexattr(to, name.c_str()));
+    }
+    for (auto n : src_names) {
+      const std::string name(n);
+      auto value = sys::getxattr_path(from_path.c_str(), name.c_str());
+      if (!value) {
+        if (value.error().value() == ENODATA) continue;  // removed meanwhile
+        return std::move(value).error();
+      }
+      SNAPFS_TRY(sys::fsetxattr(to, name.c_str(), *value, 0));
+    }
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "copy_metadata");
+  }
+
+  // Mode last: it restores setuid/setgid after chown, and it is the mode of
+  // the original even where setting an ACL above recomputed group bits.
+  SNAPFS_TRY(sys::fchmod(to, src->st_mode & 07777));
+  return {};
+}
+
+Result<void> publish(TmpFile& file, int dirfd, const char* name,
+                     const PublishOptions& opts) noexcept {
+  if (!file.valid() || !file.anonymous()) return Error::of(EINVAL, "publish", name);
+  if (!is_single_component(name)) return Error::of(EINVAL, "publish", name);
+
+  // 1. Metadata of the file being replaced, or of a new file.
+  auto target = sys::openat(dirfd, name, O_PATH | O_NOFOLLOW);
+  if (target) {
+    auto st = sys::fstat(target->get());
+    if (!st) return std::move(st).error();
+    if (opts.no_replace) return Error::of(EEXIST, "publish", name);
+    if (S_ISREG(st->st_mode)) SNAPFS_TRY(copy_metadata(target->get(), file.fd()));
+    // Anything else (a directory, a symlink) keeps the private file's
+    // metadata: renameat below gives EISDIR for a directory and replaces a
+    // symlink as rename(2) does.
+  } else if (target.error().value() == ENOENT) {
+    SNAPFS_TRY(sys::fchmod(file.fd(), opts.create_mode & ~sys::current_umask() & 07777));
+  } else {
+    return std::move(target).error();
+  }
+
+  // 2. DURABILITY: the data must be on disk before the name points at it.
+  // Otherwise a power loss after a journalled rename can show the new name
+  // with blocks that were never written (zeros or a short file). fdatasync
+  // also writes back pages dirtied through a MAP_SHARED mapping of the file:
+  // they are the file's page cache. Metadata set in step 1 is ordered before
+  // the rename by the journal of XFS, btrfs and ext4.
+  if (opts.durability == Durability::full) {
+    SNAPFS_TRY(sys::fsync(file.fd()));
+  } else if (opts.durability == Durability::atomic) {
+    SNAPFS_TRY(sys::fdatasync(file.fd()));
+  }
+
+  if (opts.no_replace) {
+    // O_EXCL-like publish: the final name directly, EEXIST if it exists.
+    SNAPFS_TRY(link_anonymous(file.fd(), dirfd, name));
+  } else {
+    // 3. A temporary name in the target's own directory, so that the
+    // rename below stays within one filesystem (EXDEV otherwise).
+    char tmp[32];
+    Result<void> linked = Error::of(EEXIST, "linkat");
+    for (int attempt = 0; attempt < 8 && !linked && linked.error().value() == EEXIST; ++attempt) {
+      SNAPFS_TRY(temp_name(tmp));
+      linked = link_anonymous(file.fd(), dirfd, tmp);
+    }
+    if (!linked) return std::move(linked).error();
+
+    // 4. ATOMICITY: rename(2) replaces the target in one step: every opener
+    // of `name` gets the old inode or the new one, never a mix, never
+    // nothing. A crash before this line leaves the old file and the
+    // temporary name (removed by the next mount's recovery); after it, the
+    // new file.
+    auto renamed = sys::renameat(dirfd, tmp, dirfd, name);
+    if (!renamed) {
+      // Nothing was replaced; take the temporary name away again. If even
+      // that fails, report the first error: it is the cause.
+      (void)sys::unlinkat(dirfd, tmp, 0);
+      return std::move(renamed).error();
+    }
+  }
+  file.mark_named();
+
+  // 5. DURABILITY (full): make the new directory entry itself durable.
+  // fsync needs a real descriptor; `dirfd` may be O_PATH.
+  if (opts.durability == Durability::full) {
+    auto dir = sys::openat(dirfd, ".", O_RDONLY | O_DIRECTORY);
+    if (!dir) return std::move(dir).error();
+    SNAPFS_TRY(sys::fsync(dir->get()));
+  }
+  return {};
+}
+
+}  // namespace snapfs::core
