@@ -122,8 +122,10 @@ Result<void> copy_metadata(int from, int to) noexcept {
   return {};
 }
 
-Result<void> publish(TmpFile& file, int dirfd, const char* name,
-                     const PublishOptions& opts) noexcept {
+namespace {
+
+Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
+                          const PublishOptions& opts) noexcept {
   if (!file.valid() || !file.anonymous()) return Error::of(EINVAL, "publish", name);
   if (!is_single_component(name)) return Error::of(EINVAL, "publish", name);
 
@@ -192,6 +194,15 @@ Result<void> publish(TmpFile& file, int dirfd, const char* name,
     SNAPFS_TRY(sys::fsync(dir->get()));
   }
   return {};
+}
+
+}  // namespace
+
+Result<void> publish(TmpFile& file, int dirfd, const char* name,
+                     const PublishOptions& opts) noexcept {
+  auto r = publish_impl(file, dirfd, name, opts);
+  if (r) return r;
+  return std::move(r).error().with_path(name);
 }
 
 }  // namespace snapfs::core

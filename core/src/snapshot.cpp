@@ -77,7 +77,7 @@ bool tmpfile_refused(int err) noexcept {
 
 }  // namespace
 
-Result<Mmap> Mmap::open(const std::filesystem::path& path) noexcept {
+Result<Mmap> Mmap::open_impl(const std::filesystem::path& path) noexcept {
   auto t = split(path);
   if (!t) return std::move(t).error();
   auto original = open_regular(t->dir.get(), t->name.c_str(), path.native());
@@ -104,7 +104,7 @@ Result<Mmap> Mmap::open(const std::filesystem::path& path) noexcept {
   return Mmap(std::move(*map), *method);
 }
 
-Result<MmapMut> MmapMut::open(const std::filesystem::path& path, MmapMutOptions opts) noexcept {
+Result<MmapMut> MmapMut::open_impl(const std::filesystem::path& path, MmapMutOptions opts) noexcept {
   auto t = resolve(path);
   if (!t) return std::move(t).error();
   auto original = open_regular(t->dir.get(), t->name.c_str(), path.native());
@@ -135,7 +135,7 @@ Result<MmapMut> MmapMut::open(const std::filesystem::path& path, MmapMutOptions 
   return m;
 }
 
-Result<MmapMut> MmapMut::create(const std::filesystem::path& path, MmapMutOptions opts) noexcept {
+Result<MmapMut> MmapMut::create_impl(const std::filesystem::path& path, MmapMutOptions opts) noexcept {
   // Nothing is opened, created or truncated at `path`: the seed's create()
   // truncated the file at once, losing it if the caller never committed.
   auto t = resolve(path);
@@ -195,9 +195,9 @@ Result<void> MmapMut::commit() noexcept {
   // O(1) with reflinks (FICLONE writes back our dirty pages first), an
   // in-kernel copy elsewhere (which reads them from the page cache).
   auto next = TmpFile::create_in(dir_.get());
-  if (!next) return std::move(next).error();
+  if (!next) return std::move(next).error().with_path(name_);
   auto method = next->clone_from(private_.fd());
-  if (!method) return std::move(method).error();
+  if (!method) return std::move(method).error().with_path(name_);
   SNAPFS_TRY(publish(*next, dir_.get(), name_.c_str(), {.durability = opts_.durability}));
   method_ = *method;
   return {};
@@ -235,6 +235,24 @@ Result<void> MmapMut::link(const std::filesystem::path& newpath) noexcept {
   private_ = TmpFile();
   dir_ = DirFd();
   return {};
+}
+
+namespace {
+template <typename T>
+Result<T> about(Result<T> r, const std::string& path) noexcept {
+  if (r) return r;
+  return std::move(r).error().with_path(path);
+}
+}  // namespace
+
+Result<Mmap> Mmap::open(const std::filesystem::path& path) noexcept {
+  return about(open_impl(path), path.native());
+}
+Result<MmapMut> MmapMut::open(const std::filesystem::path& path, MmapMutOptions opts) noexcept {
+  return about(open_impl(path, opts), path.native());
+}
+Result<MmapMut> MmapMut::create(const std::filesystem::path& path, MmapMutOptions opts) noexcept {
+  return about(create_impl(path, opts), path.native());
 }
 
 }  // namespace snapfs::core

@@ -42,6 +42,19 @@ public:
     return Error(std::error_code(err, std::system_category()), op, path);
   }
 
+  // Names the path this error concerns, if the failing call did not (fstat,
+  // ioctl and friends only know a descriptor). Public entry points use it so
+  // that every error they return says which file it is about.
+  Error&& with_path(std::string_view path) && noexcept {
+    if (path_.empty()) {
+      try {
+        path_.assign(path);
+      } catch (const std::bad_alloc&) {
+      }
+    }
+    return std::move(*this);
+  }
+
   const std::error_code& code() const noexcept { return code_; }
   int value() const noexcept { return code_.value(); }
   const char* op() const noexcept { return op_; }

@@ -42,6 +42,7 @@ public:
   CloneMethod clone_method() const noexcept { return method_; }
 
 private:
+  static Result<Mmap> open_impl(const std::filesystem::path& path) noexcept;
   Mmap(Mapping m, CloneMethod method) noexcept : map_(std::move(m)), method_(method) {}
   // The mapping alone keeps the private inode alive; no descriptor is kept.
   Mapping map_;
@@ -104,7 +105,9 @@ public:
 
 private:
   MmapMut() noexcept = default;
-  Result<void> publish_private(TmpFile& file, int dirfd, const char* name) noexcept;
+  static Result<MmapMut> open_impl(const std::filesystem::path& path, MmapMutOptions opts) noexcept;
+  static Result<MmapMut> create_impl(const std::filesystem::path& path,
+                                     MmapMutOptions opts) noexcept;
 
   DirFd dir_;          // the parent directory of the target, O_PATH
   std::string name_;   // the target's final component
