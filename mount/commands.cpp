@@ -1,0 +1,142 @@
+// `snapfs umount`, `snapfs status`, `snapfs conflicts`.
+#include "commands.hpp"
+
+#include "checks.hpp"
+#include "exit_codes.hpp"
+#include "report.hpp"
+
+#include <snapfs/fuse/daemon.hpp>
+#include <sys/sys.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace snapfs::cli {
+namespace {
+
+const char* kBusyHint =
+    "files or directories are open in it; close them, or run "
+    "`snapfs umount --lazy` to detach it now (the daemon exits after the "
+    "last file is closed)";
+
+// Runs fusermount3 and returns (exit status, first line of its stderr).
+std::pair<int, std::string> run_fusermount(const std::vector<std::string>& args) {
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0)
+    throw Failure(exit_code::failure, std::string("pipe: ") + std::strerror(errno));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  std::vector<char*> argv;
+  std::vector<std::string> storage{"fusermount3"};
+  storage.insert(storage.end(), args.begin(), args.end());
+  for (auto& s : storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, "fusermount3", &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(err[1]);
+  if (rc != 0) {
+    ::close(err[0]);
+    throw Failure(exit_code::failure, std::string("cannot run fusermount3: ") + std::strerror(rc));
+  }
+  std::string text;
+  char buf[512];
+  ssize_t n = 0;
+  while ((n = ::read(err[0], buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(err[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const auto nl = text.find('\n');
+  if (nl != std::string::npos) text.resize(nl);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, text};
+}
+
+}  // namespace
+
+int run_umount(const std::string& mountpoint, bool lazy) {
+  const std::string path = locate_snapfs_mount(mountpoint);
+  if (::geteuid() == 0) {
+    if (::umount2(path.c_str(), lazy ? MNT_DETACH : 0) == 0) return exit_code::ok;
+    const int e = errno;
+    if (e == EBUSY) throw Failure(exit_code::busy, "cannot unmount " + path + ": " + kBusyHint);
+    if (e == EPERM)
+      throw Failure(exit_code::not_permitted, "cannot unmount " + path + ": " + std::strerror(e));
+    throw Failure(exit_code::failure, "cannot unmount " + path + ": " + std::strerror(e));
+  }
+  // fusermount3 checks that the mount is the caller's (its user_id=).
+  const auto [status, message] = run_fusermount({lazy ? "-uz" : "-u", "--", path});
+  if (status == 0) return exit_code::ok;
+  if (message.find("busy") != std::string::npos) {
+    throw Failure(exit_code::busy, "cannot unmount " + path + ": " + kBusyHint);
+  }
+  if (message.find("ermitted") != std::string::npos ||
+      message.find("not owned") != std::string::npos) {
+    throw Failure(exit_code::not_permitted, "cannot unmount " + path + ": " + message);
+  }
+  throw Failure(exit_code::failure, "cannot unmount " + path + ": " +
+                                        (message.empty() ? "fusermount3 failed" : message));
+}
+
+std::string read_daemon_xattr(const std::string& path, const char* name, const std::string& shown) {
+  auto r = core::sys::getxattr_path(path.c_str(), name);
+  if (r) return std::string(r->begin(), r->end());
+  const int e = r.error().code().value();
+  switch (e) {
+    case ENOTCONN:      // the daemon is gone
+    case ECONNABORTED:  // ... and we asked while the kernel was aborting it
+      throw Failure(exit_code::failure, "the daemon of " + shown + " is gone (" + std::strerror(e) +
+                                            "); run `snapfs umount " + shown + "`");
+    case ENODATA:
+    case ENOTSUP:
+      throw Failure(exit_code::failure, "the daemon of " + shown + " does not answer " + name +
+                                            " (" + std::strerror(e) + ")");
+    case EACCES:
+    case EPERM:
+      throw Failure(exit_code::not_permitted,
+                    "cannot ask the daemon of " + shown + ": " + std::strerror(e) +
+                        " (a mount without allow_other serves only its owner)");
+    default:
+      throw Failure(exit_code::failure,
+                    "cannot read " + std::string(name) + " of " + shown + ": " + std::strerror(e));
+  }
+}
+
+int run_status(const std::string& mountpoint, bool json) {
+  const std::string path = locate_snapfs_mount(mountpoint);
+  const std::string text = read_daemon_xattr(path, fuse::kStatusXattr, mountpoint);
+  if (json) {
+    std::cout << text << (text.empty() || text.back() != '\n' ? "\n" : "");
+    return exit_code::ok;
+  }
+  const Json doc = parse_json(text);
+  std::cout << render_status(doc);
+  return exit_code::ok;
+}
+
+int run_conflicts(const std::string& mountpoint, bool json) {
+  const std::string path = locate_snapfs_mount(mountpoint);
+  const std::string text = read_daemon_xattr(path, fuse::kConflictsXattr, mountpoint);
+  if (json) {
+    std::cout << text << (text.empty() || text.back() != '\n' ? "\n" : "");
+    return exit_code::ok;
+  }
+  std::cout << render_conflicts(parse_json(text));
+  return exit_code::ok;
+}
+
+}  // namespace snapfs::cli

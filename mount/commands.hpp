@@ -1,0 +1,40 @@
+// The subcommands of snapfs. Each returns an exit code or throws Failure.
+#pragma once
+
+#include "options.hpp"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace snapfs::cli {
+
+// How the command steers logging; main.cpp owns the loggers (STYLE §4) and
+// fills this in. Every member may be empty (the unit tests leave them so).
+struct LogControl {
+  std::function<void(const std::string& level)> set_level;  // a parse_log_level() name
+  std::function<void()> to_syslog;                          // once daemonized
+  std::function<std::string()> last_error;                  // the last error-level message, or ""
+};
+
+struct MountCommand {
+  std::string backing;
+  std::string mountpoint;
+  MountOptions options;
+  bool foreground = false;
+  bool fake = false;  // mount(8) -f: check everything, mount nothing
+};
+
+// Checks the paths (checks.hpp), then serves: in the foreground, or in a
+// daemon child while the parent waits until the mount is live (exit 0) or
+// the child failed (exit 1 with the child's one-line reason).
+int run_mount(const MountCommand& cmd, const LogControl& log);
+int run_umount(const std::string& mountpoint, bool lazy);
+int run_status(const std::string& mountpoint, bool json);
+int run_conflicts(const std::string& mountpoint, bool json);
+
+// Reads a virtual xattr of the daemon (daemon.hpp) from the mount at the
+// canonical `path`; throws Failure with a message that names `shown`.
+std::string read_daemon_xattr(const std::string& path, const char* name, const std::string& shown);
+
+}  // namespace snapfs::cli

@@ -1,0 +1,251 @@
+// `snapfs mount`: check, then serve in the foreground or as a daemon.
+//
+// Daemonizing (libfuse `fuse_daemonize`, gocryptfs `-notifypid`): the parent
+// forks before any thread exists, and the child calls setsid(), chdir("/"),
+// points stdio at /dev/null, switches logging to syslog and calls serve().
+// serve()'s on_mounted callback writes 'M' to a pipe; the parent exits 0 on
+// that byte, so `snapfs mount` returns only once the mount is live. The
+// child closes every other inherited descriptor (daemon(7)). A child
+// that fails first writes 'E' and its one-line reason instead, and the parent
+// prints it and exits 1. If the child dies without a word, EOF tells the
+// parent and waitpid() says how it died.
+//
+// The pipe is O_CLOEXEC: fusermount3, which libfuse spawns for auto_unmount
+// and which outlives the mount, must not hold its write end (the parent would
+// then never see EOF from a dead child).
+//
+// Until the mount is live the child's stderr is a memfd rather than
+// /dev/null: fusermount3 reports why it refused ("failed to open /dev/fuse:
+// Permission denied") only on stderr, and a failed child appends that to its
+// reason. A pipe to the parent would not do: the auto_unmount fusermount3
+// keeps its stderr for the life of the mount, long after the parent is gone.
+#include "checks.hpp"
+#include "commands.hpp"
+#include "exit_codes.hpp"
+
+#include <snapfs/fuse/daemon.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace snapfs::cli {
+namespace {
+
+std::shared_ptr<spdlog::logger> mount_log() {
+  auto l = spdlog::get("mount");
+  return l ? l : spdlog::default_logger();
+}
+
+const char* durability_name(core::Durability d) {
+  switch (d) {
+    case core::Durability::fast: return "fast";
+    case core::Durability::atomic: return "atomic";
+    case core::Durability::full: return "full";
+  }
+  return "?";
+}
+
+std::string last_error_or(const LogControl& log, const std::string& fallback) {
+  std::string e = log.last_error ? log.last_error() : std::string();
+  return e.empty() ? fallback : e;
+}
+
+void write_all(int fd, const std::string& data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the parent is gone: nobody to tell
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+// The last non-empty line written to the startup stderr memfd, if any.
+std::string captured_stderr(int fd) {
+  if (fd < 0 || ::lseek(fd, 0, SEEK_SET) != 0) return {};
+  std::string text;
+  char buf[1024];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < 65536)
+    text.append(buf, static_cast<std::size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  const auto nl = text.rfind('\n');
+  return nl == std::string::npos ? text : text.substr(nl + 1);
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return std::string("was killed by signal ") + ::strsignal(WTERMSIG(status));
+  }
+  return "stopped";
+}
+
+// The parent's half: wait for 'M', or for 'E' + reason, or for EOF.
+int await_child(int rfd, pid_t child, const std::string& mountpoint) {
+  std::string msg;
+  char buf[512];
+  while (true) {
+    const ssize_t n = ::read(rfd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw Failure(exit_code::failure,
+                    std::string("reading from the daemon: ") + std::strerror(errno));
+    if (n == 0) break;
+    msg.append(buf, static_cast<std::size_t>(n));
+    if (msg.front() == 'M') break;  // live: don't wait for the daemon to close
+  }
+  ::close(rfd);
+  if (!msg.empty() && msg.front() == 'M') return exit_code::ok;
+
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!msg.empty() && msg.front() == 'E') {
+    std::string reason = msg.substr(1);
+    while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+    if (reason.rfind("snapfs: ", 0) == 0) reason.erase(0, 8);
+    for (auto& c : reason) {
+      if (c == '\n') c = ' ';  // one line, whatever the child sent
+    }
+    throw Failure(exit_code::failure, reason);
+  }
+  throw Failure(exit_code::failure, "the daemon for " + mountpoint + " " + describe_status(status) +
+                                        " before the mount was live (see syslog)");
+}
+
+// The child's half; returns the daemon's exit code.
+int daemon_child(int wfd, const fuse::Config& cfg, const LogControl& log) {
+  bool mounted = false;
+  int startup_err = -1;
+  // The reason for a failure before the mount, with what fusermount3 said.
+  auto reason = [&](const std::string& what) {
+    const std::string extra = captured_stderr(startup_err);
+    return extra.empty() || what.find(extra) != std::string::npos ? what
+                                                                  : what + " (" + extra + ")";
+  };
+  try {
+    // daemon(7): keep nothing the caller gave us but stdio (a pipe a shell
+    // or a test harness waits on must not stay open for the mount's life).
+    if (wfd > 3) ::close_range(3, static_cast<unsigned>(wfd) - 1, 0);
+    ::close_range(static_cast<unsigned>(wfd) + 1, ~0U, 0);
+    if (::setsid() < 0)
+      throw Failure(exit_code::failure, std::string("setsid: ") + std::strerror(errno));
+    // After the checks, which resolved every path: nothing below needs the
+    // caller's working directory, and it must not keep a file system busy.
+    if (::chdir("/") != 0)
+      throw Failure(exit_code::failure, std::string("chdir /: ") + std::strerror(errno));
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+      throw Failure(exit_code::failure, std::string("/dev/null: ") + std::strerror(errno));
+    startup_err = ::memfd_create("snapfs-startup-stderr", MFD_CLOEXEC);
+    if (::dup2(null, 0) < 0 || ::dup2(null, 1) < 0 ||
+        ::dup2(startup_err >= 0 ? startup_err : null, 2) < 0) {
+      throw Failure(exit_code::failure, std::string("dup2: ") + std::strerror(errno));
+    }
+    ::close(null);
+    // A parent killed while we mount must not kill us through the pipe.
+    std::signal(SIGPIPE, SIG_IGN);
+    if (log.to_syslog) log.to_syslog();
+
+    const int rc = fuse::serve(cfg, [&] {
+      mounted = true;
+      // From now on nobody reads our stderr.
+      const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+      if (devnull >= 0) {
+        ::dup2(devnull, 2);
+        ::close(devnull);
+      }
+      if (startup_err >= 0) {
+        ::close(startup_err);
+        startup_err = -1;
+      }
+      write_all(wfd, "M");
+      ::close(wfd);
+      wfd = -1;
+    });
+    if (!mounted) {
+      write_all(wfd, "E" + reason(last_error_or(log, "cannot mount " + cfg.mountpoint +
+                                                         ": the daemon stopped (status " +
+                                                         std::to_string(rc) + ")")));
+    }
+    if (wfd >= 0) ::close(wfd);
+    return rc == 0 ? exit_code::ok : exit_code::failure;
+  } catch (const Failure& f) {
+    if (!mounted && wfd >= 0) write_all(wfd, "E" + reason(f.what()));
+    mount_log()->error("{}", f.what());
+    if (wfd >= 0) ::close(wfd);
+    return f.code();
+  } catch (const std::exception& e) {
+    if (!mounted && wfd >= 0) write_all(wfd, "E" + reason(e.what()));
+    mount_log()->error("{}", e.what());
+    if (wfd >= 0) ::close(wfd);
+    return exit_code::failure;
+  }
+}
+
+}  // namespace
+
+int run_mount(const MountCommand& cmd, const LogControl& log) {
+  const bool as_root = ::geteuid() == 0;
+  const auto paths =
+      check_mount_paths(cmd.backing, cmd.mountpoint, as_root, cmd.options.allow_other);
+  const fuse::Config cfg = make_config(cmd.options, paths.backing, paths.mountpoint, as_root);
+  auto l = mount_log();
+  if (!cmd.options.ignored.empty()) {
+    std::string list;
+    for (const auto& o : cmd.options.ignored) list += (list.empty() ? "" : ",") + o;
+    l->debug("options accepted without effect: {}", list);
+  }
+  l->debug(
+      "backing={} mountpoint={} allow_other={} default_permissions={} auto_unmount={} "
+      "exclusive={} durability={} on_conflict={} threads={} passthrough={}",
+      cfg.backing, cfg.mountpoint, cfg.allow_other, cfg.default_permissions, cfg.auto_unmount,
+      cfg.exclusive, durability_name(cfg.durability),
+      cfg.on_conflict == fuse::OnConflict::fail ? "fail" : "overwrite", cfg.threads,
+      cfg.passthrough_globs.size());
+  if (cmd.fake) return exit_code::ok;
+
+  if (cmd.foreground) {
+    bool mounted = false;
+    const int rc = fuse::serve(cfg, [&] {
+      mounted = true;  // serve() logs "mounted" itself
+    });
+    if (rc == 0) return exit_code::ok;
+    // serve() logged the reason to stderr already; add a line only if it did not.
+    if (log.last_error && !log.last_error().empty()) return exit_code::failure;
+    throw Failure(exit_code::failure,
+                  mounted ? "the daemon for " + cfg.mountpoint + " stopped with an error"
+                          : "cannot mount " + cfg.mountpoint);
+  }
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw Failure(exit_code::failure, std::string("pipe: ") + std::strerror(errno));
+  std::fflush(nullptr);  // or the child would write our buffered output again
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int e = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Failure(exit_code::failure, std::string("fork: ") + std::strerror(e));
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    return daemon_child(fds[1], cfg, log);
+  }
+  ::close(fds[1]);
+  return await_child(fds[0], pid, cfg.mountpoint);
+}
+
+}  // namespace snapfs::cli

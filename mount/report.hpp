@@ -1,0 +1,35 @@
+// `snapfs status` and `snapfs conflicts`: the daemon answers a virtual xattr
+// with JSON (fuse/include/snapfs/fuse/daemon.hpp); this turns it into lines
+// for humans. A small JSON reader is enough for these flat documents and
+// keeps the command free of another dependency.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace snapfs::cli {
+
+struct Json {
+  enum class Type { null, boolean, number, string, array, object };
+  Type type = Type::null;
+  bool boolean = false;
+  std::string text;  // a string's value, or a number's literal as sent
+  std::vector<Json> items;
+  std::vector<std::pair<std::string, Json>> members;  // in document order
+
+  [[nodiscard]] const Json* find(std::string_view key) const;
+};
+
+// Parses one JSON value (RFC 8259, \u escapes to UTF-8). Throws
+// Failure(failure) naming the offset on malformed input.
+Json parse_json(std::string_view text);
+
+// "key: value" lines; nested objects as "outer.inner: value", arrays of
+// scalars joined with ", ".
+std::string render_status(const Json& status);
+// A table with PATH, TIME, PID, SIZE, KEPT AT columns, or "no conflicts".
+std::string render_conflicts(const Json& conflicts);
+
+}  // namespace snapfs::cli
