@@ -20,7 +20,9 @@ Result<TmpFile> TmpFile::create_in(int dirfd) noexcept {
   // It is opened without O_EXCL on purpose: O_TMPFILE|O_EXCL forbids ever
   // linking it, and publish() links it to commit.
   auto fd = sys::openat(dirfd, ".", O_TMPFILE | O_RDWR, 0600);
-  if (!fd) return std::move(fd).error();
+  // "." says nothing to a reader of the error: leave the path to the caller,
+  // who knows which file the snapshot is for (Error::with_path).
+  if (!fd) return Error(fd.error().code(), "openat(O_TMPFILE)");
   return TmpFile(std::move(*fd));
 }
 

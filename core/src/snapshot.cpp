@@ -179,10 +179,20 @@ Result<void> MmapMut::resize(std::size_t new_len) noexcept {
 Result<void> MmapMut::write_at(std::size_t off, std::span<const std::byte> bytes) noexcept {
   if (!private_.valid()) return Error::of(EBADF, "write_at");
   if (off > kMaxLen || bytes.size() > kMaxLen - off) return Error::of(EFBIG, "write_at");
+  // Nothing to write changes nothing, not even the length (pwrite of 0
+  // bytes does not extend a file, so neither may the mapping).
+  if (bytes.empty()) return {};
   // write(2) goes through the same page cache the mapping shows, so the
   // mapping sees these bytes at once; unlike a store into the mapping, a
   // block that cannot be allocated is an error value here.
-  SNAPFS_TRY(sys::pwrite_all(private_.fd(), bytes, off));
+  if (auto w = sys::pwrite_all(private_.fd(), bytes, off); !w) {
+    // A write that failed part way may have extended the file: cut it back,
+    // so that size(), the mapping and what a commit publishes still agree.
+    // The bytes it did write inside the old length stay, as after a short
+    // write(2).
+    (void)sys::ftruncate(private_.fd(), map_.size());
+    return w;
+  }
   const std::size_t end = off + bytes.size();
   if (end > map_.size()) SNAPFS_TRY(map_.remap(private_.fd(), end, true));
   return {};
