@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
+#include <sstream>
 #include <string>
 #include <system_error>
 
@@ -66,7 +68,7 @@ void for_each_fd(F f) {
 ProcCounts ProcCounts::now() {
   ProcCounts c;
   for_each_fd([&](int) { ++c.fds; });
-  c.maps = split_lines(slurp_proc("/proc/self/maps")).size();
+  c.maps = file_mapping_lines().size();
   return c;
 }
 
@@ -84,6 +86,31 @@ std::vector<std::string> open_fd_targets() {
 }
 
 std::vector<std::string> mapping_lines() { return split_lines(slurp_proc("/proc/self/maps")); }
+
+std::vector<std::string> file_mapping_lines() {
+  std::vector<std::string> out;
+  for (auto& line : mapping_lines()) {
+    // address perms offset dev inode [path]
+    std::istringstream fields(line);
+    std::string addr, perms, offset, dev, inode;
+    fields >> addr >> perms >> offset >> dev >> inode;
+    if (!inode.empty() && inode != "0") out.push_back(std::move(line));
+  }
+  return out;
+}
+
+bool address_is_mapped(const void* addr) {
+  const auto a = reinterpret_cast<std::uintptr_t>(addr);
+  for (const auto& line : mapping_lines()) {
+    // "7f1c2a000000-7f1c2a021000 rw-p ..."
+    const auto dash = line.find('-');
+    if (dash == std::string::npos) continue;
+    const auto lo = std::stoull(line.substr(0, dash), nullptr, 16);
+    const auto hi = std::stoull(line.substr(dash + 1), nullptr, 16);
+    if (a >= lo && a < hi) return true;
+  }
+  return false;
+}
 
 std::string added_lines(const std::vector<std::string>& before,
                         const std::vector<std::string>& after) {
