@@ -165,13 +165,19 @@ Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
     // O_EXCL-like publish: the final name directly, EEXIST if it exists.
     SNAPFS_TRY(link_anonymous(file.fd(), dirfd, name));
   } else {
-    // 3. A temporary name in the target's own directory, so that the
-    // rename below stays within one filesystem (EXDEV otherwise).
+    // 3. A temporary name in the staging directory or the target's own
+    // directory: on the target's filesystem, so the rename below cannot
+    // fail with EXDEV.
     char tmp[32];
+    int tmpdir = opts.staging_dir >= 0 ? opts.staging_dir : dirfd;
     Result<void> linked = Error::of(EEXIST, "linkat");
     for (int attempt = 0; attempt < 8 && !linked && linked.error().value() == EEXIST; ++attempt) {
       SNAPFS_TRY(temp_name(tmp));
-      linked = link_anonymous(file.fd(), dirfd, tmp);
+      linked = link_anonymous(file.fd(), tmpdir, tmp);
+      if (!linked && linked.error().value() == EXDEV && tmpdir != dirfd) {
+        tmpdir = dirfd;  // the staging directory is on another filesystem
+        linked = Error::of(EEXIST, "linkat");
+      }
     }
     if (!linked) return std::move(linked).error();
 
@@ -180,11 +186,11 @@ Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
     // nothing. A crash before this line leaves the old file and the
     // temporary name (removed by the next mount's recovery); after it, the
     // new file.
-    auto renamed = sys::renameat(dirfd, tmp, dirfd, name);
+    auto renamed = sys::renameat(tmpdir, tmp, dirfd, name);
     if (!renamed) {
       // Nothing was replaced; take the temporary name away again. If even
       // that fails, report the first error: it is the cause.
-      (void)sys::unlinkat(dirfd, tmp, 0);
+      (void)sys::unlinkat(tmpdir, tmp, 0);
       return std::move(renamed).error();
     }
   }

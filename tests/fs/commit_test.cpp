@@ -365,3 +365,67 @@ SNAPFS_INSTANTIATE_ALL_FS(Commit);
 
 }  // namespace
 }  // namespace snapfs::test
+
+namespace snapfs::test {
+namespace {
+
+// publish() with a staging directory (the daemon's B/.snapfs/staging): the
+// temporary name lives there, never in the target's directory, and is gone
+// after success and after a failed rename.
+class Staging : public LoopFsTest {};
+
+core::UniqueFd open_dir(const std::filesystem::path& p) {
+  return core::UniqueFd(::open(p.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+}
+
+TEST_P(Staging, TemporaryNameLivesInTheStagingDirectory) {
+  const auto dir = path("d");
+  const auto staging = path("staging");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(staging.c_str(), 0700), 0);
+  write_file(dir / "f", "old", 0640);
+  auto dirfd = open_dir(dir);
+  auto stagingfd = open_dir(staging);
+  ASSERT_TRUE(dirfd.valid() && stagingfd.valid());
+
+  auto file = core::TmpFile::create_in(dirfd.get());
+  ASSERT_TRUE(ok(file));
+  ASSERT_EQ(::pwrite(file->fd(), "new content", 11, 0), 11);
+  core::PublishOptions opts;
+  opts.staging_dir = stagingfd.get();
+  ASSERT_TRUE(ok(core::publish(*file, dirfd.get(), "f", opts)));
+  EXPECT_EQ(read_file(dir / "f"), "new content");
+  EXPECT_EQ(stat_of(dir / "f").st_mode & 07777, 0640u) << "metadata of the replaced file";
+  EXPECT_EQ(list_dir(dir), std::vector<std::string>{"f"});
+  EXPECT_EQ(list_dir(staging), std::vector<std::string>{});
+
+  // A rename that fails (the target is a directory) leaves no name anywhere.
+  ASSERT_EQ(::mkdir((dir / "sub").c_str(), 0755), 0);
+  auto file2 = core::TmpFile::create_in(dirfd.get());
+  ASSERT_TRUE(ok(file2));
+  EXPECT_TRUE(fails_with(core::publish(*file2, dirfd.get(), "sub", opts), EISDIR));
+  EXPECT_EQ(list_dir(staging), std::vector<std::string>{});
+  EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"f", "sub"}));
+}
+
+TEST_P(Staging, AStagingDirectoryOnAnotherFilesystemFallsBackToTheTargetDirectory) {
+  TempDir elsewhere("snapfs-test-staging-");
+  const auto dir = path("d");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  auto dirfd = open_dir(dir);
+  auto stagingfd = open_dir(elsewhere.path());
+  auto file = core::TmpFile::create_in(dirfd.get());
+  ASSERT_TRUE(ok(file));
+  ASSERT_EQ(::pwrite(file->fd(), "x", 1, 0), 1);
+  core::PublishOptions opts;
+  opts.staging_dir = stagingfd.get();
+  ASSERT_TRUE(ok(core::publish(*file, dirfd.get(), "f", opts)));
+  EXPECT_EQ(read_file(dir / "f"), "x");
+  EXPECT_EQ(list_dir(dir), std::vector<std::string>{"f"});
+  EXPECT_EQ(list_dir(elsewhere.path()), std::vector<std::string>{});
+}
+
+SNAPFS_INSTANTIATE_ALL_FS(Staging);
+
+}  // namespace
+}  // namespace snapfs::test

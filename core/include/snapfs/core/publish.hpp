@@ -24,6 +24,12 @@ struct PublishOptions {
   // Metadata for the new file when there is no file to replace:
   // 0666 & ~umask, owned by the caller.
   mode_t create_mode = 0666;
+  // Where the temporary name lives between link and rename: a directory on
+  // the target's filesystem that holds nothing else, so that whoever
+  // recovers after a crash finds every leftover there instead of walking a
+  // tree (the daemon uses B/.snapfs/staging). -1: the target's directory.
+  // If it is on another filesystem (EXDEV), the target's directory is used.
+  int staging_dir = -1;
 };
 
 // Gives `file` the metadata of the file it replaces (mode, owner, group,
