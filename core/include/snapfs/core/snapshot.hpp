@@ -94,8 +94,10 @@ public:
   // O(1) with reflinks, O(n) elsewhere (the published copy must not share
   // pages with the mapping).
   Result<void> commit() noexcept;
-  // Publishes and closes; O(1) everywhere (the snapshot itself becomes the
-  // file). The object is empty afterwards, whether or not it succeeded.
+  // Publishes and closes: the snapshot itself becomes the file, so snapfs
+  // copies nothing. (The filesystem may still do work in the size of the
+  // file: ext4 writes back the data at a rename over a file, auto_da_alloc,
+  // and tmpfs frees the replaced file's pages; see docs/performance.md.) The object is empty afterwards, whether or not it succeeded.
   Result<void> commit_and_close() noexcept;
   // Publishes the snapshot under `newpath` (same filesystem) and closes.
   Result<void> link(const std::filesystem::path& newpath) noexcept;
