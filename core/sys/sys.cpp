@@ -99,17 +99,34 @@ Result<void> ficlone(int dst, int src) noexcept {
 }
 
 Result<std::uint64_t> copy_range(int dst, int src) noexcept {
-  loff_t off_in = 0;
-  loff_t off_out = 0;
-  // 1 GiB per call: the kernel clamps larger requests anyway, and the loop
-  // ends at the source's end of file (a return of 0).
-  constexpr std::size_t kChunk = std::size_t{1} << 30;
-  for (;;) {
-    const ssize_t n =
-        retry([&] { return ::copy_file_range(src, &off_in, dst, &off_out, kChunk, 0); });
-    if (n == -1) return Error::from_errno("copy_file_range");
-    if (n == 0) return static_cast<std::uint64_t>(off_out);
+  // Only the data segments are copied (SEEK_DATA/SEEK_HOLE): a sparse file
+  // stays sparse in its snapshot, instead of having its holes written out
+  // as zeros. The length is the source's at the start; ftruncate at the end
+  // restores a trailing hole. Filesystems without hole tracking report the
+  // whole file as one data segment.
+  struct stat st {};
+  if (::fstat(src, &st) == -1) return Error::from_errno("fstat");
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  std::uint64_t pos = 0;
+  while (pos < size) {
+    const off_t data = ::lseek(src, static_cast<off_t>(pos), SEEK_DATA);
+    if (data == -1 && errno == ENXIO) break;  // only a hole is left
+    if (data == -1) return Error::from_errno("lseek(SEEK_DATA)");
+    const off_t hole = ::lseek(src, data, SEEK_HOLE);
+    if (hole == -1) return Error::from_errno("lseek(SEEK_HOLE)");
+    loff_t off_in = data;
+    loff_t off_out = data;
+    while (off_in < hole) {
+      const auto want = static_cast<std::size_t>(hole - off_in);
+      const ssize_t n =
+          retry([&] { return ::copy_file_range(src, &off_in, dst, &off_out, want, 0); });
+      if (n == -1) return Error::from_errno("copy_file_range");
+      if (n == 0) break;  // the source shrank under us
+    }
+    pos = static_cast<std::uint64_t>(hole);
   }
+  if (::ftruncate(dst, static_cast<off_t>(size)) == -1) return Error::from_errno("ftruncate");
+  return size;
 }
 
 Result<std::uint64_t> copy_rw(int dst, int src) noexcept {

@@ -47,9 +47,9 @@ Result<void> unlinkat(int dirfd, const char* path, int flags) noexcept;
 
 // ioctl(FICLONE): makes `dst` share all of `src`'s extents.
 Result<void> ficlone(int dst, int src) noexcept;
-// copy_file_range(2) from offset 0 of `src` to offset 0 of `dst` until the
-// end of `src` (which may have moved since the caller looked at its size).
-// Returns the number of bytes copied.
+// copy_file_range(2) of `src`'s data segments to the same offsets of `dst`,
+// which ends up as long as `src` was when the copy started, holes kept.
+// Returns that length.
 Result<std::uint64_t> copy_range(int dst, int src) noexcept;
 // The same through pread/pwrite, for the pairs copy_file_range refuses
 // (across filesystems, memfd, procfs...).

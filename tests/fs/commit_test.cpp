@@ -429,3 +429,45 @@ SNAPFS_INSTANTIATE_ALL_FS(Staging);
 
 }  // namespace
 }  // namespace snapfs::test
+
+namespace snapfs::test {
+namespace {
+
+// A sparse file stays sparse through a snapshot and a commit, whether the
+// filesystem clones (XFS, btrfs) or copies (ext4, tmpfs: the copy skips holes
+// with SEEK_DATA/SEEK_HOLE instead of writing them out as zeros).
+class Sparse : public LoopFsTest {};
+
+TEST_P(Sparse, SnapshotAndCommitKeepHoles) {
+  const auto p = path("sparse");
+  constexpr std::size_t kSize = 8u << 20;  // 8 MiB, data only in the last 4 bytes
+  {
+    core::UniqueFd fd(::open(p.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::pwrite(fd.get(), "tail", 4, kSize - 4), 4);
+  }
+  const auto blocks_before = stat_of(p).st_blocks;
+  ASSERT_LT(blocks_before, 256) << "the filesystem did not make a sparse file";
+
+  auto m = MmapMut::open(p);
+  ASSERT_TRUE(ok(m));
+  ASSERT_EQ(m->size(), kSize);
+  // Only the two ends are touched: on tmpfs, even a read fault of a hole in
+  // a MAP_SHARED mapping allocates a page, which is not what is tested here.
+  EXPECT_EQ(m->chars().substr(kSize - 4), "tail");
+  store(*m, 0, "head");
+  ASSERT_TRUE(ok(m->commit_and_close()));
+
+  const auto st = stat_of(p);
+  EXPECT_EQ(static_cast<std::size_t>(st.st_size), kSize);
+  EXPECT_LT(st.st_blocks, 512) << "holes were written out as data";
+  const std::string got = read_file(p);
+  EXPECT_EQ(got.substr(0, 4), "head");
+  EXPECT_EQ(got.substr(kSize - 4), "tail");
+  EXPECT_EQ(got.find_first_not_of('\0', 4), kSize - 4);
+}
+
+SNAPFS_INSTANTIATE_ALL_FS(Sparse);
+
+}  // namespace
+}  // namespace snapfs::test
