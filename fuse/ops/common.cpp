@@ -1,0 +1,108 @@
+// Lookup of one component, ownership of created inodes, GETATTR views.
+// Symlink-safe: openat2(RESOLVE_BENEATH) of a single name with O_NOFOLLOW;
+// everything else acts on held descriptors (AT_EMPTY_PATH, /proc/self/fd).
+#include "ops/common.hpp"
+
+#include "sys/sys.hpp"
+#include "sys_extra.hpp"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+
+#include <cstring>
+#include <new>
+#include <shared_mutex>
+
+namespace snapfs::fuse::ops {
+
+using core::Error;
+using core::Result;
+
+namespace {
+
+bool matches_glob(const Daemon& d, const std::string& path) {
+  for (const auto& g : d.cfg.passthrough_globs) {
+    const char* pat = g.c_str();
+    while (*pat == '/') ++pat;  // globs are relative to M; accept "/x" too
+    if (::fnmatch(pat, path.c_str(), FNM_PATHNAME) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool is_passthrough(Daemon& d, const Node& parent, const char* name) {
+  if (d.cfg.passthrough_globs.empty()) return false;
+  std::string path = d.table.path_of(parent);
+  if (!path.empty()) path += '/';
+  path += name;
+  return matches_glob(d, path);
+}
+
+Result<core::UniqueFd> reopen_path(int fd) noexcept {
+  // The magic link names the open file itself, not a path: no race.
+  const auto proc = core::sys::proc_fd_path(fd);
+  return core::sys::openat(AT_FDCWD, proc.c_str(), O_PATH);
+}
+
+Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
+                                        const char* name, core::UniqueFd fd,
+                                        fuse_entry_param& e) noexcept {
+  auto st = core::sys::fstat(fd.get());
+  if (!st) return std::move(st).error();
+  try {
+    const bool glob = S_ISREG(st->st_mode) && is_passthrough(d, *parent, name);
+    auto node = d.table.intern(parent, name, std::move(fd), *st, glob);
+    std::memset(&e, 0, sizeof e);
+    e.ino = node->id();
+    e.generation = 0;  // node ids are never reused
+    e.attr = *st;
+    // Only fresh or idle nodes come back from a lookup of a snapshot file
+    // (inode_table.cpp); a shared node may have opens, whose view is B/p.
+    if (auto h = d.table.open_of(*node)) {
+      std::shared_lock lk(h->mu);
+      if (auto a = handle_attr(*h)) e.attr = *a;
+    }
+    e.attr_timeout = attr_timeout(*node);
+    e.entry_timeout = entry_timeout(*node);
+    return node;
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "lookup", name);
+  }
+}
+
+Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
+                                           const char* name, fuse_entry_param& e) noexcept {
+  if (!valid_name(name)) return Error::of(EINVAL, "lookup", name ? name : "");
+  const FdRef pfd = parent->fd();
+  // SAFETY: one component, O_NOFOLLOW (a symlink is opened as itself) and
+  // RESOLVE_BENEATH (a ".." or absolute walk fails with EXDEV).
+  auto fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
+  if (!fd) return std::move(fd).error();
+  return intern_fd(d, parent, name, std::move(*fd), e);
+}
+
+Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcept {
+  if (!d.as_root) return {};
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto dir = core::sys::fstat(dirfd);
+  if (!dir) return std::move(dir).error();
+  // A setgid directory hands its group down (the kernel already did that).
+  const gid_t gid = (dir->st_mode & S_ISGID) ? static_cast<gid_t>(-1) : ctx->gid;
+  if (ctx->uid == 0 && (gid == static_cast<gid_t>(-1) || gid == 0)) return {};
+  return sys::fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+}
+
+Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept {
+  std::shared_ptr<Handle> h;
+  if (fi && fi->fh) h = handle_ref(fi);
+  if (!h) h = d.table.open_of(node);
+  if (h) {
+    std::shared_lock lk(h->mu);
+    return handle_attr(*h);
+  }
+  const FdRef fd = node.fd();
+  return core::sys::fstat(fd->get());
+}
+
+}  // namespace snapfs::fuse::ops

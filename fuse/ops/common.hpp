@@ -1,0 +1,50 @@
+// Helpers shared by the handlers: the lookup of one final component and the
+// ownership of what we create.
+#pragma once
+
+#include "daemon_state.hpp"
+#include "handle.hpp"
+
+#include <snapfs/core/result.hpp>
+
+#include <memory>
+
+namespace snapfs::fuse::ops {
+
+// Looks `name` up in `parent` (one component, O_PATH|O_NOFOLLOW, beneath the
+// parent: never follows a symlink or ".."), counts a kernel lookup and fills
+// `e`. The caller must reply with `e` (or forget the lookup).
+core::Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
+                                                 const char* name, fuse_entry_param& e) noexcept;
+
+// Registers the backing inode `fd` (O_PATH, or any fd of a file we just
+// created) as `name` in `parent`, counts a kernel lookup and fills `e`.
+core::Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
+                                              const char* name, core::UniqueFd fd,
+                                              fuse_entry_param& e) noexcept;
+
+// As root, gives the just-created inode `fd` (in directory `dirfd`) to the
+// caller: its uid, and its gid unless the directory is setgid. Acts on the
+// held descriptor (AT_EMPTY_PATH), never on a name.
+core::Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcept;
+
+// Re-opens the inode behind `fd` as an O_PATH handle (through /proc/self/fd).
+core::Result<core::UniqueFd> reopen_path(int fd) noexcept;
+
+// Whether a regular file `name` in `parent` falls under -o passthrough=GLOB.
+bool is_passthrough(Daemon& d, const Node& parent, const char* name);
+
+// fi->fh holds a heap-allocated std::shared_ptr<Handle> (made in open/create,
+// deleted in release), so a GETATTR that found the handle through its node
+// keeps it alive while RELEASE runs.
+inline const std::shared_ptr<Handle>& handle_ref(const fuse_file_info* fi) {
+  return *reinterpret_cast<const std::shared_ptr<Handle>*>(static_cast<uintptr_t>(fi->fh));
+}
+// Handlers hold their own copy of the shared_ptr (never a bare reference):
+// a lock or reference still alive after the reply would outlive the Handle
+// if the application closes the file and RELEASE runs meanwhile.
+
+// What GETATTR shows for a node (its open snapshot's view, or B/p).
+core::Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept;
+
+}  // namespace snapfs::fuse::ops

@@ -1,0 +1,129 @@
+// OPENDIR, READDIR, RELEASEDIR, FSYNCDIR, STATFS, ACCESS.
+// Symlink-safe: the directory stream is opened as "." relative to the node's
+// held O_PATH handle; STATFS/ACCESS act on held handles (AT_EMPTY_PATH).
+#include "ops/common.hpp"
+#include "ops/ops.hpp"
+#include "reply.hpp"
+#include "sys/sys.hpp"
+#include "sys_extra.hpp"
+
+#include <fcntl.h>
+
+#include <mutex>
+#include <new>
+#include <vector>
+
+namespace snapfs::fuse::ops {
+
+namespace {
+
+struct DirHandle {
+  std::mutex mu;
+  sys::DirStream stream;
+  std::int64_t offset = 0;
+  struct dirent* pending = nullptr;  // read but did not fit in the last reply
+};
+
+DirHandle& dir_of(const fuse_file_info* fi) {
+  return *reinterpret_cast<DirHandle*>(static_cast<uintptr_t>(fi->fh));
+}
+
+}  // namespace
+
+void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  Daemon& d = daemon_of(req);
+  auto node = d.table.get(ino);
+  const FdRef fd = node->fd();
+  auto s = sys::DirStream::open(fd->get());
+  if (!s) return reply_error(req, s.error(), "opendir", ino);
+  auto* dh = new (std::nothrow) DirHandle;
+  if (!dh) return reply_errno(req, ENOMEM, "opendir", ino);
+  dh->stream = std::move(*s);
+  fi->fh = reinterpret_cast<uintptr_t>(dh);
+  fi->cache_readdir = 0;
+  fi->keep_cache = 0;
+  if (!reply_open(req, fi)) delete dh;
+}
+
+void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  DirHandle& dh = dir_of(fi);
+  std::vector<char> buf;
+  try {
+    buf.resize(size);
+  } catch (const std::bad_alloc&) {
+    return reply_errno(req, ENOMEM, "readdir", ino);
+  }
+  std::unique_lock lk(dh.mu);
+  if (off != dh.offset) {
+    dh.stream.seek(off);
+    dh.pending = nullptr;
+    dh.offset = off;
+  }
+  char* p = buf.data();
+  size_t rem = size;
+  for (;;) {
+    struct dirent* e = dh.pending;
+    if (!e) {
+      auto n = dh.stream.next();
+      if (!n) {
+        if (rem < size) break;  // send what we have; the error comes next time
+        lk.unlock();
+        return reply_error(req, n.error(), "readdir", ino);
+      }
+      e = *n;
+    }
+    if (!e) break;
+    struct stat st {};
+    st.st_ino = e->d_ino;
+    st.st_mode = static_cast<mode_t>(DTTOIF(e->d_type));
+    const size_t need = fuse_add_direntry(req, p, rem, e->d_name, &st, e->d_off);
+    if (need > rem) {
+      dh.pending = e;
+      break;
+    }
+    p += need;
+    rem -= need;
+    dh.pending = nullptr;
+    dh.offset = e->d_off;
+  }
+  // Unlock before the reply: once it is sent, closedir() and RELEASEDIR may
+  // free `dh` on another thread.
+  lk.unlock();
+  reply_buf(req, buf.data(), size - rem);
+}
+
+void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  (void)ino;
+  delete &dir_of(fi);
+  reply_ok(req);
+}
+
+void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {
+  DirHandle& dh = dir_of(fi);
+  const int fd = dh.stream.fd();
+  auto r = datasync ? core::sys::fdatasync(fd) : core::sys::fsync(fd);
+  if (!r) return reply_error(req, r.error(), "fsyncdir", ino);
+  reply_ok(req);
+}
+
+void statfs(fuse_req_t req, fuse_ino_t ino) noexcept {
+  Daemon& d = daemon_of(req);
+  auto node = d.table.get(ino ? ino : FUSE_ROOT_ID);
+  const FdRef fd = node->fd();
+  auto st = sys::fstatvfs(fd->get());
+  if (!st) return reply_error(req, st.error(), "statfs", ino);
+  reply_statfs(req, *st);
+}
+
+void access(fuse_req_t req, fuse_ino_t ino, int mask) noexcept {
+  // Only sent without default_permissions, i.e. when the daemon runs as the
+  // mounting user, whose rights are then the ones that count.
+  Daemon& d = daemon_of(req);
+  auto node = d.table.get(ino);
+  const FdRef fd = node->fd();
+  auto r = sys::faccessat(fd->get(), "", mask, AT_EMPTY_PATH | AT_EACCESS);
+  if (!r) return reply_error(req, r.error(), "access", ino);
+  reply_ok(req);
+}
+
+}  // namespace snapfs::fuse::ops

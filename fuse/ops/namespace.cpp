@@ -1,0 +1,137 @@
+// MKDIR, MKNOD, SYMLINK, LINK, UNLINK, RMDIR, READLINK: straight to B.
+// Symlink-safe: every call is an *at() on the parent's held O_PATH directory
+// handle with one final component (valid_name()); new entries are re-opened
+// with O_PATH|O_NOFOLLOW beneath the parent; LINK and READLINK act on the
+// node's held handle (AT_EMPTY_PATH, /proc/self/fd), never on a path.
+#include "ops/common.hpp"
+#include "ops/ops.hpp"
+#include "reply.hpp"
+#include "sys/sys.hpp"
+#include "sys_extra.hpp"
+
+#include <fcntl.h>
+
+#include <mutex>
+#include <shared_mutex>
+
+namespace snapfs::fuse::ops {
+
+using core::Result;
+
+namespace {
+
+// After a create-like call made `name` in `parent`: give it to the caller,
+// register it and reply with its entry.
+void finish_new(fuse_req_t req, Daemon& d, const std::shared_ptr<Node>& parent, int pfd,
+                const char* name, const char* op) noexcept {
+  auto fd = core::sys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
+  if (!fd) return reply_error(req, fd.error(), op, parent->id());
+  if (auto r = chown_created(d, req, pfd, fd->get()); !r)
+    return reply_error(req, r.error(), op, parent->id());
+  fuse_entry_param e{};
+  auto node = intern_fd(d, parent, name, std::move(*fd), e);
+  if (!node) return reply_error(req, node.error(), op, parent->id());
+  reply_entry(req, e);
+}
+
+}  // namespace
+
+void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) noexcept {
+  Daemon& d = daemon_of(req);
+  if (!valid_name(name)) return reply_errno(req, EINVAL, "mkdir", parent);
+  auto pnode = d.table.get(parent);
+  const FdRef pfd = pnode->fd();
+  if (auto r = sys::mkdirat(pfd->get(), name, mode & 07777); !r)
+    return reply_error(req, r.error(), "mkdir", parent);
+  finish_new(req, d, pnode, pfd->get(), name, "mkdir");
+}
+
+void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+           dev_t rdev) noexcept {
+  Daemon& d = daemon_of(req);
+  if (!valid_name(name)) return reply_errno(req, EINVAL, "mknod", parent);
+  auto pnode = d.table.get(parent);
+  const FdRef pfd = pnode->fd();
+  // Devices need CAP_MKNOD of the caller, which the kernel checks before
+  // sending MKNOD (vfs_mknod); fifos and sockets are anyone's.
+  if (auto r = sys::mknodat(pfd->get(), name, mode, rdev); !r)
+    return reply_error(req, r.error(), "mknod", parent);
+  finish_new(req, d, pnode, pfd->get(), name, "mknod");
+}
+
+void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) noexcept {
+  Daemon& d = daemon_of(req);
+  if (!valid_name(name)) return reply_errno(req, EINVAL, "symlink", parent);
+  auto pnode = d.table.get(parent);
+  const FdRef pfd = pnode->fd();
+  // The target is only text: it is stored, never resolved by the daemon.
+  if (auto r = sys::symlinkat(target, pfd->get(), name); !r)
+    return reply_error(req, r.error(), "symlink", parent);
+  finish_new(req, d, pnode, pfd->get(), name, "symlink");
+}
+
+void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) noexcept {
+  Daemon& d = daemon_of(req);
+  if (!valid_name(newname)) return reply_errno(req, EINVAL, "link", ino);
+  auto node = d.table.get(ino);
+  auto pnode = d.table.get(newparent);
+  const FdRef fd = node->fd();
+  const FdRef pfd = pnode->fd();
+  Result<void> r;
+  if (node->type() == S_IFLNK) {
+    // A symlink cannot be reached through /proc/self/fd without following
+    // it; AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (root daemons have it).
+    r = core::sys::linkat(fd->get(), "", pfd->get(), newname, AT_EMPTY_PATH);
+  } else {
+    const auto proc = core::sys::proc_fd_path(fd->get());
+    r = core::sys::linkat(AT_FDCWD, proc.c_str(), pfd->get(), newname, AT_SYMLINK_FOLLOW);
+  }
+  if (!r) return reply_error(req, r.error(), "link", ino);
+  fuse_entry_param e{};
+  auto n = lookup_child(d, pnode, newname, e);
+  if (!n) return reply_error(req, n.error(), "link", ino);
+  reply_entry(req, e);
+}
+
+namespace {
+
+void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
+            const char* op) noexcept {
+  Daemon& d = daemon_of(req);
+  if (!valid_name(name)) return reply_errno(req, EINVAL, op, parent);
+  auto pnode = d.table.get(parent);
+  const FdRef pfd = pnode->fd();
+  {
+    // Exclusive against commits: once the name is gone, an open description
+    // of it commits nothing (SPEC §2.4) and is never resurrected.
+    std::unique_lock ns(d.ns_mu);
+    if (auto r = core::sys::unlinkat(pfd->get(), name, flags); !r)
+      return reply_error(req, r.error(), op, parent);
+    try {
+      d.table.on_unlink(parent, name);
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  reply_ok(req);
+}
+
+}  // namespace
+
+void unlink(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
+  remove(req, parent, name, 0, "unlink");
+}
+
+void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
+  remove(req, parent, name, AT_REMOVEDIR, "rmdir");
+}
+
+void readlink(fuse_req_t req, fuse_ino_t ino) noexcept {
+  Daemon& d = daemon_of(req);
+  auto node = d.table.get(ino);
+  const FdRef fd = node->fd();
+  auto target = sys::readlink_fd(fd->get());
+  if (!target) return reply_error(req, target.error(), "readlink", ino);
+  reply_readlink(req, target->c_str());
+}
+
+}  // namespace snapfs::fuse::ops

@@ -1,0 +1,229 @@
+// OPEN, CREATE, FLUSH (the commit), RELEASE, FSYNC.
+// Symlink-safe: OPEN re-opens the node's held O_PATH handle of a regular file
+// through /proc/self/fd (handle.cpp); CREATE is openat(O_CREAT|O_EXCL|O_NOFOLLOW)
+// of one component in the parent's held directory handle.
+#include "ops/common.hpp"
+#include "ops/ops.hpp"
+#include "reply.hpp"
+#include "sys/sys.hpp"
+
+#include <fcntl.h>
+
+#include <new>
+#include <shared_mutex>
+
+namespace snapfs::fuse::ops {
+
+using core::Error;
+using core::Result;
+
+namespace {
+
+// Hands the handle to the kernel: fi->fh, the open flags, the statistics.
+// False (and nothing registered) if the node already has an open.
+bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
+             const Handle* share_with = nullptr, bool force = false) noexcept {
+  std::shared_ptr<Handle> h;
+  std::shared_ptr<Handle>* holder = nullptr;
+  try {
+    h = std::shared_ptr<Handle>(std::move(owned));
+    holder = new std::shared_ptr<Handle>(h);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  if (!d.table.attach_open(*h->node, h, share_with, force)) {
+    delete holder;
+    return false;
+  }
+  fi->fh = reinterpret_cast<uintptr_t>(holder);
+  // Every open is direct_io, readers too, and never keep_cache: the page
+  // cache is per inode, so cached reads would show another open's snapshot
+  // (FUSE-NOTES §3). Shared (passthrough glob) opens stay coherent with B.
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  // A read-only description never commits; without FLUSH its close() does
+  // not wait for the daemon (FUSE-NOTES §1).
+  fi->noflush = (!h->writable && !h->dirty) ? 1 : 0;
+  if (h->kind == HandleKind::snapshot || h->kind == HandleKind::reader_share)
+    d.stats.open_snapshots.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void uninstall(Daemon& d, fuse_file_info* fi) noexcept {
+  auto* holder = reinterpret_cast<std::shared_ptr<Handle>*>(static_cast<uintptr_t>(fi->fh));
+  const std::shared_ptr<Handle> h = std::move(*holder);
+  delete holder;
+  fi->fh = 0;
+  d.table.detach_open(*h->node, h.get());
+  if (h->kind == HandleKind::snapshot || h->kind == HandleKind::reader_share)
+    d.stats.open_snapshots.fetch_sub(1, std::memory_order_relaxed);
+  // The snapshot (an unnamed O_TMPFILE) disappears with the last reference.
+}
+
+// A CREATE that fails after making the file in B takes it back, so that an
+// O_EXCL lock file does not stay behind for an open that returned an error.
+// Only if the name still holds the inode we made.
+void undo_create(int dirfd, const char* name, int fd) noexcept {
+  auto mine = core::sys::fstat(fd);
+  auto now = core::sys::fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW);
+  if (mine && now && mine->st_dev == now->st_dev && mine->st_ino == now->st_ino)
+    (void)core::sys::unlinkat(dirfd, name, 0);
+}
+
+}  // namespace
+
+void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  Daemon& d = daemon_of(req);
+  auto node = d.table.get(ino);
+  if (node->kind() != NodeKind::file && node->kind() != NodeKind::shared_file)
+    return reply_errno(req, node->is_dir() ? EISDIR : EINVAL, "open", ino);
+  // One open per node: the kernel re-walks on ESTALE (LOOKUP_REVAL) and the
+  // lookup then makes a fresh node (PASSTHROUGH-NOTES). Checked before the
+  // snapshot is made, and again atomically in install(). The exception:
+  // readers that land on a clean reader's node (two walks in the same jiffy
+  // share a dentry even with entry_timeout 0) share its snapshot, which
+  // makes a second ESTALE on the re-walk much less likely.
+  const auto cur = d.table.open_of(*node);
+  Result<std::unique_ptr<Handle>> h = Error::of(ESTALE, "open");
+  bool force = false;
+  if (!cur) {
+    h = open_handle(d, node, fi->flags, false);
+  } else if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
+    h = share_reader(node, *cur);
+  }
+  if (cur && !h && h.error().value() == ESTALE && d.table.second_open_after_estale(*node)) {
+    // Not a path walk (that would have come back on a fresh node): e.g. a
+    // re-open through /proc/PID/fd/N. Share the node rather than fail; its
+    // fstat then shows the first open's snapshot (design doc).
+    h = open_handle(d, node, fi->flags, false);
+    force = true;
+  }
+  if (!h) {
+    if (h.error().value() == ESTALE) return reply_errno(req, ESTALE, "open", ino);
+    return reply_error(req, h.error(), "open", ino);
+  }
+  if (!install(d, std::move(*h), fi, cur.get(), force))
+    return reply_errno(req, ESTALE, "open", ino);
+  d.log->debug("open ino {} flags {:#o}", ino, fi->flags);
+  if (!reply_open(req, fi)) uninstall(d, fi);
+}
+
+void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+            fuse_file_info* fi) noexcept {
+  Daemon& d = daemon_of(req);
+  if (!valid_name(name)) return reply_errno(req, EINVAL, "create", parent);
+  auto pnode = d.table.get(parent);
+  const FdRef pfd = pnode->fd();
+  const bool glob = is_passthrough(d, *pnode, name);
+  const int flags = fi->flags;
+
+  // The file appears in B now, empty, so that O_EXCL lock files work across
+  // processes (SPEC §2.3). ATOMICITY: O_CREAT|O_EXCL is decided by B itself.
+  // O_NOFOLLOW: a symlink planted at the name is never followed.
+  const int cflags = glob ? (flags & (O_ACCMODE | O_APPEND | O_EXCL | O_TRUNC))
+                          : (O_WRONLY | O_EXCL);
+  auto fd = core::sys::openat(pfd->get(), name, cflags | O_CREAT | O_NOFOLLOW, mode & 07777);
+  bool created = true;
+  if (!fd && fd.error().value() == EEXIST && !(flags & O_EXCL)) {
+    // It appeared since the kernel's lookup: open the existing file.
+    created = false;
+    fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
+  }
+  if (!fd) return reply_error(req, fd.error(), "create", parent);
+  // From here on, a failure removes what we created. The created inode is
+  // kept open (`made`) for the identity check of undo_create().
+  core::UniqueFd made;
+  auto fail = [&](const core::Error& err, const char* op) {
+    if (made) undo_create(pfd->get(), name, made.get());
+    reply_error(req, err, op, parent);
+  };
+  if (created) {
+    auto dup = reopen_path(fd->get());
+    if (dup) made = std::move(*dup);
+    if (auto r = chown_created(d, req, pfd->get(), fd->get()); !r)
+      return fail(r.error(), "create(chown)");
+  }
+  auto pathfd = reopen_path(fd->get());
+  if (!pathfd) return fail(pathfd.error(), "create");
+  fuse_entry_param e{};
+  auto node = intern_fd(d, pnode, name, std::move(*pathfd), e);
+  if (!node) return fail(node.error(), "create");
+
+  if ((*node)->kind() != NodeKind::file && (*node)->kind() != NodeKind::shared_file) {
+    // Not a regular file (a directory or symlink appeared at the name).
+    d.table.forget((*node)->id(), 1);
+    return reply_errno(req, EEXIST, "create", parent);
+  }
+  Result<std::unique_ptr<Handle>> h = Error::of(EIO, "create");
+  if (glob && created) {
+    // Passthrough glob: the descriptor we created with is the open.
+    try {
+      auto sh = std::make_unique<Handle>();
+      sh->node = *node;
+      sh->kind = HandleKind::shared;
+      sh->writable = (flags & O_ACCMODE) != O_RDONLY;
+      sh->append = (flags & O_APPEND) != 0;
+      sh->direct = std::move(*fd);
+      h = std::move(sh);
+    } catch (const std::bad_alloc&) {
+      h = Error::of(ENOMEM, "create");
+    }
+  } else {
+    h = open_handle(d, *node, flags & ~(O_CREAT | O_EXCL), created);
+  }
+  if (!h || !install(d, std::move(*h), fi)) {
+    d.table.forget((*node)->id(), 1);  // the kernel never hears of this lookup
+    if (!h) return fail(h.error(), "create");
+    return fail(Error::of(ESTALE, "create"), "create");
+  }
+  d.log->debug("create {} in ino {} -> ino {}", name, parent, e.ino);
+  if (!reply_create(req, e, fi)) {
+    // Interrupted: the application's open failed, so the file goes too.
+    uninstall(d, fi);
+    d.table.forget((*node)->id(), 1);
+    if (made) undo_create(pfd->get(), name, made.get());
+  }
+}
+
+void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  Daemon& d = daemon_of(req);
+  // Owned for the whole handler: once the reply is sent the application
+  // may close the file, and RELEASE (another thread) drops fi->fh's reference.
+  const std::shared_ptr<Handle> hp = handle_ref(fi);
+  Handle& h = *hp;
+  // Commit on close: FLUSH is synchronous with close() and its error is
+  // close()'s error (FUSE-NOTES §1). dup/fork send one FLUSH per close, so
+  // commit() publishes only a dirty snapshot and is idempotent.
+  const auto commits = d.stats.commits.load(std::memory_order_relaxed);
+  auto r = commit(d, h, fi->lock_owner);
+  if (r && d.stats.commits.load(std::memory_order_relaxed) != commits)
+    d.log->debug("flush ino {}: committed {}", ino, d.table.path_of(*h.node));
+  if (!r) {
+    d.log->error("commit of {} failed: {}", d.table.path_of(*h.node), r.error().message());
+    return reply_error(req, r.error(), "flush", ino);
+  }
+  reply_ok(req);
+}
+
+void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  (void)ino;
+  // RELEASE is asynchronous and carries no caller: it only frees. A commit
+  // here would race with the application's next open (FUSE-NOTES §1).
+  uninstall(daemon_of(req), fi);
+  reply_ok(req);
+}
+
+void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {
+  // Owned for the whole handler: once the reply is sent the application
+  // may close the file, and RELEASE (another thread) drops fi->fh's reference.
+  const std::shared_ptr<Handle> hp = handle_ref(fi);
+  Handle& h = *hp;
+  // Syncs the snapshot's data; it does not publish (the commit at close
+  // does, with the durability the mount asked for).
+  std::shared_lock lk(h.mu);
+  auto r = datasync ? core::sys::fdatasync(h.fd()) : core::sys::fsync(h.fd());
+  if (!r) return reply_error(req, r.error(), "fsync", ino);
+  reply_ok(req);
+}
+
+}  // namespace snapfs::fuse::ops

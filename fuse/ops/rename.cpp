@@ -1,0 +1,44 @@
+// RENAME (flags 0, RENAME_NOREPLACE, RENAME_EXCHANGE).
+// Symlink-safe: renameat2() between the two parents' held O_PATH directory
+// handles with one final component each; nothing is resolved by path.
+#include "ops/common.hpp"
+#include "ops/ops.hpp"
+#include "reply.hpp"
+#include "sys/sys.hpp"
+
+#include <linux/fs.h>
+
+#include <mutex>
+#include <new>
+#include <shared_mutex>
+
+namespace snapfs::fuse::ops {
+
+void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+            const char* newname, unsigned int flags) noexcept {
+  Daemon& d = daemon_of(req);
+  if (!valid_name(name) || !valid_name(newname)) return reply_errno(req, EINVAL, "rename", parent);
+  // RENAME_WHITEOUT is for overlay filesystems; refuse it rather than pass
+  // a device-node trick through to B.
+  if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE))
+    return reply_errno(req, EINVAL, "rename", parent);
+  auto from = d.table.get(parent);
+  auto to = d.table.get(newparent);
+  const FdRef from_fd = from->fd();
+  const FdRef to_fd = to->fd();
+  {
+    // Exclusive against commits: an open description follows its file to
+    // the new name (SPEC §2.4), and one whose name was replaced commits
+    // nothing; a commit in flight finishes before or after, never between.
+    std::unique_lock ns(d.ns_mu);
+    if (auto r = core::sys::renameat(from_fd->get(), name, to_fd->get(), newname, flags); !r)
+      return reply_error(req, r.error(), "rename", parent);
+    try {
+      d.table.on_rename(from, name, to, newname, (flags & RENAME_EXCHANGE) != 0);
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  reply_ok(req);
+}
+
+}  // namespace snapfs::fuse::ops

@@ -1,0 +1,123 @@
+// SETATTR: chmod, chown, truncate/ftruncate, utimens.
+// Symlink-safe: acts on the node's held O_PATH handle (AT_EMPTY_PATH or
+// /proc/self/fd/N), never on a name; AT_SYMLINK_NOFOLLOW throughout.
+#include "ops/common.hpp"
+#include "ops/ops.hpp"
+#include "reply.hpp"
+#include "sys/sys.hpp"
+#include "sys_extra.hpp"
+
+#include <fcntl.h>
+
+#include <mutex>
+#include <shared_mutex>
+
+namespace snapfs::fuse::ops {
+
+using core::Result;
+
+namespace {
+
+Result<void> ftruncate_handle(Daemon& d, Handle& h, std::uint64_t size) noexcept {
+  std::unique_lock lk(h.mu);
+  switch (h.kind) {
+    case HandleKind::shared:
+      return core::sys::ftruncate(h.direct.get(), size);
+    case HandleKind::exclusive_reader:
+    case HandleKind::reader_share:
+      return core::Error::of(EBADF, "ftruncate");
+    case HandleKind::snapshot:
+      break;
+  }
+  // ISOLATION: only this description's snapshot changes (SPEC §2.2).
+  SNAPFS_TRY(ensure_private(d, h));
+  SNAPFS_TRY(core::sys::ftruncate(h.snap.fd(), size));
+  h.mark_dirty(0);  // SETATTR carries no lock owner in libfuse 3.14
+  return {};
+}
+
+// utimens while a snapshot is open: the commit publishes the snapshot inode,
+// so its times must carry what the caller set (cp -p sets them before close).
+Result<void> times_on_snapshot(Daemon& d, Handle& h, const struct timespec times[2],
+                               const struct timespec& mtime_now) noexcept {
+  std::unique_lock lk(h.mu);
+  if (h.kind != HandleKind::snapshot) return {};
+  if (times[1].tv_nsec != UTIME_OMIT)
+    h.base_mtime = times[1].tv_nsec == UTIME_NOW ? mtime_now : times[1];
+  if (!h.dirty) return {};
+  SNAPFS_TRY(ensure_private(d, h));
+  return sys::utimensat(h.snap.fd(), "", times, AT_EMPTY_PATH);
+}
+
+}  // namespace
+
+void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+             fuse_file_info* fi) noexcept {
+  Daemon& d = daemon_of(req);
+  auto node = d.table.get(ino);
+  const bool file = node->kind() == NodeKind::file || node->kind() == NodeKind::shared_file;
+  // Metadata changes of a file exclude commits (Daemon::ns_mu): a commit
+  // copies the metadata of the file it replaces, and a chmod landing between
+  // that copy and the rename would be lost (docs/commit-protocol.md).
+  std::unique_lock ns(d.ns_mu, std::defer_lock);
+  if (file && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) ns.lock();
+  const FdRef fd = node->fd();  // after the lock: a commit may have rebound it
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (auto r = sys::chmod_fd(fd->get(), attr->st_mode & 07777); !r)
+      return reply_error(req, r.error(), "setattr(mode)", ino);
+  }
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+    const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+    if (auto r = sys::fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW); !r)
+      return reply_error(req, r.error(), "setattr(owner)", ino);
+  }
+  if (ns.owns_lock()) ns.unlock();
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    const auto size = static_cast<std::uint64_t>(attr->st_size);
+    Result<void> r;
+    if (node->is_dir()) {
+      r = core::Error::of(EISDIR, "truncate");
+    } else if (fi && fi->fh) {
+      const std::shared_ptr<Handle> hp = handle_ref(fi);
+      r = ftruncate_handle(d, *hp, size);  // ftruncate(fd)
+    } else {
+      // truncate(path), even by a process that has the file open: it is the
+      // published file's size that changes (FUSE-NOTES §4), atomically.
+      r = truncate_published(d, node, size);
+    }
+    if (!r) return reply_error(req, r.error(), "setattr(size)", ino);
+  }
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    struct timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = 0;
+    times[0].tv_nsec = times[1].tv_nsec = UTIME_OMIT;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+      times[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME)
+      times[0] = attr->st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+      times[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME)
+      times[1] = attr->st_mtim;
+    if (file) ns.lock();
+    const FdRef now_fd = node->fd();  // a truncate or commit may have published a new inode
+    if (auto r = sys::utimensat(now_fd->get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        !r)
+      return reply_error(req, r.error(), "setattr(times)", ino);
+    if (ns.owns_lock()) ns.unlock();  // Handle::mu comes before ns_mu
+    std::shared_ptr<Handle> h;
+    if (file) h = (fi && fi->fh) ? handle_ref(fi) : d.table.open_of(*node);
+    if (h && h->writable) {
+      auto now = core::sys::fstat(now_fd->get());
+      const struct timespec mnow = now ? now->st_mtim : times[1];
+      if (auto r = times_on_snapshot(d, *h, times, mnow); !r)
+        return reply_error(req, r.error(), "setattr(times)", ino);
+    }
+  }
+  auto st = node_attr(d, *node, fi);
+  if (!st) return reply_error(req, st.error(), "setattr", ino);
+  reply_attr(req, *st, attr_timeout(*node));
+}
+
+}  // namespace snapfs::fuse::ops

@@ -1,0 +1,139 @@
+// GETXATTR, SETXATTR, LISTXATTR, REMOVEXATTR, and the virtual status
+// attributes of the root (user.snapfs.status, user.snapfs.conflicts).
+// Symlink-safe: every call goes through /proc/self/fd/N of the node's held
+// O_PATH handle, which names the inode itself, never a path in B.
+#include "ops/common.hpp"
+#include "ops/ops.hpp"
+#include "reply.hpp"
+#include "sys_extra.hpp"
+
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+namespace snapfs::fuse::ops {
+
+namespace {
+
+bool is_virtual(fuse_ino_t ino, const char* name) {
+  return ino == FUSE_ROOT_ID &&
+         (std::strcmp(name, kStatusXattr) == 0 || std::strcmp(name, kConflictsXattr) == 0);
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string status_json(const Daemon& d) {
+  std::string j = "{";
+  j += "\"backing\":" + json_string(d.cfg.backing);
+  j += ",\"mountpoint\":" + json_string(d.cfg.mountpoint);
+  j += ",\"open_snapshots\":" + std::to_string(d.stats.open_snapshots.load());
+  j += ",\"commits\":" + std::to_string(d.stats.commits.load());
+  j += ",\"bytes_published\":" + std::to_string(d.stats.bytes_published.load());
+  j += ",\"conflicts\":0";  // conflict detection is issue #4
+  j += std::string(",\"reflink\":") + (d.reflink ? "true" : "false");
+  j += ",\"data_path\":\"direct_io\"";
+  j += "}";
+  return j;
+}
+
+void reply_value(fuse_req_t req, const char* data, size_t len, size_t size) noexcept {
+  if (size == 0) return reply_xattr_size(req, len);
+  if (len > size) return reply_errno(req, ERANGE, "getxattr");
+  reply_buf(req, data, len);
+}
+
+}  // namespace
+
+void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
+  Daemon& d = daemon_of(req);
+  if (is_virtual(ino, name)) {
+    try {
+      const std::string v = std::strcmp(name, kStatusXattr) == 0 ? status_json(d) : "[]";
+      return reply_value(req, v.data(), v.size(), size);
+    } catch (const std::bad_alloc&) {
+      return reply_errno(req, ENOMEM, "getxattr", ino);
+    }
+  }
+  auto node = d.table.get(ino);
+  const FdRef fd = node->fd();
+  std::vector<char> buf;
+  try {
+    buf.resize(size);
+  } catch (const std::bad_alloc&) {
+    return reply_errno(req, ENOMEM, "getxattr", ino);
+  }
+  auto n = sys::getxattr_fd(fd->get(), name, buf);
+  if (!n) return reply_error(req, n.error(), "getxattr", ino);
+  if (size == 0) return reply_xattr_size(req, *n);
+  reply_buf(req, buf.data(), *n);
+}
+
+void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
+  Daemon& d = daemon_of(req);
+  auto node = d.table.get(ino);
+  const FdRef fd = node->fd();
+  std::vector<char> buf;
+  try {
+    buf.resize(size);
+  } catch (const std::bad_alloc&) {
+    return reply_errno(req, ENOMEM, "listxattr", ino);
+  }
+  // The virtual status attributes are not stored and not listed.
+  auto n = sys::listxattr_fd(fd->get(), buf);
+  if (!n) return reply_error(req, n.error(), "listxattr", ino);
+  if (size == 0) return reply_xattr_size(req, *n);
+  reply_buf(req, buf.data(), *n);
+}
+
+void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+              int flags) noexcept {
+  Daemon& d = daemon_of(req);
+  if (is_virtual(ino, name)) return reply_errno(req, EPERM, "setxattr", ino);
+  auto node = d.table.get(ino);
+  // On the backing inode: a commit keeps the attributes of the file it
+  // replaces (core::publish), so this survives a later close (SPEC §2.4);
+  // ordered against commits like chmod (ops/setattr.cpp).
+  std::unique_lock ns(d.ns_mu, std::defer_lock);
+  if (!node->is_dir()) ns.lock();
+  const FdRef fd = node->fd();
+  auto r = sys::setxattr_fd(fd->get(), name, std::span<const char>(value, size), flags);
+  if (ns.owns_lock()) ns.unlock();
+  if (!r) return reply_error(req, r.error(), "setxattr", ino);
+  reply_ok(req);
+}
+
+void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
+  Daemon& d = daemon_of(req);
+  if (is_virtual(ino, name)) return reply_errno(req, EPERM, "removexattr", ino);
+  auto node = d.table.get(ino);
+  std::unique_lock ns(d.ns_mu, std::defer_lock);
+  if (!node->is_dir()) ns.lock();
+  const FdRef fd = node->fd();
+  auto r = sys::removexattr_fd(fd->get(), name);
+  if (ns.owns_lock()) ns.unlock();
+  if (!r) return reply_error(req, r.error(), "removexattr", ino);
+  reply_ok(req);
+}
+
+}  // namespace snapfs::fuse::ops

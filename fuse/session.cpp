@@ -1,0 +1,226 @@
+// serve(): fuse_session_new / mount / multithreaded loop / unmount, the INIT
+// negotiation, and libfuse's log messages routed into spdlog.
+#include "daemon_state.hpp"
+#include "ops/ops.hpp"
+#include "sys/sys.hpp"
+#include "sys_extra.hpp"
+
+#include <snapfs/core/tmpfile.hpp>
+#include <snapfs/fuse/daemon.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace snapfs::fuse {
+
+namespace {
+
+// libfuse's log callback has no user data; one daemon per process.
+std::shared_ptr<spdlog::logger> g_fuse_log;
+
+void log_from_libfuse(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char buf[2048];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+#pragma GCC diagnostic pop
+  std::size_t n = std::strlen(buf);
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+  auto log = g_fuse_log ? g_fuse_log : spdlog::default_logger();
+  spdlog::level::level_enum l = spdlog::level::debug;
+  switch (level) {
+    case FUSE_LOG_EMERG:
+    case FUSE_LOG_ALERT:
+    case FUSE_LOG_CRIT: l = spdlog::level::critical; break;
+    case FUSE_LOG_ERR: l = spdlog::level::err; break;
+    case FUSE_LOG_WARNING: l = spdlog::level::warn; break;
+    case FUSE_LOG_NOTICE:
+    case FUSE_LOG_INFO: l = spdlog::level::info; break;
+    case FUSE_LOG_DEBUG: l = spdlog::level::debug; break;
+  }
+  try {
+    log->log(l, "libfuse: {}", buf);
+  } catch (...) {
+  }
+}
+
+void init(void* userdata, fuse_conn_info* conn) {
+  auto& d = *static_cast<Daemon*>(userdata);
+  // 255 pages: WRITEs then arrive by splice; a larger max_write kills the
+  // mount with libfuse 3.14's 1 MiB + 4 KiB buffer (FUSE-NOTES §6).
+  if (conn->max_write > 1044480 || conn->max_write == 0) conn->max_write = 1044480;
+  // The writeback cache would let the kernel merge writes of different
+  // opens in one page cache; it also rules out kernel passthrough later.
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
+  // O_TRUNC must arrive in OPEN, not as a path SETATTR (FUSE-NOTES §4).
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
+  if (conn->capable & FUSE_CAP_POSIX_LOCKS) conn->want |= FUSE_CAP_POSIX_LOCKS;
+  if (conn->capable & FUSE_CAP_FLOCK_LOCKS) conn->want |= FUSE_CAP_FLOCK_LOCKS;
+  conn->time_gran = 1;
+  d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {})",
+              d.cfg.backing, d.cfg.mountpoint, conn->proto_major, conn->proto_minor,
+              conn->max_write, d.reflink ? "yes" : "no");
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops o{};
+  o.init = init;
+  o.lookup = ops::lookup;
+  o.forget = ops::forget;
+  o.forget_multi = ops::forget_multi;
+  o.getattr = ops::getattr;
+  o.setattr = ops::setattr;
+  o.readlink = ops::readlink;
+  o.mknod = ops::mknod;
+  o.mkdir = ops::mkdir;
+  o.unlink = ops::unlink;
+  o.rmdir = ops::rmdir;
+  o.symlink = ops::symlink;
+  o.rename = ops::rename;
+  o.link = ops::link;
+  o.open = ops::open;
+  o.read = ops::read;
+  o.write_buf = ops::write_buf;
+  o.flush = ops::flush;
+  o.release = ops::release;
+  o.fsync = ops::fsync;
+  o.opendir = ops::opendir;
+  o.readdir = ops::readdir;
+  o.releasedir = ops::releasedir;
+  o.fsyncdir = ops::fsyncdir;
+  o.statfs = ops::statfs;
+  o.setxattr = ops::setxattr;
+  o.getxattr = ops::getxattr;
+  o.listxattr = ops::listxattr;
+  o.removexattr = ops::removexattr;
+  o.access = ops::access;
+  o.create = ops::create;
+  o.fallocate = ops::fallocate;
+  o.lseek = ops::lseek;
+  o.ioctl = ops::ioctl;
+  // Locks are ours, not the kernel's: with one kernel inode per open, locks
+  // kept by the kernel would never conflict between two opens (ops/lock.cpp).
+  o.getlk = ops::getlk;
+  o.setlk = ops::setlk;
+  o.flock = ops::flock;
+  return o;
+}
+
+// Whether B can reflink: two private files, one FICLONE.
+bool probe_reflink(int rootfd) {
+  auto a = core::TmpFile::create_in(rootfd);
+  auto b = core::TmpFile::create_in(rootfd);
+  if (!a || !b) return false;
+  std::vector<std::byte> block(4096, std::byte{0x5a});
+  if (!core::sys::pwrite_all(a->fd(), block, 0)) return false;
+  auto m = core::clone_contents(b->fd(), a->fd());
+  return m && *m == core::CloneMethod::reflink;
+}
+
+// "a,b" -> "a\,b" for libfuse's option parser.
+std::string escape_opt(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+int serve(const Config& cfg, const std::function<void()>& on_mounted) {
+  auto log = spdlog::get("fuse");
+  if (!log) log = spdlog::default_logger();
+  g_fuse_log = log;
+  fuse_set_log_func(log_from_libfuse);
+
+  auto d = std::make_unique<Daemon>();
+  d->cfg = cfg;
+  d->log = log;
+  d->as_root = sys::geteuid() == 0;
+  // The kernel already applied the caller's umask to every mode we get;
+  // ours must not apply a second one.
+  sys::set_umask(0);
+
+  auto root = core::sys::openat(AT_FDCWD, cfg.backing.c_str(), O_PATH | O_DIRECTORY);
+  if (!root) {
+    log->error("snapfs: cannot open {}: {}", cfg.backing, root.error().message());
+    return 1;
+  }
+  auto root_st = core::sys::fstat(root->get());
+  if (!root_st) {
+    log->error("snapfs: cannot stat {}: {}", cfg.backing, root_st.error().message());
+    return 1;
+  }
+  d->reflink = probe_reflink(root->get());
+  if (!d->reflink)
+    log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
+              cfg.backing);
+  d->table.init_root(std::move(*root), *root_st);
+
+  std::vector<std::string> argv_s{"snapfs"};
+  std::string opts = "fsname=" + escape_opt(cfg.fsname.empty() ? cfg.backing : cfg.fsname) +
+                     ",subtype=snapfs";
+  if (cfg.allow_other) opts += ",allow_other";
+  if (cfg.default_permissions) opts += ",default_permissions";
+  if (cfg.auto_unmount) opts += ",auto_unmount";
+  argv_s.push_back("-o");
+  argv_s.push_back(opts);
+  if (cfg.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  const fuse_lowlevel_ops ops = make_ops();
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, d.get());
+  if (!se) {
+    log->error("snapfs: fuse_session_new failed (options: {})", opts);
+    return 1;
+  }
+  int ret = 1;
+  if (fuse_set_signal_handlers(se) != 0) {
+    log->error("snapfs: cannot install signal handlers");
+  } else {
+    if (fuse_session_mount(se, cfg.mountpoint.c_str()) != 0) {
+      log->error("snapfs: cannot mount {} at {}", cfg.backing, cfg.mountpoint);
+    } else {
+      log->info("snapfs: mounted {} at {}", cfg.backing, cfg.mountpoint);
+      if (on_mounted) on_mounted();
+      fuse_loop_config* lc = fuse_loop_cfg_create();
+      fuse_loop_cfg_set_clone_fd(lc, 0);
+      fuse_loop_cfg_set_idle_threads(lc, 10);
+      if (cfg.threads > 0) fuse_loop_cfg_set_max_threads(lc, cfg.threads);
+      ret = fuse_session_loop_mt(se, lc);
+      fuse_loop_cfg_destroy(lc);
+      fuse_session_unmount(se);
+      // libfuse's signal handler leaves the signal number as the loop's
+      // result: SIGINT/SIGTERM/SIGHUP are the documented way to stop.
+      const bool by_signal = ret == SIGINT || ret == SIGTERM || ret == SIGHUP;
+      if (ret == 0 || by_signal) {
+        log->info("snapfs: unmounted {}{}", cfg.mountpoint,
+                  by_signal ? fmt::format(" (signal {})", ret) : std::string());
+        ret = 0;
+      } else {
+        log->error("snapfs: the request loop of {} failed ({}); unmounted", cfg.mountpoint, ret);
+        ret = 1;
+      }
+    }
+    fuse_remove_signal_handlers(se);
+  }
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
+  return ret;
+}
+
+}  // namespace snapfs::fuse

@@ -1,0 +1,180 @@
+// Raw syscalls for the daemon that core/sys lacks (see sys_extra.hpp).
+#include "sys_extra.hpp"
+
+#include "sys/sys.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <utility>
+
+namespace snapfs::fuse::sys {
+
+using core::Error;
+
+namespace {
+
+template <typename F>
+auto retry(F f) noexcept {
+  decltype(f()) r;
+  do {
+    r = f();
+  } while (r == -1 && errno == EINTR);
+  return r;
+}
+
+Result<void> ok_or(int r, const char* op, const char* path = nullptr) noexcept {
+  if (r == -1) return Error::from_errno(op, path ? path : "");
+  return {};
+}
+
+}  // namespace
+
+Result<void> mkdirat(int dirfd, const char* name, mode_t mode) noexcept {
+  return ok_or(::mkdirat(dirfd, name, mode), "mkdirat", name);
+}
+
+Result<void> symlinkat(const char* target, int dirfd, const char* name) noexcept {
+  return ok_or(::symlinkat(target, dirfd, name), "symlinkat", name);
+}
+
+Result<void> mknodat(int dirfd, const char* name, mode_t mode, dev_t rdev) noexcept {
+  return ok_or(::mknodat(dirfd, name, mode, rdev), "mknodat", name);
+}
+
+Result<std::string> readlink_fd(int fd) noexcept {
+  char buf[PATH_MAX + 1];
+  const ssize_t n = ::readlinkat(fd, "", buf, sizeof buf);
+  if (n == -1) return Error::from_errno("readlinkat");
+  if (static_cast<std::size_t>(n) >= sizeof buf) return Error::of(ENAMETOOLONG, "readlinkat");
+  try {
+    return std::string(buf, static_cast<std::size_t>(n));
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "readlinkat");
+  }
+}
+
+Result<void> fchownat(int dirfd, const char* name, uid_t uid, gid_t gid, int flags) noexcept {
+  return ok_or(::fchownat(dirfd, name, uid, gid, flags), "fchownat", name);
+}
+
+Result<void> chmod_fd(int fd, mode_t mode) noexcept {
+  const auto proc = core::sys::proc_fd_path(fd);
+  return ok_or(::fchmodat(AT_FDCWD, proc.c_str(), mode, 0), "chmod", proc.c_str());
+}
+
+Result<void> utimensat(int dirfd, const char* name, const struct timespec times[2],
+                       int flags) noexcept {
+  return ok_or(::utimensat(dirfd, name, times, flags), "utimensat", name);
+}
+
+Result<void> faccessat(int dirfd, const char* name, int mode, int flags) noexcept {
+  return ok_or(::faccessat(dirfd, name, mode, flags), "faccessat", name);
+}
+
+Result<struct statvfs> fstatvfs(int fd) noexcept {
+  struct statvfs st {};
+  if (retry([&] { return ::fstatvfs(fd, &st); }) == -1) return Error::from_errno("fstatvfs");
+  return st;
+}
+
+Result<void> fallocate(int fd, int mode, std::uint64_t off, std::uint64_t len) noexcept {
+  return ok_or(retry([&] {
+                 return ::fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len));
+               }),
+               "fallocate");
+}
+
+Result<std::uint64_t> lseek(int fd, std::int64_t off, int whence) noexcept {
+  const off_t r = ::lseek(fd, static_cast<off_t>(off), whence);
+  if (r == -1) return Error::from_errno("lseek");
+  return static_cast<std::uint64_t>(r);
+}
+
+Result<void> flock(int fd, int op) noexcept {
+  return ok_or(retry([&] { return ::flock(fd, op); }), "flock");
+}
+
+Result<void> ofd_setlk(int fd, struct flock& lk) noexcept {
+  lk.l_pid = 0;  // required for OFD locks
+  return ok_or(retry([&] { return ::fcntl(fd, F_OFD_SETLK, &lk); }), "fcntl(F_OFD_SETLK)");
+}
+
+Result<void> ofd_getlk(int fd, struct flock& lk) noexcept {
+  lk.l_pid = 0;
+  return ok_or(retry([&] { return ::fcntl(fd, F_OFD_GETLK, &lk); }), "fcntl(F_OFD_GETLK)");
+}
+
+mode_t set_umask(mode_t mask) noexcept { return ::umask(mask); }
+
+uid_t geteuid() noexcept { return ::geteuid(); }
+
+Result<std::size_t> getxattr_fd(int fd, const char* name, std::span<char> out) noexcept {
+  const auto proc = core::sys::proc_fd_path(fd);
+  const ssize_t n = ::getxattr(proc.c_str(), name, out.data(), out.size());
+  if (n == -1) return Error::from_errno("getxattr", name);
+  return static_cast<std::size_t>(n);
+}
+
+Result<std::size_t> listxattr_fd(int fd, std::span<char> out) noexcept {
+  const auto proc = core::sys::proc_fd_path(fd);
+  const ssize_t n = ::listxattr(proc.c_str(), out.data(), out.size());
+  if (n == -1) return Error::from_errno("listxattr");
+  return static_cast<std::size_t>(n);
+}
+
+Result<void> setxattr_fd(int fd, const char* name, std::span<const char> value,
+                         int flags) noexcept {
+  const auto proc = core::sys::proc_fd_path(fd);
+  return ok_or(::setxattr(proc.c_str(), name, value.data(), value.size(), flags), "setxattr",
+               name);
+}
+
+Result<void> removexattr_fd(int fd, const char* name) noexcept {
+  const auto proc = core::sys::proc_fd_path(fd);
+  return ok_or(::removexattr(proc.c_str(), name), "removexattr", name);
+}
+
+DirStream::DirStream(DirStream&& o) noexcept : dir_(std::exchange(o.dir_, nullptr)) {}
+
+DirStream& DirStream::operator=(DirStream&& o) noexcept {
+  if (this != &o) {
+    if (dir_) ::closedir(dir_);
+    dir_ = std::exchange(o.dir_, nullptr);
+  }
+  return *this;
+}
+
+DirStream::~DirStream() {
+  if (dir_) ::closedir(dir_);
+}
+
+Result<DirStream> DirStream::open(int dirfd) noexcept {
+  // "." relative to the O_PATH handle: the directory inode we hold, never a
+  // name that could have been swapped.
+  auto fd = core::sys::openat(dirfd, ".", O_RDONLY | O_DIRECTORY);
+  if (!fd) return std::move(fd).error();
+  DIR* d = ::fdopendir(fd->get());
+  if (!d) return Error::from_errno("fdopendir");
+  (void)fd->release();  // the DIR owns it now
+  DirStream s;
+  s.dir_ = d;
+  return s;
+}
+
+int DirStream::fd() const noexcept { return ::dirfd(dir_); }
+
+void DirStream::seek(std::int64_t off) noexcept { ::seekdir(dir_, static_cast<long>(off)); }
+
+Result<struct dirent*> DirStream::next() noexcept {
+  errno = 0;
+  struct dirent* e = ::readdir(dir_);
+  if (!e && errno != 0) return Error::from_errno("readdir");
+  return e;
+}
+
+}  // namespace snapfs::fuse::sys

@@ -1,0 +1,90 @@
+// FuseMount: the mount-test fixture (STYLE §6).
+//
+// Per test: a fresh backing filesystem (LoopFs: tmpfs or XFS with reflink=1)
+// whose directory "b" is B, a mount point M in a TempDir, and the daemon
+// (snapfs_testd, foreground) as a child process whose stderr goes to a log
+// file. SetUp waits with a deadline until /proc/self/mountinfo shows M.
+// TearDown unmounts (fusermount3 -u, falling back to umount -l), reaps the
+// daemon, fails the test if the daemon logged anything at warn or worse, and
+// removes everything: also when the test failed.
+#pragma once
+
+#include "support/files.hpp"
+#include "support/loopfs.hpp"
+#include "support/process.hpp"
+#include "support/tempdir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace snapfs::test {
+
+class FuseMount : public ::testing::TestWithParam<FsKind> {
+protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // A test that provokes a daemon error (a failed commit) calls this so that
+  // error lines in the daemon log do not fail it; warnings still do.
+  void expect_daemon_errors() { allow_errors_ = true; }
+
+  // Extra daemon options ("-o" list) for a derived fixture.
+  virtual std::string mount_options() const { return ""; }
+
+  const fs::path& backing() const { return b_; }
+  const fs::path& mnt() const { return m_; }
+  fs::path b(std::string_view name) const { return b_ / name; }
+  fs::path m(std::string_view name) const { return m_ / name; }
+  // A directory outside B (and outside M) on the test's own tree.
+  fs::path outside() const { return outside_; }
+  FsKind kind() const { return GetParam(); }
+  std::string daemon_log() const;
+  // SIGKILLs the daemon (a crash), reaps it and waits for auto_unmount to
+  // take the mount away (umount -l after 5 s). Teardown then only cleans up.
+  void kill_daemon();
+  pid_t daemon_pid() const { return daemon_; }
+
+private:
+  bool start_daemon(std::string& why);
+  bool stop_daemon(std::string& why);
+
+  // Kills the daemon if the test runs past its deadline: a process blocked
+  // in a FUSE request (D state) would otherwise outlive ctest's TIMEOUT.
+  void start_watchdog();
+  void stop_watchdog();
+
+  std::unique_ptr<LoopFs> fs_;
+  std::thread watchdog_;
+  std::mutex wd_mu_;
+  std::condition_variable wd_cv_;
+  bool wd_stop_ = false;
+  bool wd_fired_ = false;
+  std::unique_ptr<TempDir> dir_;
+  fs::path b_, m_, outside_, log_;
+  pid_t daemon_ = -1;
+  bool mounted_ = false;
+  bool allow_errors_ = false;
+};
+
+// The mount point of the test, as /proc/self/mountinfo shows it: true if
+// mounted (with fstype `fstype`, if given).
+bool is_mounted(const fs::path& mnt, std::string_view fstype = {});
+
+std::string param_name(const ::testing::TestParamInfo<FsKind>& info);
+
+}  // namespace snapfs::test
+
+#define SNAPFS_INSTANTIATE_MOUNT(suite)                                                   \
+  INSTANTIATE_TEST_SUITE_P(Fs, suite,                                                     \
+                           ::testing::Values(::snapfs::test::FsKind::tmpfs,               \
+                                             ::snapfs::test::FsKind::xfs),                \
+                           ::snapfs::test::param_name)

@@ -1,0 +1,56 @@
+// Small syscall helpers for the mount tests: they return -errno instead of
+// throwing, because the errno is usually what a test checks.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace snapfs::test {
+
+inline int xopen(const std::filesystem::path& p, int flags, mode_t mode = 0644) {
+  const int fd = ::open(p.c_str(), flags | O_CLOEXEC, mode);
+  return fd >= 0 ? fd : -errno;
+}
+
+// 0 or -errno.
+inline int xclose(int fd) { return ::close(fd) == 0 ? 0 : -errno; }
+
+// The whole content of `fd` read with pread from offset 0.
+inline std::string pread_all(int fd) {
+  std::string out;
+  char buf[65536];
+  off_t off = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf, sizeof buf, off);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    off += n;
+  }
+  return out;
+}
+
+inline bool pwrite_str(int fd, std::string_view s, off_t off) {
+  return ::pwrite(fd, s.data(), s.size(), off) == static_cast<ssize_t>(s.size());
+}
+
+inline bool write_str(int fd, std::string_view s) {
+  return ::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size());
+}
+
+inline struct stat fstat_of(int fd) {
+  struct stat st {};
+  ::fstat(fd, &st);
+  return st;
+}
+
+inline bool same_time(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+}  // namespace snapfs::test

@@ -1,0 +1,372 @@
+// SPEC §2.1–2.3: snapshot at open, private writes, commit on close.
+#include "fuse_mount.hpp"
+#include "mount_util.hpp"
+
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <cstring>
+
+namespace snapfs::test {
+namespace {
+
+using Snapshot = FuseMount;
+
+TEST_P(Snapshot, MountShowsBacking) {
+  write_file(b("hello"), "hello world\n");
+  EXPECT_EQ(read_file(m("hello")), "hello world\n");
+  EXPECT_EQ(list_dir(mnt()), std::vector<std::string>{"hello"});
+}
+
+// A reader sees its open's content byte for byte while another process
+// writes and commits through M, and while B/p is changed in place.
+TEST_P(Snapshot, ReaderIsolatedFromWriterAndFromB) {
+  const std::string old_content = pattern(200000, 1);
+  write_file(b("f"), old_content);
+  const int r = xopen(m("f"), O_RDONLY);
+  ASSERT_GE(r, 0);
+
+  // Another process rewrites the file through M and closes (commits).
+  auto st = run_in_child([&] {
+    const int w = xopen(m("f"), O_RDWR);
+    if (w < 0) return 1;
+    if (!pwrite_str(w, pattern(300000, 2), 0)) return 2;
+    return xclose(w) == 0 ? 0 : 3;
+  });
+  ASSERT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(read_file(b("f")), pattern(300000, 2));
+
+  // In-place writes directly in B (to the newly published inode) as well.
+  pwrite_file(b("f"), 10, "INPLACE");
+
+  EXPECT_EQ(pread_all(r), old_content);
+  EXPECT_EQ(fstat_of(r).st_size, static_cast<off_t>(old_content.size()));
+  EXPECT_EQ(::lseek(r, 0, SEEK_END), static_cast<off_t>(old_content.size()));
+  ASSERT_EQ(xclose(r), 0);
+  // A new open sees what B holds now.
+  std::string now = pattern(300000, 2);
+  now.replace(10, 7, "INPLACE");
+  EXPECT_EQ(read_file(m("f")), now);
+}
+
+TEST_P(Snapshot, ReaderIsolatedFromTruncateInB) {
+  write_file(b("f"), pattern(100000, 3));
+  const int r = xopen(m("f"), O_RDONLY);
+  ASSERT_GE(r, 0);
+  ASSERT_EQ(::truncate(b("f").c_str(), 0), 0);
+  EXPECT_EQ(pread_all(r), pattern(100000, 3));
+  ASSERT_EQ(xclose(r), 0);
+}
+
+// The writer reads its own writes and fstat shows its size and mtime;
+// nobody else sees them before close; everybody sees all of them after.
+TEST_P(Snapshot, PrivateWritesThenCommitOnClose) {
+  write_file(b("f"), "0123456789");
+  const struct stat before = stat_of(b("f"));
+  const int w = xopen(m("f"), O_RDWR);
+  ASSERT_GE(w, 0);
+  ASSERT_TRUE(pwrite_str(w, "abcdefghijklmnopqrstuvwxyz", 5));
+  char buf[64] = {};
+  ASSERT_EQ(::pread(w, buf, sizeof buf, 0), 31);
+  EXPECT_EQ(std::string(buf, 31), "01234abcdefghijklmnopqrstuvwxyz");
+  EXPECT_EQ(fstat_of(w).st_size, 31);
+  // Not visible in B, nor through M to another process.
+  EXPECT_EQ(read_file(b("f")), "0123456789");
+  auto st = run_in_child([&] {
+    if (read_file(m("f")) != "0123456789") return 1;
+    struct stat s {};
+    if (::stat(m("f").c_str(), &s) != 0 || s.st_size != 10) return 2;
+    return 0;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(stat_of(b("f")).st_ino, before.st_ino);
+  ASSERT_EQ(xclose(w), 0);
+  // Right after close() returns, another process sees all of it.
+  st = run_in_child([&] { return read_file(m("f")) == "01234abcdefghijklmnopqrstuvwxyz" ? 0 : 1; });
+  EXPECT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(read_file(b("f")), "01234abcdefghijklmnopqrstuvwxyz");
+}
+
+TEST_P(Snapshot, UnmodifiedCloseChangesNothing) {
+  write_file(b("f"), "content");
+  const struct stat before = stat_of(b("f"));
+  for (int flags : {O_RDONLY, O_RDWR, O_WRONLY}) {
+    const int fd = xopen(m("f"), flags);
+    ASSERT_GE(fd, 0);
+    if (flags != O_WRONLY) {
+      EXPECT_EQ(pread_all(fd), "content");
+    }
+    ASSERT_EQ(xclose(fd), 0);
+  }
+  const struct stat after = stat_of(b("f"));
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_TRUE(same_time(after.st_mtim, before.st_mtim));
+  EXPECT_TRUE(same_time(after.st_ctim, before.st_ctim));
+}
+
+TEST_P(Snapshot, TruncOpenDoesNotEmptyBeforeClose) {
+  write_file(b("f"), "old content");
+  const int w = xopen(m("f"), O_WRONLY | O_TRUNC);
+  ASSERT_GE(w, 0);
+  EXPECT_EQ(fstat_of(w).st_size, 0);
+  EXPECT_EQ(read_file(b("f")), "old content");
+  EXPECT_EQ(read_file(m("f")), "old content");
+  ASSERT_TRUE(write_str(w, "new"));
+  EXPECT_EQ(read_file(b("f")), "old content");
+  ASSERT_EQ(xclose(w), 0);
+  EXPECT_EQ(read_file(b("f")), "new");
+
+  // O_TRUNC and nothing written: the file is empty after close.
+  const int t = xopen(m("f"), O_WRONLY | O_TRUNC);
+  ASSERT_GE(t, 0);
+  EXPECT_EQ(read_file(b("f")), "new");
+  ASSERT_EQ(xclose(t), 0);
+  EXPECT_EQ(stat_of(b("f")).st_size, 0);
+}
+
+TEST_P(Snapshot, CreateAppearsEmptyAtOpen) {
+  const int w = xopen(m("new"), O_WRONLY | O_CREAT, 0640);
+  ASSERT_GE(w, 0);
+  const struct stat s = stat_of(b("new"));
+  EXPECT_EQ(s.st_size, 0);
+  EXPECT_EQ(s.st_mode & 07777, 0640u);
+  ASSERT_TRUE(write_str(w, "data"));
+  EXPECT_EQ(stat_of(b("new")).st_size, 0);
+  ASSERT_EQ(xclose(w), 0);
+  EXPECT_EQ(read_file(b("new")), "data");
+  EXPECT_EQ(stat_of(b("new")).st_mode & 07777, 0640u);
+}
+
+TEST_P(Snapshot, ExclusiveCreateAcrossProcesses) {
+  const int l = xopen(m("lock"), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(l, 0);
+  EXPECT_TRUE(fs::exists(b("lock")));
+  auto st = run_in_child([&] { return xopen(m("lock"), O_WRONLY | O_CREAT | O_EXCL) == -EEXIST ? 0 : 1; });
+  EXPECT_TRUE(st.ok()) << st.describe();
+  ASSERT_EQ(xclose(l), 0);
+  // A lock taken directly in B counts too.
+  const int bl = xopen(b("lock2"), O_WRONLY | O_CREAT | O_EXCL);
+  ASSERT_GE(bl, 0);
+  EXPECT_EQ(xopen(m("lock2"), O_WRONLY | O_CREAT | O_EXCL), -EEXIST);
+  ::close(bl);
+  // Releasing the lock (unlink) lets the next one in.
+  ASSERT_EQ(::unlink(m("lock").c_str()), 0);
+  const int l2 = xopen(m("lock"), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  EXPECT_GE(l2, 0);
+  ::close(l2);
+}
+
+TEST_P(Snapshot, DupAndForkCloses) {
+  write_file(b("f"), "..........");
+  const int fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "A", 0));
+  const int fd2 = ::dup(fd);
+  ASSERT_GE(fd2, 0);
+  ASSERT_EQ(xclose(fd), 0);  // one FLUSH: commits "A"
+  EXPECT_EQ(read_file(b("f")), "A.........");
+  // The description stays open with a private snapshot again.
+  ASSERT_TRUE(pwrite_str(fd2, "B", 1));
+  EXPECT_EQ(read_file(b("f")), "A.........");
+  EXPECT_EQ(pread_all(fd2), "AB........");
+
+  // A forked child writes and exits: its close commits.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const bool ok = pwrite_str(fd2, "C", 2);
+    _exit(ok && ::close(fd2) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(read_file(b("f")), "ABC.......");
+  ASSERT_TRUE(pwrite_str(fd2, "D", 3));
+  ASSERT_EQ(xclose(fd2), 0);
+  EXPECT_EQ(read_file(b("f")), "ABCD......");
+}
+
+// A child that inherited a dirty descriptor and exits without writing does
+// not publish the parent's unfinished file; the parent's close does.
+TEST_P(Snapshot, InheritingChildDoesNotCommit) {
+  write_file(b("f"), "old");
+  const int fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "half", 0));
+  auto st = run_in_child([] { return 0; });  // exits: closes its copy (FLUSH)
+  ASSERT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(read_file(b("f")), "old");
+  ASSERT_TRUE(pwrite_str(fd, "whole", 0));
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(read_file(b("f")), "whole");
+}
+
+TEST_P(Snapshot, RenameWhileOpenCommitsToNewName) {
+  write_file(b("a"), "old");
+  const int fd = xopen(m("a"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "new", 0));
+  ASSERT_EQ(::rename(m("a").c_str(), m("b").c_str()), 0);
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_FALSE(fs::exists(b("a")));
+  EXPECT_EQ(read_file(b("b")), "new");
+}
+
+TEST_P(Snapshot, UnlinkWhileOpenCommitsNothing) {
+  write_file(b("a"), "old");
+  const int fd = xopen(m("a"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "new", 0));
+  ASSERT_EQ(::unlink(m("a").c_str()), 0);
+  EXPECT_EQ(pread_all(fd), "new");
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_FALSE(fs::exists(b("a")));
+  EXPECT_EQ(list_dir(backing()), std::vector<std::string>{});
+}
+
+TEST_P(Snapshot, RenameOverOpenFileCommitsNothing) {
+  write_file(b("a"), "victim");
+  write_file(b("c"), "replacement");
+  const int fd = xopen(m("a"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "VICTIM", 0));
+  ASSERT_EQ(::rename(m("c").c_str(), m("a").c_str()), 0);
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(read_file(b("a")), "replacement");
+}
+
+// Appends go to the end of each description's own snapshot, whatever the
+// kernel thinks the size is (FUSE-NOTES §5).
+TEST_P(Snapshot, AppendFromTwoDescriptors) {
+  write_file(b("log"), "start\n");
+  const int a = xopen(m("log"), O_WRONLY | O_APPEND);
+  const int c = xopen(m("log"), O_WRONLY | O_APPEND);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(c, 0);
+  ASSERT_TRUE(write_str(a, "a1\n"));
+  EXPECT_EQ(fstat_of(a).st_size, 9);
+  ASSERT_TRUE(write_str(c, "c1\n"));
+  (void)fstat_of(c);
+  ASSERT_TRUE(write_str(a, "a2\n"));
+  ASSERT_TRUE(write_str(c, "c2\n"));
+  ASSERT_EQ(xclose(a), 0);
+  EXPECT_EQ(read_file(b("log")), "start\na1\na2\n");
+  // Last writer wins until conflict handling lands (issue #4: appenders
+  // will then be rebased and keep every line).
+  ASSERT_EQ(xclose(c), 0);
+  EXPECT_EQ(read_file(b("log")), "start\nc1\nc2\n");
+}
+
+TEST_P(Snapshot, MmapPrivateWorksSharedIsENODEV) {
+  write_file(b("f"), pattern(8192, 4));
+  const int fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  void* p = ::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  EXPECT_EQ(std::string(static_cast<char*>(p), 8192), pattern(8192, 4));
+  static_cast<char*>(p)[0] = 'Z';  // copy-on-write, private
+  ::munmap(p, 8192);
+  errno = 0;
+  EXPECT_EQ(::mmap(nullptr, 8192, PROT_READ, MAP_SHARED, fd, 0), MAP_FAILED);
+  EXPECT_EQ(errno, ENODEV);
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(read_file(b("f")), pattern(8192, 4));
+}
+
+TEST_P(Snapshot, FtruncateAndTruncatePath) {
+  write_file(b("f"), "0123456789");
+  const int fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 4), 0);
+  EXPECT_EQ(fstat_of(fd).st_size, 4);
+  EXPECT_EQ(read_file(b("f")), "0123456789");
+  // truncate(path) changes the published file (atomically), not the snapshot.
+  ASSERT_EQ(::truncate(m("f").c_str(), 7), 0);
+  EXPECT_EQ(read_file(b("f")), "0123456");
+  EXPECT_EQ(pread_all(fd), "0123");
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(read_file(b("f")), "0123");
+}
+
+// close() returns the commit's error (FLUSH, FUSE-NOTES §1): here the
+// directory was removed directly in B, so there is nowhere to publish.
+TEST_P(Snapshot, CloseReportsCommitError) {
+  expect_daemon_errors();
+  ASSERT_EQ(::mkdir(b("d").c_str(), 0755), 0);
+  write_file(b("d/f"), "old");
+  const int fd = xopen(m("d/f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "new", 0));
+  ASSERT_EQ(::unlink(b("d/f").c_str()), 0);
+  ASSERT_EQ(::rmdir(b("d").c_str()), 0);
+  EXPECT_EQ(xclose(fd), -ENOENT);
+  EXPECT_FALSE(fs::exists(b("d")));
+  EXPECT_NE(daemon_log().find("commit of d/f failed"), std::string::npos) << daemon_log();
+}
+
+TEST_P(Snapshot, TmpfileIsEOPNOTSUPP) {
+  EXPECT_EQ(xopen(mnt(), O_TMPFILE | O_RDWR, 0600), -EOPNOTSUPP);
+}
+
+// Many processes open, read and close while another keeps committing: every
+// read sees one whole version (the ESTALE re-walk path included).
+TEST_P(Snapshot, ConcurrentOpensSeeWholeVersions) {
+  const std::size_t n = 50000;
+  write_file(b("f"), std::string(n, 'a'));
+  std::vector<pid_t> kids;
+  for (int k = 0; k < 4; ++k) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      for (int i = 0; i < 40; ++i) {
+        const int fd = xopen(m("f"), O_RDONLY);
+        if (fd < 0) _exit(10 + (-fd) % 100);
+        const std::string s = pread_all(fd);
+        ::close(fd);
+        if (s.size() != n || s.find_first_not_of(s[0]) != std::string::npos) _exit(2);
+      }
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (int i = 0; i < 20; ++i) {
+    const int fd = xopen(m("f"), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(pwrite_str(fd, std::string(n, static_cast<char>('b' + i % 20)), 0));
+    ASSERT_EQ(xclose(fd), 0);
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  }
+}
+
+SNAPFS_INSTANTIATE_MOUNT(Snapshot);
+
+}  // namespace
+}  // namespace snapfs::test
+
+namespace snapfs::test {
+namespace {
+
+// Re-opening an open file through /proc/self/fd (no path walk, so the same
+// kernel inode) works: a new description with its own snapshot of B/p.
+TEST_P(Snapshot, ReopenThroughProcFd) {
+  write_file(b("f"), "published");
+  const int fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "PRIVATE", 0));
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  const int r = xopen(proc, O_RDONLY);
+  ASSERT_GE(r, 0) << "errno " << -r;
+  EXPECT_EQ(pread_all(r), "published");
+  const int w = xopen(proc, O_RDWR);
+  ASSERT_GE(w, 0) << "errno " << -w;
+  EXPECT_EQ(pread_all(w), "published");
+  ASSERT_EQ(xclose(r), 0);
+  ASSERT_EQ(xclose(w), 0);
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(read_file(b("f")), "PRIVATEed");
+}
+
+}  // namespace
+}  // namespace snapfs::test
