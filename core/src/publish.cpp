@@ -215,4 +215,32 @@ Result<void> publish(TmpFile& file, int dirfd, const char* name,
   return std::move(r).error().with_path(name);
 }
 
+Result<void> publish_in_place(TmpFile& file, int target, Durability durability) noexcept {
+  if (!file.valid() || !file.anonymous()) return Error::of(EINVAL, "publish_in_place");
+  auto src = sys::fstat(file.fd());
+  if (!src) return std::move(src).error();
+  auto dst = sys::fstat(target);
+  if (!dst) return std::move(dst).error();
+  if (!S_ISREG(dst->st_mode)) return Error::of(EINVAL, "publish_in_place");
+  if (src->st_size < dst->st_size) return Error::of(EOPNOTSUPP, "publish_in_place");
+  if (durability != Durability::fast) SNAPFS_TRY(sys::fdatasync(file.fd()));
+  // ATOMICITY: a whole-file FICLONE remaps every block of `target` to the
+  // snapshot's and sets its size, under the filesystem's exclusive I/O and
+  // mmap locks on both inodes (XFS: IOLOCK_EXCL + MMAPLOCK_EXCL; btrfs: the
+  // inode and extent locks): a read(2) or a clone of `target` sees all old
+  // or all new. The target is not longer than the snapshot, so there is no
+  // old tail to keep or unaligned end to refuse (EINVAL). Filesystems
+  // without reflinks say EOPNOTSUPP and the caller renames instead.
+  auto r = sys::ficlone(target, file.fd());
+  if (!r) {
+    const int e = r.error().value();
+    if (e == EOPNOTSUPP || e == EXDEV || e == EINVAL || e == ENOTTY || e == ENOSYS)
+      return Error::of(EOPNOTSUPP, "publish_in_place");
+    return r;
+  }
+  // DURABILITY: the remap is metadata of `target`; fsync makes it durable.
+  if (durability != Durability::fast) SNAPFS_TRY(sys::fsync(target));
+  return {};
+}
+
 }  // namespace snapfs::core

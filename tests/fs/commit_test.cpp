@@ -471,3 +471,55 @@ SNAPFS_INSTANTIATE_ALL_FS(Sparse);
 
 }  // namespace
 }  // namespace snapfs::test
+
+namespace snapfs::test {
+namespace {
+
+// publish_in_place(): new contents in the existing inode, so every hard link
+// sees them (SPEC §2.4); only where that is one step (reflinks, not shrinking).
+class InPlace : public LoopFsTest {};
+
+TEST_P(InPlace, HardLinksShareTheNewContent) {
+  const auto a = path("a");
+  const auto b = path("b");
+  write_file(a, "one\n", 0640);
+  ASSERT_EQ(::link(a.c_str(), b.c_str()), 0);
+  const auto ino = stat_of(a).st_ino;
+  core::UniqueFd target(::open(b.c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(target.valid());
+  core::UniqueFd dir(::open(work().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  auto file = core::TmpFile::create_in(dir.get());
+  ASSERT_TRUE(ok(file));
+  ASSERT_EQ(::pwrite(file->fd(), "one\ntwo\n", 8, 0), 8);
+
+  auto r = core::publish_in_place(*file, target.get());
+  if (!expects_reflink()) {
+    EXPECT_TRUE(fails_with(r, EOPNOTSUPP));
+    EXPECT_EQ(read_file(a), "one\n") << "a refused in-place publish changed the file";
+    return;
+  }
+  ASSERT_TRUE(ok(r));
+  EXPECT_EQ(read_file(a), "one\ntwo\n");
+  EXPECT_EQ(read_file(b), "one\ntwo\n");
+  EXPECT_EQ(stat_of(a).st_ino, ino);
+  EXPECT_EQ(stat_of(a).st_nlink, 2u);
+  EXPECT_EQ(stat_of(a).st_mode & 07777, 0640u);
+  EXPECT_EQ(list_dir(work()), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_P(InPlace, AShrinkIsRefusedAndChangesNothing) {
+  const auto a = path("a");
+  write_file(a, std::string(10000, 'x'));
+  core::UniqueFd target(::open(a.c_str(), O_WRONLY | O_CLOEXEC));
+  core::UniqueFd dir(::open(work().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  auto file = core::TmpFile::create_in(dir.get());
+  ASSERT_TRUE(ok(file));
+  ASSERT_EQ(::pwrite(file->fd(), "short", 5, 0), 5);
+  EXPECT_TRUE(fails_with(core::publish_in_place(*file, target.get()), EOPNOTSUPP));
+  EXPECT_EQ(read_file(a), std::string(10000, 'x'));
+}
+
+SNAPFS_INSTANTIATE_ALL_FS(InPlace);
+
+}  // namespace
+}  // namespace snapfs::test

@@ -39,6 +39,19 @@ struct PublishOptions {
 Result<void> publish(TmpFile& file, int dirfd, const char* name,
                      const PublishOptions& opts = {}) noexcept;
 
+// Replaces the contents of the existing regular file `target` (an fd open
+// for writing) with those of `file`, keeping the target's inode: its hard
+// links, owner, mode and xattrs. For a file with several names, which a
+// rename would split (SPEC §2.4). Only where it is one atomic step for
+// readers: a whole-file FICLONE onto a target no longer than `file` (XFS,
+// btrfs). Otherwise it fails with EOPNOTSUPP and changes nothing, and the
+// caller publishes by rename instead: a shrink would need a truncate and a
+// clone, and a reader could see the state between them. A power loss during
+// the clone of a file with many extents can leave it part old, part new
+// (the filesystem remaps extent by extent); a process crash cannot.
+Result<void> publish_in_place(TmpFile& file, int target,
+                              Durability durability = Durability::atomic) noexcept;
+
 // Copies mode, owner, group and extended attributes of `from` (any fd,
 // O_PATH included) onto `to` (an fd open for writing).
 Result<void> copy_metadata(int from, int to) noexcept;
