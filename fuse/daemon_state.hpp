@@ -9,10 +9,19 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace snapfs::fuse {
 
@@ -20,6 +29,66 @@ struct Stats {
   std::atomic<std::uint64_t> open_snapshots{0};
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> bytes_published{0};
+  std::atomic<std::uint64_t> rebases{0};
+};
+
+// The hidden directory B/.snapfs (docs/design-conflicts.md): invisible
+// through M, made at mount, cleaned by the recovery before serving.
+inline constexpr const char* kMetaDir = ".snapfs";
+
+// Per-path commit locks: a commit (and truncate(path)) to a path holds the
+// stripe of hash(parent dev, parent ino, name), so the conflict check and
+// the rename that publishes are one step for everything going through M.
+class CommitStripes {
+public:
+  std::mutex& of(dev_t dev, ino_t ino, std::string_view name) noexcept {
+    std::size_t h = std::hash<std::string_view>()(name);
+    h ^= std::hash<std::uint64_t>()(static_cast<std::uint64_t>(ino)) + 0x9e3779b97f4a7c15ull +
+         (h << 6) + (h >> 2);
+    h ^= std::hash<std::uint64_t>()(static_cast<std::uint64_t>(dev)) + (h << 6) + (h >> 2);
+    return mu_[h % mu_.size()];
+  }
+
+private:
+  std::array<std::mutex, 256> mu_;
+};
+
+// Truncations that wait for their RELEASE (Handle::pending_truncate): the
+// file was opened with O_TRUNC, flushed without a write, and may still be
+// held by a dup'd descriptor that writes next (a shell's `cmd > f`), so
+// FLUSH did not publish the empty file. If nothing writes, RELEASE publishes
+// it, asynchronously to close(2). A LOOKUP of such a file meanwhile waits a
+// little for that RELEASE, so `: > f; wc -c < f` sees the empty file.
+class PendingTruncations {
+public:
+  using Key = std::pair<dev_t, ino_t>;
+  void add(Key k) {
+    std::lock_guard lk(mu_);
+    keys_.push_back(k);
+    count_.fetch_add(1, std::memory_order_release);
+  }
+  void remove(Key k) {
+    {
+      std::lock_guard lk(mu_);
+      auto it = std::find(keys_.begin(), keys_.end(), k);
+      if (it == keys_.end()) return;
+      keys_.erase(it);
+      count_.fetch_sub(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+  }
+  bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
+  // Waits until `k` has no pending truncation or `limit` has passed.
+  void settle(Key k, std::chrono::milliseconds limit) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, limit, [&] { return std::find(keys_.begin(), keys_.end(), k) == keys_.end(); });
+  }
+
+private:
+  std::mutex mu_;  // leaf lock
+  std::condition_variable cv_;
+  std::vector<Key> keys_;
+  std::atomic<std::size_t> count_{0};
 };
 
 struct Daemon {
@@ -28,9 +97,17 @@ struct Daemon {
   InodeTable table;
   // Namespace lock: commits (shared) against unlink/rmdir/rename (exclusive),
   // so a commit never lands on a name that was just moved or removed.
-  // Lock order: Handle::mu -> ns_mu -> InodeTable::mu -> Node::fd_mu.
+  // Lock order: Handle::mu -> commit stripe -> ns_mu -> InodeTable::mu ->
+  // Node::fd_mu.
   std::shared_mutex ns_mu;
+  CommitStripes stripes;
   Stats stats;
+  PendingTruncations pending_truncations;
+  // B/.snapfs/staging and B/.snapfs/conflicts (O_PATH directories); invalid
+  // if B refused them (read-only B): commits then use temporary names in the
+  // target's directory and a conflict cannot be kept (close() still fails).
+  core::UniqueFd staging_dir;
+  core::UniqueFd conflicts_dir;
   bool reflink = false;  // B can FICLONE (probed at start)
   bool as_root = false;  // chown what we create to the caller
 };
@@ -46,6 +123,11 @@ inline double attr_timeout(const Node& n) { return n.is_dir() ? 1.0 : 0.0; }
 
 // Final components only: the kernel never sends others, and anything else
 // would let a request walk out of its parent.
+// `.snapfs` in the root: the view neither shows nor makes it.
+inline bool is_meta_name(fuse_ino_t parent, const char* name) {
+  return parent == FUSE_ROOT_ID && name && std::strcmp(name, kMetaDir) == 0;
+}
+
 inline bool valid_name(const char* name) {
   if (!name || !*name) return false;
   if ((name[0] == '.' && name[1] == '\0') || (name[0] == '.' && name[1] == '.' && name[2] == '\0'))

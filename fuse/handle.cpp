@@ -2,6 +2,8 @@
 // core::publish is docs/commit-protocol.md; this file decides *when* and *where*.
 #include "handle.hpp"
 
+#include "conflicts.hpp"
+
 #include "sys/sys.hpp"
 #include "sys_extra.hpp"
 
@@ -51,7 +53,63 @@ core::PublishOptions publish_options(const Daemon& d, mode_t mode) noexcept {
   o.durability = d.cfg.durability;
   o.no_replace = false;
   o.create_mode = mode & 07777;
+  // Temporary names go to B/.snapfs/staging, where the next mount's
+  // recovery finds them; publish falls back to the target's directory if
+  // that is another filesystem (EXDEV).
+  o.staging_dir = d.staging_dir ? d.staging_dir.get() : -1;
   return o;
+}
+
+// The place of `node` with its path's commit stripe and the namespace lock
+// (shared) held, in the lock order stripe -> ns_mu. The stripe depends on
+// the place, so a rename between reading it and locking is retried.
+struct LockedPlace {
+  std::unique_lock<std::mutex> stripe;
+  std::shared_lock<std::shared_mutex> ns;
+  NodePlace place;
+  FdRef pfd;
+};
+
+Result<LockedPlace> lock_place(Daemon& d, const Node& node) noexcept {
+  for (;;) {
+    NodePlace p0 = d.table.place(node);
+    if (p0.unlinked || !p0.parent) return LockedPlace{{}, {}, std::move(p0), nullptr};
+    FdRef pfd = p0.parent->fd();
+    auto pst = csys::fstat(pfd->get());
+    if (!pst) return std::move(pst).error();
+    std::unique_lock stripe(d.stripes.of(pst->st_dev, pst->st_ino, p0.name));
+    std::shared_lock ns(d.ns_mu);
+    NodePlace p = d.table.place(node);
+    if (p.unlinked || !p.parent || (p.parent == p0.parent && p.name == p0.name))
+      return LockedPlace{std::move(stripe), std::move(ns), std::move(p), std::move(pfd)};
+  }
+}
+
+// Rebase (SPEC §2.5): a new private file <- the current B/p (O(1) with
+// reflinks), then our tail (base.size .. end of the snapshot) at its end.
+Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
+                             core::CloneMethod& method) noexcept {
+  // Symlink-safe: one component beneath the parent, never followed.
+  auto cur = csys::openat_beneath(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
+  if (!cur) return std::move(cur).error();
+  auto tmp = make_private(d, *h.node, true);
+  if (!tmp) return std::move(tmp).error();
+  // ISOLATION: one instant of the current B/p (FICLONE), into a file nobody
+  // else can reach.
+  auto m = core::clone_contents(tmp->fd(), cur->get());
+  if (!m) return std::move(m).error();
+  method = *m;
+  auto merged = csys::fstat(tmp->fd());
+  if (!merged) return std::move(merged).error();
+  auto ours = csys::fstat(h.snap.fd());
+  if (!ours) return std::move(ours).error();
+  if (ours->st_size > h.base.size) {
+    SNAPFS_TRY(sys::copy_range_at(tmp->fd(), static_cast<std::uint64_t>(merged->st_size),
+                                  h.snap.fd(), static_cast<std::uint64_t>(h.base.size),
+                                  static_cast<std::uint64_t>(ours->st_size - h.base.size)));
+  }
+  if (d.cfg.durability != core::Durability::fast) SNAPFS_TRY(csys::fdatasync(tmp->fd()));
+  return std::move(*tmp);
 }
 
 }  // namespace
@@ -106,7 +164,12 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
     auto st = csys::fstat(fdref->get());
     if (!st) return std::move(st).error();
     h->base_mtime = st->st_mtim;
-    if (!fresh_empty && st->st_size > 0) h->mark_dirty(0);
+    h->base.set(*st);
+    if (!fresh_empty && st->st_size > 0) {
+      h->mark_dirty(0);
+      h->pending_truncate = true;  // published at RELEASE unless written first
+      h->append_only = false;      // it dropped the old content
+    }
     auto tmp = make_private(d, *node, h->writable || h->dirty);
     if (!tmp) return std::move(tmp).error();
     h->snap = std::move(*tmp);
@@ -114,9 +177,12 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   }
   auto src = reopen(fdref->get(), O_RDONLY);
   if (!src) return std::move(src).error();
+  // The base is taken before the clone: a change in place between the two
+  // then shows as a conflict (safe), never the other way round.
   auto st = csys::fstat(src->get());
   if (!st) return std::move(st).error();
   h->base_mtime = st->st_mtim;
+  h->base.set(*st);
   auto tmp = make_private(d, *node, h->writable);
   if (!tmp) return std::move(tmp).error();
   // ISOLATION: the private clone of the file as of this open (FICLONE is one
@@ -164,62 +230,194 @@ Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
   return h;
 }
 
-Result<void> commit(Daemon& d, Handle& h, std::uint64_t owner) noexcept {
-  std::unique_lock lk(h.mu);
-  if (h.kind != HandleKind::snapshot || !h.dirty) return {};  // nothing to publish
-  if (!h.dirtied_by_anyone) {
-    bool wrote = false;
-    for (auto w : h.writers) wrote = wrote || w == owner;
-    if (!wrote) return {};  // a close by a process that never wrote through it
-  }
-  if (d.table.place(*h.node).unlinked) return {};  // unlinked while open: commits nothing
+namespace {
 
-  // DURABILITY: the data sync (the slow part) happens before the namespace
-  // lock; publish's own fdatasync then finds nothing left to write.
+// Publishes `file` into the existing inode `cur` of `name` (core's
+// publish_in_place): true if done, false where it cannot be one atomic step
+// (no reflinks, a shrink, the name changed meanwhile, no write access), and
+// the caller renames instead.
+Result<bool> publish_into(Daemon& d, core::TmpFile& file, int pfd, const char* name,
+                          const struct stat& cur) noexcept {
+  auto target = csys::openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (!target) return false;
+  auto st = csys::fstat(target->get());
+  if (!st || st->st_dev != cur.st_dev || st->st_ino != cur.st_ino) return false;
+  auto r = core::publish_in_place(file, target->get(), d.cfg.durability);
+  if (r) return true;
+  if (r.error().value() == EOPNOTSUPP) return false;
+  return std::move(r).error();
+}
+
+}  // namespace
+
+void settle_truncation(Daemon& d, Handle& h) noexcept {
+  if (!h.truncate_announced) return;
+  d.pending_truncations.remove({h.base.dev, h.base.ino});
+  h.truncate_announced = false;
+}
+
+Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexcept {
+  std::unique_lock lk(h.mu);
+  if (h.kind != HandleKind::snapshot || !h.dirty) return CommitOutcome::nothing;
+  if (h.pending_truncate && !c.release) {  // see Handle::pending_truncate
+    if (!h.truncate_announced) {
+      try {
+        d.pending_truncations.add({h.base.dev, h.base.ino});
+        h.truncate_announced = true;
+      } catch (const std::bad_alloc&) {
+        // Without the entry a LOOKUP does not wait for the RELEASE; harmless.
+      }
+    }
+    return CommitOutcome::nothing;
+  }
+  if (!h.dirtied_by_anyone && !h.append_only) {
+    bool wrote = false;
+    for (auto w : h.writers) wrote = wrote || w == c.owner;
+    // A close by a process that never wrote through it (design-fuse.md).
+    if (!wrote) return CommitOutcome::nothing;
+  }
+  // An append-only description commits at every close, whoever closes: on
+  // an ordinary filesystem its appends would already be visible to all, and
+  // a shell's `{ ...; sh -c 'echo x >> log'; ...; } >> log` relies on the
+  // group's lines reaching the log before the child's (the child's dup2
+  // closes its inherited copy first). Rebasing makes this safe.
+
+  if (d.table.place(*h.node).unlinked) return CommitOutcome::nothing;  // commits nothing
+
+  // DURABILITY: the data sync (the slow part) happens before the locks;
+  // publish's own fdatasync then finds nothing left to write.
   if (d.cfg.durability != core::Durability::fast) SNAPFS_TRY(csys::fdatasync(h.snap.fd()));
 
+  CommitOutcome out = CommitOutcome::published;
   struct stat published {};
+  std::string path;
   {
-    std::shared_lock ns(d.ns_mu);
-    const NodePlace place = d.table.place(*h.node);
-    if (place.unlinked || !place.parent) return {};
-    const FdRef pfd = place.parent->fd();
-    const FdRef old = h.node->fd();
-    auto old_st = csys::fstat(old->get());
-    const mode_t mode = old_st ? old_st->st_mode : 0644;
-    // ATOMICITY: core::publish links the snapshot under a temporary name in
-    // the same directory and renames it over B/p: readers see old or new.
-    SNAPFS_TRY(core::publish(h.snap, pfd->get(), place.name.c_str(), publish_options(d, mode)));
-    h.snap.mark_named();
-    auto st = csys::fstat(h.snap.fd());
-    if (!st) return std::move(st).error();
-    published = *st;
-    // The node now stands for the inode it published, so stat, chmod and
-    // xattrs through this open reach the new B/p.
-    auto path = reopen(h.snap.fd(), O_PATH);
-    if (!path) return std::move(path).error();
+    auto lp = lock_place(d, *h.node);
+    if (!lp) return std::move(lp).error();
+    if (lp->place.unlinked || !lp->place.parent) return CommitOutcome::nothing;
+    const int pfd = lp->pfd->get();
+    const char* name = lp->place.name.c_str();
+    // The check and the rename below happen under the path's stripe: two
+    // commits through M to one path are serialised and each sees the
+    // other's result. A change made directly in B between this fstatat and
+    // the rename is not seen (no compare-and-rename exists): documented.
+    auto cur = csys::fstatat(pfd, name, AT_SYMLINK_NOFOLLOW);
+    if (!cur && cur.error().value() != ENOENT) return std::move(cur).error();
+    core::TmpFile merged;
+    core::CloneMethod merged_method = h.method;
+    if (cur && h.base.same(*cur)) {
+      out = CommitOutcome::published;
+    } else if (h.append_only && cur && S_ISREG(cur->st_mode)) {
+      auto r = rebase(d, h, pfd, name, merged_method);
+      if (!r) return std::move(r).error();
+      merged = std::move(*r);
+      out = CommitOutcome::rebased;
+    } else if (d.cfg.on_conflict == OnConflict::overwrite) {
+      out = CommitOutcome::overwrote;
+    } else {
+      out = CommitOutcome::conflict;
+    }
+    if (out != CommitOutcome::conflict) {
+      core::TmpFile& file = out == CommitOutcome::rebased ? merged : h.snap;
+      // SPEC §2.4: a file with several names keeps sharing content, so it is
+      // published into its own inode where that is one atomic step.
+      auto in_place = cur && S_ISREG(cur->st_mode) && cur->st_nlink > 1
+                          ? publish_into(d, file, pfd, name, *cur)
+                          : Result<bool>(false);
+      if (!in_place) return std::move(in_place).error();
+      if (!*in_place) {
+        const FdRef old = h.node->fd();
+        auto old_st = csys::fstat(old->get());
+        const mode_t mode = old_st ? old_st->st_mode : 0644;
+        // ATOMICITY: core::publish links the file under a temporary name in
+        // B/.snapfs/staging and renames it over B/p: readers see old or new.
+        SNAPFS_TRY(core::publish(file, pfd, name, publish_options(d, mode)));
+        file.mark_named();
+      }
+      if (out == CommitOutcome::rebased) {
+        // The description now sees the merged file: its next append extends it.
+        h.snap = std::move(merged);
+        h.method = merged_method;
+      }
+      if (*in_place) {
+        // B/p is still the inode the node holds; the snapshot stays private.
+        const FdRef cur_fd = h.node->fd();
+        auto st = csys::fstat(cur_fd->get());
+        if (!st) return std::move(st).error();
+        published = *st;
+      } else {
+        auto st = csys::fstat(h.snap.fd());
+        if (!st) return std::move(st).error();
+        published = *st;
+        // The node now stands for the inode it published, so stat, chmod and
+        // xattrs through this open reach the new B/p.
+        auto pathfd = reopen(h.snap.fd(), O_PATH);
+        if (!pathfd) return std::move(pathfd).error();
+        try {
+          d.table.rebind(*h.node, std::make_shared<const core::UniqueFd>(std::move(*pathfd)),
+                         published);
+        } catch (const std::bad_alloc&) {
+          return Error::of(ENOMEM, "commit");
+        }
+      }
+    }
     try {
-      d.table.rebind(*h.node, std::make_shared<const core::UniqueFd>(std::move(*path)), published);
+      if (out != CommitOutcome::published) path = d.table.path_of(*h.node);
     } catch (const std::bad_alloc&) {
-      return Error::of(ENOMEM, "commit");
     }
   }
+
+  if (out == CommitOutcome::conflict) {
+    // First committer wins: this content is kept whole in conflicts/ and
+    // close() fails with ESTALE. The description is clean afterwards (a
+    // further FLUSH publishes nothing); new writes start a new attempt
+    // against the same old base.
+    auto kept = keep_conflict(d, h.snap, ConflictWho{path, c.pid, c.uid});
+    if (!kept) return std::move(kept).error();
+    d.log->info("conflict: {} changed since it was opened (pid {}); kept at {}", path, c.pid,
+                *kept);
+    h.dirty = false;
+    h.writers.clear();
+    h.dirtied_by_anyone = false;
+    h.published = !h.snap.anonymous();  // named in conflicts/: re-clone before writing
+    return out;
+  }
+  if (out == CommitOutcome::overwrote)
+    d.log->info("commit of {} overwrote a version published since it was opened", path);
+  if (out == CommitOutcome::rebased) d.stats.rebases.fetch_add(1, std::memory_order_relaxed);
   d.stats.commits.fetch_add(1, std::memory_order_relaxed);
   d.stats.bytes_published.fetch_add(static_cast<std::uint64_t>(published.st_size),
                                     std::memory_order_relaxed);
   h.dirty = false;
   h.writers.clear();
   h.dirtied_by_anyone = false;
-  h.published = true;
+  h.pending_truncate = false;
+  h.published = !h.snap.anonymous();  // renamed into place: re-clone before writing
   h.base_mtime = published.st_mtim;
+  h.base.set(published);
+  h.append_only = true;  // a new attempt starts from what we published
   // A description that stays open (dup, fork) needs a private snapshot again.
   // With reflinks that is O(1): do it now. Otherwise it would copy the whole
   // file at every close; defer it to the next change (design doc).
-  if (h.method == core::CloneMethod::reflink) {
+  if (h.published && h.method == core::CloneMethod::reflink) {
     if (auto r = ensure_private(d, h); !r)
       d.log->debug("commit: re-clone deferred: {}", r.error().message());
   }
-  return {};
+  return out;
+}
+
+void touch_bases(Daemon& d, const struct stat& st) noexcept {
+  std::vector<std::shared_ptr<Handle>> hs;
+  try {
+    hs = d.table.opens_of_inode(st.st_dev, st.st_ino);
+  } catch (const std::bad_alloc&) {
+    return;
+  }
+  for (const auto& h : hs) {
+    std::unique_lock lk(h->mu);
+    if (h->base.dev == st.st_dev && h->base.ino == st.st_ino && h->base.size == st.st_size)
+      h->base.mtime = st.st_mtim;
+  }
 }
 
 Result<struct stat> handle_attr(const Handle& h) noexcept {
@@ -256,10 +454,13 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
     if (!m) return std::move(m).error();
   }
   SNAPFS_TRY(csys::ftruncate(tmp->fd(), size));
-  std::shared_lock ns(d.ns_mu);
-  const NodePlace place = d.table.place(*node);
+  // Under the path's commit stripe like a commit: descriptors open on the
+  // old version see this as someone else's publish (SPEC §2.5).
+  auto lp = lock_place(d, *node);
+  if (!lp) return std::move(lp).error();
+  const NodePlace& place = lp->place;
   if (place.unlinked || !place.parent) return Error::of(ENOENT, "truncate", place.name);
-  const FdRef pfd = place.parent->fd();
+  const FdRef pfd = lp->pfd;
   SNAPFS_TRY(core::publish(*tmp, pfd->get(), place.name.c_str(),
                            publish_options(d, st->st_mode)));
   tmp->mark_named();

@@ -28,6 +28,29 @@ enum class HandleKind {
   reader_share,      // a read-only open sharing the snapshot of a reader on the same node
 };
 
+// The published file a snapshot was taken from (or last published by this
+// description): its identity and version (docs/design-conflicts.md).
+// Commits through M always publish a new inode; a change made in place
+// directly in B changes size or mtime. ctime (chmod, chown, xattrs) is not
+// compared: metadata changes are not conflicts.
+struct Base {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  struct timespec mtime {};
+
+  void set(const struct stat& st) noexcept {
+    dev = st.st_dev;
+    ino = st.st_ino;
+    size = st.st_size;
+    mtime = st.st_mtim;
+  }
+  bool same(const struct stat& st) const noexcept {
+    return st.st_dev == dev && st.st_ino == ino && st.st_size == size &&
+           st.st_mtim.tv_sec == mtime.tv_sec && st.st_mtim.tv_nsec == mtime.tv_nsec;
+  }
+};
+
 struct Handle {
   std::shared_ptr<Node> node;
   HandleKind kind = HandleKind::snapshot;
@@ -47,11 +70,23 @@ struct Handle {
   // publish its parent's half-written file when it exits (design doc).
   std::vector<std::uint64_t> writers;
   bool dirtied_by_anyone = false;
+  // Dirty only because the open truncated a non-empty file (O_TRUNC), with
+  // no change since. FLUSH does not publish that: shells open with O_TRUNC,
+  // dup2 and close the original descriptor before writing a byte, and that
+  // FLUSH would publish an empty file for others to see (SPEC §2.3). The
+  // truncation alone is published at RELEASE, after the last close.
+  bool pending_truncate = false;
+  bool truncate_announced = false;  // in Daemon::pending_truncations (key: base)
   // `snap` was given a name by the last commit: it is the published file now
   // and must be re-cloned before the next change (ensure_private()).
   bool published = false;
   core::CloneMethod method = core::CloneMethod::reflink;
   struct timespec base_mtime {};  // shown while not dirty
+  // Conflict detection (SPEC §2.5): the version this attempt started from,
+  // and whether every change since was a write at or past base.size (no
+  // truncate, no fallocate): such a description is rebased, not refused.
+  Base base;
+  bool append_only = true;
 
   // flock/fcntl locks are taken on B/p itself through this descriptor of
   // the node's backing inode (ops/lock.cpp), made at the first lock request.
@@ -64,6 +99,7 @@ struct Handle {
   // Needs `mu` held exclusively. `owner` 0: unknown.
   void mark_dirty(std::uint64_t owner) {
     dirty = true;
+    pending_truncate = false;
     if (owner == 0) {
       dirtied_by_anyone = true;
     } else {
@@ -90,10 +126,38 @@ core::Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_p
 core::Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
                                                    Handle& cur) noexcept;
 
+enum class CommitOutcome {
+  nothing,    // clean, not the writer's close, or unlinked: nothing published
+  published,  // B/p was still the base: published
+  rebased,    // B/p changed, the description only appended: our tail added to it
+  overwrote,  // B/p changed, --on-conflict=overwrite: published anyway
+  conflict,   // B/p changed, --on-conflict=fail: kept in conflicts/, close() fails
+};
+
+// The FLUSH (or RELEASE) that asks for a commit.
+struct CommitCaller {
+  std::uint64_t owner = 0;  // lock owner (the caller's files_struct)
+  pid_t pid = 0;
+  uid_t uid = 0;
+  bool release = false;     // the last reference is gone: publish a pending truncation too
+};
+
 // Publishes a dirty snapshot to the node's current name (FLUSH by lock owner
-// `owner`). Idempotent: a clean or shared handle, or a FLUSH from an owner
-// that did not write, publishes nothing. Takes h.mu exclusively.
-core::Result<void> commit(Daemon& d, Handle& h, std::uint64_t owner) noexcept;
+// `c.owner`), checking under the path's commit stripe that B/p is still the
+// version the snapshot started from (docs/design-conflicts.md). Idempotent:
+// a clean or shared handle, or a FLUSH from an owner that did not write,
+// publishes nothing. Takes h.mu exclusively.
+core::Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexcept;
+
+// Takes a flushed, unpublished truncation of `h` out of
+// Daemon::pending_truncations (RELEASE, or a commit that published). Needs
+// h.mu held exclusively.
+void settle_truncation(Daemon& d, Handle& h) noexcept;
+
+// utimens through M changed the mtime of the published inode `st` (not its
+// content): open descriptors whose base is that inode take the new mtime,
+// so their commits do not see a conflict. Takes each handle's mu.
+void touch_bases(Daemon& d, const struct stat& st) noexcept;
 
 // Before changing a snapshot: a published one is replaced by a fresh private
 // clone. Needs h.mu held exclusively.

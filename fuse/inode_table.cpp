@@ -180,6 +180,19 @@ void InodeTable::detach_open(Node& node, const Handle* h) {
   }
 }
 
+std::vector<std::shared_ptr<Handle>> InodeTable::opens_of_inode(dev_t dev, ino_t ino) const {
+  std::vector<std::shared_ptr<Handle>> out;
+  std::lock_guard lk(mu_);
+  auto [b, e] = files_.equal_range(InoKey{dev, ino});
+  for (auto it = b; it != e; ++it) {
+    auto n = nodes_.find(it->second);
+    if (n == nodes_.end()) continue;
+    for (const auto& w : n->second->opens_)
+      if (auto h = w.lock()) out.push_back(std::move(h));
+  }
+  return out;
+}
+
 std::shared_ptr<Handle> InodeTable::open_of(const Node& node) const {
   std::lock_guard lk(mu_);
   if (node.kind() != NodeKind::file) return nullptr;

@@ -1,7 +1,7 @@
 // Nodes (FUSE nodeids) and their lifetime: lookup counts, the (dev, ino) and
 // (parent, name) indexes, and the one-open-per-node rule.
 //
-// Lock order (docs/design-fuse.md): Handle::mu -> Daemon::ns_mu ->
+// Lock order (docs/design-fuse.md): Handle::mu -> commit stripe -> Daemon::ns_mu ->
 // InodeTable::mu -> Node::fd_mu. InodeTable::mu guards map and node-field
 // updates only; no I/O and no reply ever happens under it.
 #pragma once
@@ -114,6 +114,10 @@ public:
   void detach_open(Node& node, const Handle* h);
   // The open of a kind-file node (null if none): kept alive by the caller's reference.
   std::shared_ptr<Handle> open_of(const Node& node) const;
+
+  // Every open of kind-file nodes that stand for the backing inode (dev, ino).
+  // May throw std::bad_alloc.
+  std::vector<std::shared_ptr<Handle>> opens_of_inode(dev_t dev, ino_t ino) const;
 
   NodePlace place(const Node& node) const;
   // "dir/sub/name" relative to the root, for passthrough globs.

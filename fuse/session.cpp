@@ -1,5 +1,6 @@
 // serve(): fuse_session_new / mount / multithreaded loop / unmount, the INIT
 // negotiation, and libfuse's log messages routed into spdlog.
+#include "conflicts.hpp"
 #include "daemon_state.hpp"
 #include "ops/ops.hpp"
 #include "sys/sys.hpp"
@@ -163,6 +164,9 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     log->error("snapfs: cannot stat {}: {}", cfg.backing, root_st.error().message());
     return 1;
   }
+  // B/.snapfs and the recovery of a previous daemon's leftovers, before
+  // any request is served (docs/design-conflicts.md).
+  prepare_meta_dir(*d, root->get());
   d->reflink = probe_reflink(root->get());
   if (!d->reflink)
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",

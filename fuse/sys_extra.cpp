@@ -46,6 +46,46 @@ Result<void> mknodat(int dirfd, const char* name, mode_t mode, dev_t rdev) noexc
   return ok_or(::mknodat(dirfd, name, mode, rdev), "mknodat", name);
 }
 
+Result<void> copy_range_at(int dst, std::uint64_t dst_off, int src, std::uint64_t src_off,
+                           std::uint64_t len) noexcept {
+  bool fallback = false;
+  while (len > 0) {
+    const std::size_t chunk = len > (std::uint64_t{1} << 30) ? (std::size_t{1} << 30)
+                                                               : static_cast<std::size_t>(len);
+    ssize_t n = -1;
+    if (!fallback) {
+      auto in = static_cast<off_t>(src_off);
+      auto out = static_cast<off_t>(dst_off);
+      n = retry([&] { return ::copy_file_range(src, &in, dst, &out, chunk, 0); });
+      if (n == -1 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
+                      errno == ENOSYS)) {
+        fallback = true;
+        continue;
+      }
+      if (n == -1) return Error::from_errno("copy_file_range");
+    } else {
+      char buf[65536];
+      const std::size_t want = chunk < sizeof buf ? chunk : sizeof buf;
+      n = retry([&] { return ::pread(src, buf, want, static_cast<off_t>(src_off)); });
+      if (n == -1) return Error::from_errno("pread");
+      std::size_t done = 0;
+      while (done < static_cast<std::size_t>(n)) {
+        const ssize_t w = retry([&] {
+          return ::pwrite(dst, buf + done, static_cast<std::size_t>(n) - done,
+                          static_cast<off_t>(dst_off + done));
+        });
+        if (w == -1) return Error::from_errno("pwrite");
+        done += static_cast<std::size_t>(w);
+      }
+    }
+    if (n == 0) break;  // the source ended early
+    src_off += static_cast<std::uint64_t>(n);
+    dst_off += static_cast<std::uint64_t>(n);
+    len -= static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
 Result<std::string> readlink_fd(int fd) noexcept {
   char buf[PATH_MAX + 1];
   const ssize_t n = ::readlinkat(fd, "", buf, sizeof buf);
@@ -110,6 +150,8 @@ Result<void> ofd_getlk(int fd, struct flock& lk) noexcept {
 }
 
 mode_t set_umask(mode_t mask) noexcept { return ::umask(mask); }
+
+pid_t getpid() noexcept { return ::getpid(); }
 
 uid_t geteuid() noexcept { return ::geteuid(); }
 

@@ -44,7 +44,13 @@ Result<void> ofd_setlk(int fd, struct flock& lk) noexcept;
 Result<void> ofd_getlk(int fd, struct flock& lk) noexcept;
 // The daemon's umask; returns the previous one.
 mode_t set_umask(mode_t mask) noexcept;
+// Copies `len` bytes of `src` from `src_off` to `dst` at `dst_off`:
+// copy_file_range, falling back to pread/pwrite where the kernel refuses
+// (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS). Stops early at src's end of file.
+Result<void> copy_range_at(int dst, std::uint64_t dst_off, int src, std::uint64_t src_off,
+                           std::uint64_t len) noexcept;
 uid_t geteuid() noexcept;
+pid_t getpid() noexcept;
 
 // Extended attributes of the inode behind an fd of any kind (O_PATH
 // included), through /proc/self/fd/N. `size` 0 asks for the length only.

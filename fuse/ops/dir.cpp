@@ -73,6 +73,12 @@ void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       e = *n;
     }
     if (!e) break;
+    if (ino == FUSE_ROOT_ID && is_meta_name(ino, e->d_name)) {
+      // B/.snapfs is not part of the view; the next entry's d_off resumes.
+      dh.offset = e->d_off;
+      dh.pending = nullptr;
+      continue;
+    }
     struct stat st {};
     st.st_ino = e->d_ino;
     st.st_mode = static_cast<mode_t>(DTTOIF(e->d_type));

@@ -5,12 +5,31 @@
 #include "ops/ops.hpp"
 #include "reply.hpp"
 
+#include "sys/sys.hpp"
+
+#include <sys/stat.h>
+
+#include <chrono>
+
 namespace snapfs::fuse::ops {
 
 void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
   Daemon& d = daemon_of(req);
+  // B/.snapfs is not part of the view.
+  if (is_meta_name(parent, name)) return reply_errno(req, ENOENT, "lookup", parent);
   fuse_entry_param e{};
-  auto node = lookup_child(d, d.table.get(parent), name, e);
+  const auto parent_node = d.table.get(parent);
+  if (!d.pending_truncations.empty()) {
+    // A truncation of this file may be waiting for its RELEASE
+    // (PendingTruncations): give it a moment, so that what we answer is
+    // the file as its last close left it. Bounded: a descriptor that is
+    // still open and about to write keeps the old version visible, as it
+    // should.
+    const FdRef pfd = parent_node->fd();
+    if (auto st = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW); st && S_ISREG(st->st_mode))
+      d.pending_truncations.settle({st->st_dev, st->st_ino}, std::chrono::milliseconds(50));
+  }
+  auto node = lookup_child(d, parent_node, name, e);
   if (!node) {
     // ENOENT is the common answer and is not worth a log line per request.
     if (node.error().value() == ENOENT) return reply_errno(req, ENOENT, "lookup", parent);

@@ -39,6 +39,7 @@ void finish_new(fuse_req_t req, Daemon& d, const std::shared_ptr<Node>& parent, 
 void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) noexcept {
   Daemon& d = daemon_of(req);
   if (!valid_name(name)) return reply_errno(req, EINVAL, "mkdir", parent);
+  if (is_meta_name(parent, name)) return reply_errno(req, EPERM, "mkdir", parent);
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
   if (auto r = sys::mkdirat(pfd->get(), name, mode & 07777); !r)
@@ -50,6 +51,7 @@ void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
            dev_t rdev) noexcept {
   Daemon& d = daemon_of(req);
   if (!valid_name(name)) return reply_errno(req, EINVAL, "mknod", parent);
+  if (is_meta_name(parent, name)) return reply_errno(req, EPERM, "mknod", parent);
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
   // Devices need CAP_MKNOD of the caller, which the kernel checks before
@@ -62,6 +64,7 @@ void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) noexcept {
   Daemon& d = daemon_of(req);
   if (!valid_name(name)) return reply_errno(req, EINVAL, "symlink", parent);
+  if (is_meta_name(parent, name)) return reply_errno(req, EPERM, "symlink", parent);
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
   // The target is only text: it is stored, never resolved by the daemon.
@@ -73,6 +76,7 @@ void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* 
 void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) noexcept {
   Daemon& d = daemon_of(req);
   if (!valid_name(newname)) return reply_errno(req, EINVAL, "link", ino);
+  if (is_meta_name(newparent, newname)) return reply_errno(req, EPERM, "link", ino);
   auto node = d.table.get(ino);
   auto pnode = d.table.get(newparent);
   const FdRef fd = node->fd();
@@ -99,6 +103,7 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
             const char* op) noexcept {
   Daemon& d = daemon_of(req);
   if (!valid_name(name)) return reply_errno(req, EINVAL, op, parent);
+  if (is_meta_name(parent, name)) return reply_errno(req, ENOENT, op, parent);  // not in the view
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
   {

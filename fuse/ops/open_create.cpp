@@ -112,6 +112,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
             fuse_file_info* fi) noexcept {
   Daemon& d = daemon_of(req);
   if (!valid_name(name)) return reply_errno(req, EINVAL, "create", parent);
+  if (is_meta_name(parent, name)) return reply_errno(req, EPERM, "create", parent);
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
   const bool glob = is_passthrough(d, *pnode, name);
@@ -194,23 +195,52 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // Commit on close: FLUSH is synchronous with close() and its error is
   // close()'s error (FUSE-NOTES §1). dup/fork send one FLUSH per close, so
   // commit() publishes only a dirty snapshot and is idempotent.
-  const auto commits = d.stats.commits.load(std::memory_order_relaxed);
-  auto r = commit(d, h, fi->lock_owner);
-  if (r && d.stats.commits.load(std::memory_order_relaxed) != commits)
-    d.log->debug("flush ino {}: committed {}", ino, d.table.path_of(*h.node));
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  CommitCaller caller;
+  caller.owner = fi->lock_owner;
+  caller.pid = ctx->pid;
+  caller.uid = ctx->uid;
+  auto r = commit(d, h, caller);
+  {
+    // A truncation announced by an earlier FLUSH that has since been written
+    // and published (or kept as a conflict) no longer holds back lookups.
+    std::unique_lock lk(h.mu);
+    if (!h.pending_truncate) settle_truncation(d, h);
+  }
   if (!r) {
     d.log->error("commit of {} failed: {}", d.table.path_of(*h.node), r.error().message());
     return reply_error(req, r.error(), "flush", ino);
   }
+  if (*r == CommitOutcome::conflict) {
+    // SPEC §2.5, --on-conflict=fail: close() fails with "Stale file
+    // handle": the file changed since this description opened it; its
+    // content is kept in B/.snapfs/conflicts (logged at info by commit()).
+    return reply_errno(req, ESTALE, "flush", ino);
+  }
+  if (*r != CommitOutcome::nothing) d.log->debug("flush ino {}: committed", ino);
   reply_ok(req);
 }
 
 void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  (void)ino;
-  // RELEASE is asynchronous and carries no caller: it only frees. A commit
-  // here would race with the application's next open (FUSE-NOTES §1).
-  uninstall(daemon_of(req), fi);
+  Daemon& d = daemon_of(req);
+  // RELEASE is asynchronous and carries no caller: it frees. The one thing
+  // it publishes is a truncation nobody wrote after (`: > log`), which FLUSH
+  // leaves alone so that a shell's `cmd > f` never shows an empty f (see
+  // Handle::pending_truncate). Anything else dirty was published by FLUSH.
+  {
+    const std::shared_ptr<Handle> hp = handle_ref(fi);
+    CommitCaller caller;
+    caller.release = true;
+    auto r = commit(d, *hp, caller);
+    if (!r)
+      d.log->error("commit of a truncation of {} failed: {}", d.table.path_of(*hp->node),
+                   r.error().message());
+    std::unique_lock lk(hp->mu);
+    settle_truncation(d, *hp);
+  }
+  uninstall(d, fi);
   reply_ok(req);
+  (void)ino;
 }
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {

@@ -18,6 +18,9 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
             const char* newname, unsigned int flags) noexcept {
   Daemon& d = daemon_of(req);
   if (!valid_name(name) || !valid_name(newname)) return reply_errno(req, EINVAL, "rename", parent);
+  // B/.snapfs is not in the view: it cannot be renamed, replaced or exchanged.
+  if (is_meta_name(parent, name)) return reply_errno(req, ENOENT, "rename", parent);
+  if (is_meta_name(newparent, newname)) return reply_errno(req, EPERM, "rename", parent);
   // RENAME_WHITEOUT is for overlay filesystems; refuse it rather than pass
   // a device-node trick through to B.
   if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE))

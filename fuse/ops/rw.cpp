@@ -45,6 +45,8 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
     if (!st) return reply_error(req, st.error(), "write", ino);
     off = st->st_size;
   }
+  // A write before the base's end changes published bytes: no rebase then.
+  if (off < h.base.size) h.append_only = false;
   const size_t size = fuse_buf_size(bufv);
   fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
   dst.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
@@ -72,7 +74,10 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                           static_cast<std::uint64_t>(len));
   if (!r) return reply_error(req, r.error(), "fallocate", ino);
   // Pure preallocation changes no byte and no size; anything else does.
-  if (h.kind == HandleKind::snapshot && mode != FALLOC_FL_KEEP_SIZE) h.mark_dirty(0);
+  if (h.kind == HandleKind::snapshot && mode != FALLOC_FL_KEEP_SIZE) {
+    h.mark_dirty(0);
+    h.append_only = false;
+  }
   lk.unlock();
   reply_ok(req);
 }

@@ -33,6 +33,7 @@ Result<void> ftruncate_handle(Daemon& d, Handle& h, std::uint64_t size) noexcept
   SNAPFS_TRY(ensure_private(d, h));
   SNAPFS_TRY(core::sys::ftruncate(h.snap.fd(), size));
   h.mark_dirty(0);  // SETATTR carries no lock owner in libfuse 3.14
+  h.append_only = false;  // not an append: never rebased
   return {};
 }
 
@@ -106,6 +107,11 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
         !r)
       return reply_error(req, r.error(), "setattr(times)", ino);
     if (ns.owns_lock()) ns.unlock();  // Handle::mu comes before ns_mu
+    if (file) {
+      // Not a content change: open descriptors based on this inode keep
+      // it as their base (docs/design-conflicts.md).
+      if (auto now = core::sys::fstat(now_fd->get())) touch_bases(d, *now);
+    }
     std::shared_ptr<Handle> h;
     if (file) h = (fi && fi->fh) ? handle_ref(fi) : d.table.open_of(*node);
     if (h && h->writable) {

@@ -2,6 +2,7 @@
 // attributes of the root (user.snapfs.status, user.snapfs.conflicts).
 // Symlink-safe: every call goes through /proc/self/fd/N of the node's held
 // O_PATH handle, which names the inode itself, never a path in B.
+#include "conflicts.hpp"
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -23,26 +24,6 @@ bool is_virtual(fuse_ino_t ino, const char* name) {
          (std::strcmp(name, kStatusXattr) == 0 || std::strcmp(name, kConflictsXattr) == 0);
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\u00";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-  return out;
-}
-
 std::string status_json(const Daemon& d) {
   std::string j = "{";
   j += "\"backing\":" + json_string(d.cfg.backing);
@@ -50,7 +31,8 @@ std::string status_json(const Daemon& d) {
   j += ",\"open_snapshots\":" + std::to_string(d.stats.open_snapshots.load());
   j += ",\"commits\":" + std::to_string(d.stats.commits.load());
   j += ",\"bytes_published\":" + std::to_string(d.stats.bytes_published.load());
-  j += ",\"conflicts\":0";  // conflict detection is issue #4
+  j += ",\"conflicts\":" + std::to_string(conflict_count(d));
+  j += ",\"rebases\":" + std::to_string(d.stats.rebases.load());
   j += std::string(",\"reflink\":") + (d.reflink ? "true" : "false");
   j += ",\"data_path\":\"direct_io\"";
   j += "}";
@@ -69,7 +51,7 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
   Daemon& d = daemon_of(req);
   if (is_virtual(ino, name)) {
     try {
-      const std::string v = std::strcmp(name, kStatusXattr) == 0 ? status_json(d) : "[]";
+      const std::string v = std::strcmp(name, kStatusXattr) == 0 ? status_json(d) : conflicts_json(d);
       return reply_value(req, v.data(), v.size(), size);
     } catch (const std::bad_alloc&) {
       return reply_errno(req, ENOMEM, "getxattr", ino);

@@ -65,7 +65,9 @@ void FuseMount::SetUp() {
   if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "/dev/fuse is not available";
   LoopFs::Outcome outcome{};
   std::string why;
-  fs_ = LoopFs::make(kind(), {}, outcome, why);
+  LoopFsOptions fo;
+  fo.size = fs_size();
+  fs_ = LoopFs::make(kind(), fo, outcome, why);
   if (outcome == LoopFs::Outcome::skipped) GTEST_SKIP() << fs_name(kind()) << ": " << why;
   ASSERT_EQ(outcome, LoopFs::Outcome::mounted) << why;
   dir_ = std::make_unique<TempDir>("snapfs-mount-");
@@ -226,6 +228,17 @@ void FuseMount::kill_daemon() {
     std::this_thread::sleep_for(5ms);
   if (is_mounted(m_)) run_command({"umount", "-l", m_.string()}, 20s);
   mounted_ = false;
+}
+
+bool FuseMount::remount(std::string& why) {
+  if (daemon_ > 0 || mounted_) {
+    why = "remount: the daemon is still running";
+    return false;
+  }
+  stop_watchdog();
+  if (!start_daemon(why)) return false;
+  start_watchdog();
+  return true;
 }
 
 std::string FuseMount::daemon_log() const {

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -39,6 +40,8 @@ protected:
 
   // Extra daemon options ("-o" list) for a derived fixture.
   virtual std::string mount_options() const { return ""; }
+  // Size of the backing filesystem (LoopFsOptions::size); 0: the default.
+  virtual std::uint64_t fs_size() const { return 0; }
 
   const fs::path& backing() const { return b_; }
   const fs::path& mnt() const { return m_; }
@@ -52,6 +55,9 @@ protected:
   // take the mount away (umount -l after 5 s). Teardown then only cleans up.
   void kill_daemon();
   pid_t daemon_pid() const { return daemon_; }
+  // After kill_daemon(): a new daemon on the same B and M (the next mount,
+  // whose recovery runs before it serves). False with `why` on failure.
+  bool remount(std::string& why);
 
 private:
   bool start_daemon(std::string& why);

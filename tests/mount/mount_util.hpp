@@ -2,6 +2,8 @@
 // throwing, because the errno is usually what a test checks.
 #pragma once
 
+#include "support/files.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace snapfs::test {
 
@@ -47,6 +50,14 @@ inline struct stat fstat_of(int fd) {
   struct stat st {};
   ::fstat(fd, &st);
   return st;
+}
+
+// The names in B without the daemon's own hidden directory B/.snapfs
+// (docs/design-conflicts.md), which the view never shows.
+inline std::vector<std::string> list_backing(const std::filesystem::path& b) {
+  auto v = list_dir(b);
+  std::erase(v, std::string(".snapfs"));
+  return v;
 }
 
 inline bool same_time(const struct timespec& a, const struct timespec& b) {

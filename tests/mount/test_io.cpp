@@ -44,7 +44,7 @@ TEST_P(Io, LargeFileRoundTrip) {
 
 TEST_P(Io, LargeDirectoryListing) {
   for (int i = 0; i < 600; ++i) write_file(b("file-with-a-longish-name-" + std::to_string(i)), "");
-  EXPECT_EQ(list_dir(mnt()), list_dir(backing()));
+  EXPECT_EQ(list_dir(mnt()), list_backing(backing()));
   EXPECT_EQ(list_dir(mnt()).size(), 600u);
 }
 
@@ -90,7 +90,7 @@ TEST_P(Io, DaemonCrashLeavesBackingIntact) {
   const int rc = xclose(fd);
   EXPECT_TRUE(rc == -ENOTCONN || rc == -ECONNABORTED) << rc;
   EXPECT_EQ(read_file(b("f")), "committed");
-  EXPECT_EQ(list_dir(backing()), std::vector<std::string>{"f"});
+  EXPECT_EQ(list_backing(backing()), std::vector<std::string>{"f"});
   EXPECT_FALSE(is_mounted(mnt()));
 }
 

@@ -65,7 +65,7 @@ TEST_P(Namespace, DirectoriesSymlinksLinksFifos) {
   EXPECT_TRUE(S_ISFIFO(lstat_of(b("fifo")).st_mode));
   EXPECT_TRUE(S_ISFIFO(lstat_of(m("fifo")).st_mode));
 
-  auto want = list_dir(backing());
+  auto want = list_backing(backing());
   EXPECT_EQ(list_dir(mnt()), want);
 
   ASSERT_EQ(::unlink(m("s").c_str()), 0);
@@ -73,7 +73,7 @@ TEST_P(Namespace, DirectoriesSymlinksLinksFifos) {
   ASSERT_EQ(::unlink(m("d/f").c_str()), 0);
   ASSERT_EQ(::rmdir(m("d").c_str()), 0);
   EXPECT_FALSE(fs::exists(b("d")));
-  EXPECT_EQ(list_dir(backing()), std::vector<std::string>{"fifo"});
+  EXPECT_EQ(list_backing(backing()), std::vector<std::string>{"fifo"});
   EXPECT_EQ(::rmdir(m("fifo").c_str()), -1);
   EXPECT_EQ(errno, ENOTDIR);
 }
@@ -89,7 +89,7 @@ TEST_P(Namespace, RenameFlags) {
   ASSERT_EQ(::renameat2(AT_FDCWD, m("a").c_str(), AT_FDCWD, m("c").c_str(), RENAME_NOREPLACE), 0);
   EXPECT_EQ(read_file(b("c")), "B");
   ASSERT_EQ(::rename(m("c").c_str(), m("b").c_str()), 0);
-  EXPECT_EQ(list_dir(backing()), std::vector<std::string>{"b"});
+  EXPECT_EQ(list_backing(backing()), std::vector<std::string>{"b"});
   EXPECT_EQ(read_file(m("b")), "B");
 }
 

@@ -109,7 +109,7 @@ TEST_P(Security, SnapshotsAreNotReachableByOtherUsers) {
   const int fd = xopen(m("f"), O_RDWR);
   ASSERT_GE(fd, 0);
   ASSERT_TRUE(pwrite_str(fd, "private", 0));
-  EXPECT_EQ(list_dir(backing()), std::vector<std::string>{"f"});
+  EXPECT_EQ(list_backing(backing()), std::vector<std::string>{"f"});
   const std::string fds = "/proc/" + std::to_string(daemon_pid()) + "/fd";
   auto st = run_as(65534, 65534, [&] {
     if (::opendir(fds.c_str()) != nullptr) return 1;

@@ -4,6 +4,7 @@
 //   snapfs_testd [-o opt[,opt...]] B M
 //
 // Options: passthrough=GLOB[:GLOB...], exclusive, durability=fast|atomic|full,
+// on-conflict=fail|overwrite,
 // noallow_other, debug. Always in the foreground; logs go to stderr as
 // "<time> [<level>] <message>" so the fixture can fail on warn-or-worse lines.
 #include <snapfs/fuse/daemon.hpp>
@@ -54,6 +55,10 @@ int main(int argc, char** argv) {
           cfg.durability = snapfs::core::Durability::atomic;
         } else if (o == "durability=full") {
           cfg.durability = snapfs::core::Durability::full;
+        } else if (o == "on-conflict=fail") {
+          cfg.on_conflict = snapfs::fuse::OnConflict::fail;
+        } else if (o == "on-conflict=overwrite") {
+          cfg.on_conflict = snapfs::fuse::OnConflict::overwrite;
         } else if (o == "noallow_other") {
           cfg.allow_other = cfg.default_permissions = false;
         } else if (o == "debug") {
