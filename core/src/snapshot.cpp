@@ -59,13 +59,14 @@ Result<UniqueFd> open_regular(int dirfd, const char* name, const std::string& sh
   return fd;
 }
 
-// The snapshot's length, as the clone left it.
-Result<std::size_t> length_of(int fd) noexcept {
+// Maps all of a snapshot, at the length the clone left it (the original
+// may have changed size since the caller looked).
+Result<Mapping> map_all(int fd, bool writable) noexcept {
   auto st = sys::fstat(fd);
   if (!st) return std::move(st).error();
   const auto len = static_cast<std::uint64_t>(st->st_size);
   if (len > kMaxLen) return Error::of(EFBIG, "mmap");
-  return static_cast<std::size_t>(len);
+  return Mapping::map(fd, static_cast<std::size_t>(len), writable);
 }
 
 // errnos of O_TMPFILE that mean "not in this directory" rather than a
@@ -92,14 +93,11 @@ Result<Mmap> Mmap::open_impl(const std::filesystem::path& path) noexcept {
 
   auto method = priv->clone_from(original->get());
   if (!method) return std::move(method).error();
-  auto len = length_of(priv->fd());
-  if (!len) return std::move(len).error();
-
   // ISOLATION: see Mapping::map. We keep no descriptor: once both fds close
   // at the end of this function, the mapping is the only reference to the
   // unnamed inode, so nothing can ever change what it maps, and unmapping
   // frees it.
-  auto map = Mapping::map(priv->fd(), *len, /*writable=*/false);
+  auto map = map_all(priv->fd(), /*writable=*/false);
   if (!map) return std::move(map).error();
   return Mmap(std::move(*map), *method);
 }
@@ -119,10 +117,8 @@ Result<MmapMut> MmapMut::open_impl(const std::filesystem::path& path, MmapMutOpt
   if (!priv) return std::move(priv).error();
   auto method = priv->clone_from(original->get());
   if (!method) return std::move(method).error();
-  auto len = length_of(priv->fd());
-  if (!len) return std::move(len).error();
   // ISOLATION: see Mapping::map; the descriptor stays inside this object.
-  auto map = Mapping::map(priv->fd(), *len, /*writable=*/true);
+  auto map = map_all(priv->fd(), /*writable=*/true);
   if (!map) return std::move(map).error();
 
   MmapMut m;
