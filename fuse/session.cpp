@@ -153,6 +153,12 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   // The kernel already applied the caller's umask to every mode we get;
   // ours must not apply a second one.
   sys::set_umask(0);
+  // The daemon holds one O_PATH descriptor per node the kernel has cached
+  // (like libfuse's passthrough_hp), so a walk over many files needs many
+  // descriptors: take all the soft limit may have. The hard limit stays a
+  // limit (docs/user-guide.md, "Limits").
+  if (auto n = sys::raise_nofile_limit())
+    log->debug("snapfs: up to {} open descriptors", *n);
 
   auto root = core::sys::openat(AT_FDCWD, cfg.backing.c_str(), O_PATH | O_DIRECTORY);
   if (!root) {

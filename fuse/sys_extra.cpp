@@ -1,6 +1,8 @@
 // Raw syscalls for the daemon that core/sys lacks (see sys_extra.hpp).
 #include "sys_extra.hpp"
 
+#include <sys/resource.h>
+
 #include "sys/sys.hpp"
 
 #include <fcntl.h>
@@ -147,6 +149,16 @@ Result<void> ofd_setlk(int fd, struct flock& lk) noexcept {
 Result<void> ofd_getlk(int fd, struct flock& lk) noexcept {
   lk.l_pid = 0;
   return ok_or(retry([&] { return ::fcntl(fd, F_OFD_GETLK, &lk); }), "fcntl(F_OFD_GETLK)");
+}
+
+Result<std::uint64_t> raise_nofile_limit() noexcept {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == -1) return Error::from_errno("getrlimit");
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) == -1) return Error::from_errno("setrlimit");
+  }
+  return static_cast<std::uint64_t>(rl.rlim_cur);
 }
 
 mode_t set_umask(mode_t mask) noexcept { return ::umask(mask); }

@@ -42,6 +42,9 @@ Result<void> flock(int fd, int op) noexcept;
 // Open file description locks (F_OFD_SETLK / F_OFD_GETLK) on `fd`.
 Result<void> ofd_setlk(int fd, struct flock& lk) noexcept;
 Result<void> ofd_getlk(int fd, struct flock& lk) noexcept;
+// Raises the soft limit on open descriptors to the hard limit; returns the
+// new soft limit.
+Result<std::uint64_t> raise_nofile_limit() noexcept;
 // The daemon's umask; returns the previous one.
 mode_t set_umask(mode_t mask) noexcept;
 // Copies `len` bytes of `src` from `src_off` to `dst` at `dst_off`:
