@@ -91,6 +91,33 @@ private:
   std::atomic<std::size_t> count_{0};
 };
 
+// The handles the kernel holds (fi->fh of every open it has not released).
+// When the daemon stops with files still open (SIGTERM, a lazy unmount that
+// never drained) no RELEASE comes for them: serve() frees what is left here.
+class LiveHandles {
+public:
+  void add(void* holder) {
+    std::lock_guard lk(mu_);
+    holders_.push_back(holder);
+  }
+  void remove(void* holder) {
+    std::lock_guard lk(mu_);
+    auto it = std::find(holders_.begin(), holders_.end(), holder);
+    if (it != holders_.end()) {
+      *it = holders_.back();
+      holders_.pop_back();
+    }
+  }
+  std::vector<void*> take() {
+    std::lock_guard lk(mu_);
+    return std::exchange(holders_, {});
+  }
+
+private:
+  std::mutex mu_;  // leaf lock
+  std::vector<void*> holders_;
+};
+
 struct Daemon {
   Config cfg;
   std::shared_ptr<spdlog::logger> log;
@@ -103,6 +130,7 @@ struct Daemon {
   CommitStripes stripes;
   Stats stats;
   PendingTruncations pending_truncations;
+  LiveHandles live_handles;
   // B/.snapfs/staging and B/.snapfs/conflicts (O_PATH directories); invalid
   // if B refused them (read-only B): commits then use temporary names in the
   // target's directory and a conflict cannot be kept (close() still fails).

@@ -2,6 +2,7 @@
 // negotiation, and libfuse's log messages routed into spdlog.
 #include "conflicts.hpp"
 #include "daemon_state.hpp"
+#include "handle.hpp"
 #include "ops/ops.hpp"
 #include "sys/sys.hpp"
 #include "sys_extra.hpp"
@@ -230,6 +231,10 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   }
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);
+  // No request runs any more: free the handles of files that were still
+  // open when the loop stopped (their unpublished snapshots vanish, as after
+  // a crash; nothing in B changes).
+  for (void* holder : d->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
   return ret;
 }
 

@@ -35,6 +35,13 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
     delete holder;
     return false;
   }
+  try {
+    d.live_handles.add(holder);
+  } catch (const std::bad_alloc&) {
+    d.table.detach_open(*h->node, h.get());
+    delete holder;
+    return false;
+  }
   fi->fh = reinterpret_cast<uintptr_t>(holder);
   // Every open is direct_io, readers too, and never keep_cache: the page
   // cache is per inode, so cached reads would show another open's snapshot
@@ -51,6 +58,7 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
 
 void uninstall(Daemon& d, fuse_file_info* fi) noexcept {
   auto* holder = reinterpret_cast<std::shared_ptr<Handle>*>(static_cast<uintptr_t>(fi->fh));
+  d.live_handles.remove(holder);
   const std::shared_ptr<Handle> h = std::move(*holder);
   delete holder;
   fi->fh = 0;

@@ -241,8 +241,16 @@ std::vector<pid_t> processes_mentioning(const std::string& needle) {
     char* end = nullptr;
     const long pid = std::strtol(e->d_name, &end, 10);
     if (*end != '\0' || pid <= 0 || pid == ::getpid()) continue;
-    std::ifstream in("/proc/" + std::string(e->d_name) + "/cmdline");
-    std::string cmdline((std::istreambuf_iterator<char>(in)), {});
+    // Plain read(2): the process may exit while we read, and libstdc++'s
+    // filebuf throws on the ESRCH that read then returns.
+    const std::string path = "/proc/" + std::string(e->d_name) + "/cmdline";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd == -1) continue;
+    std::string cmdline;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) cmdline.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
     if (cmdline.find(needle) != std::string::npos) out.push_back(static_cast<pid_t>(pid));
   }
   ::closedir(proc);
