@@ -259,6 +259,10 @@ void settle_truncation(Daemon& d, Handle& h) noexcept {
 Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexcept {
   std::unique_lock lk(h.mu);
   if (h.kind != HandleKind::snapshot || !h.dirty) return CommitOutcome::nothing;
+  // RELEASE publishes a pending truncation and nothing else: anything else
+  // dirty had its FLUSH, and if that commit failed, close() reported it; a
+  // later retry would publish after the application was told it failed.
+  if (c.release && !h.pending_truncate) return CommitOutcome::nothing;
   if (h.pending_truncate && !c.release) {  // see Handle::pending_truncate
     if (!h.truncate_announced) {
       try {

@@ -103,6 +103,11 @@ struct Handle {
     if (owner == 0) {
       dirtied_by_anyone = true;
     } else {
+      // A write by a known owner after an owner-less change (ftruncate,
+      // O_TRUNC): the truncate-then-rewrite is that writer's, so a child
+      // that merely inherited the descriptor does not publish it half-written
+      // when it exits (docs/reliability.md, finding 1).
+      dirtied_by_anyone = false;
       for (auto w : writers)
         if (w == owner) return;
       try {

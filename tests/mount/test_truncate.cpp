@@ -62,6 +62,28 @@ TEST_P(Truncation, ShellRedirectThroughARealShell) {
   EXPECT_EQ(read_file(b("f")), "new\n");
 }
 
+// docs/reliability.md finding 1: truncate, write half, fork+exec a child
+// (whose exec closes its inherited copy, sending a FLUSH with the child's
+// lock owner), write the rest. The child's FLUSH must publish nothing.
+TEST_P(Truncation, AChildsCloseDoesNotPublishAHalfRewrittenFile) {
+  for (const bool use_ftruncate : {false, true}) {
+    SCOPED_TRACE(use_ftruncate ? "ftruncate(0)" : "O_TRUNC");
+    write_file(b("f"), "ORIGINAL-CONTENT");
+    const int fd = xopen(m("f"), use_ftruncate ? O_RDWR : (O_WRONLY | O_TRUNC));
+    ASSERT_GE(fd, 0);
+    if (use_ftruncate) {
+      ASSERT_EQ(::ftruncate(fd, 0), 0);
+    }
+    ASSERT_TRUE(write_str(fd, "FIRST-HALF;"));
+    auto r = run_command({"/bin/true"});  // fork+exec: closes its copy of fd
+    ASSERT_TRUE(r.status.ok()) << r.status.describe();
+    EXPECT_EQ(read_file(b("f")), "ORIGINAL-CONTENT") << "a child's close published a half-written file";
+    ASSERT_TRUE(write_str(fd, "SECOND-HALF"));
+    ASSERT_EQ(xclose(fd), 0);
+    EXPECT_EQ(read_file(b("f")), "FIRST-HALF;SECOND-HALF");
+  }
+}
+
 SNAPFS_INSTANTIATE_MOUNT(Truncation);
 
 }  // namespace
