@@ -199,8 +199,19 @@ std::string LoopFs::mount_it(const LoopFsOptions& opts, Outcome& outcome) {
     if (r == -1) return sys_error("ftruncate", image_.string(), e);
   }
   mkfs.push_back(image_.string());
-  if (auto r = run_command(mkfs); !r.status.ok())
-    return mkfs[0] + " failed (" + r.status.describe() + "): " + r.output;
+  // mkfs.btrfs first checks that the image is not mounted by looking at
+  // every mounted filesystem; while another test has an XFS shut down
+  // (test_reliability.cpp) that look fails with EIO ("cannot check mount
+  // status"). Such a shutdown lasts about a second: retry for a while.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    auto r = run_command(mkfs);
+    if (r.status.ok()) break;
+    const bool transient = r.output.find("cannot check mount status") != std::string::npos;
+    if (!transient || std::chrono::steady_clock::now() > deadline)
+      return mkfs[0] + " failed (" + r.status.describe() + "): " + r.output;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 
   auto r = run_command({"mount", "-o", "loop", image_.string(), mnt_.string()});
   if (!r.status.ok()) {
