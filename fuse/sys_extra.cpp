@@ -20,19 +20,8 @@ using core::Error;
 
 namespace {
 
-template <typename F>
-auto retry(F f) noexcept {
-  decltype(f()) r;
-  do {
-    r = f();
-  } while (r == -1 && errno == EINTR);
-  return r;
-}
-
-Result<void> ok_or(int r, const char* op, const char* path = nullptr) noexcept {
-  if (r == -1) return Error::from_errno(op, path ? path : "");
-  return {};
-}
+using core::sys::ok_or;
+using core::sys::retry;
 
 }  // namespace
 

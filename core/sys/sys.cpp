@@ -16,25 +16,6 @@
 #include <cstring>
 
 namespace snapfs::core::sys {
-namespace {
-
-// Retries a call that returns -1/EINTR. Only for calls that are safe to
-// repeat; close(2) is never one of them.
-template <typename F>
-auto retry(F f) noexcept {
-  decltype(f()) r;
-  do {
-    r = f();
-  } while (r == -1 && errno == EINTR);
-  return r;
-}
-
-Result<void> ok_or(int r, const char* op, std::string_view path = {}) noexcept {
-  if (r == -1) return Error::from_errno(op, path);
-  return {};
-}
-
-}  // namespace
 
 Result<UniqueFd> openat(int dirfd, const char* path, int flags, mode_t mode) noexcept {
   const int fd = retry([&] { return ::openat(dirfd, path, flags | O_CLOEXEC, mode); });

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -22,6 +23,23 @@
 #include <vector>
 
 namespace snapfs::core::sys {
+
+// Retries a call that returns -1/EINTR. Only for calls that are safe to
+// repeat; close(2) is never one of them. (Also used by fuse/sys_extra.)
+template <typename F>
+auto retry(F f) noexcept {
+  decltype(f()) r;
+  do {
+    r = f();
+  } while (r == -1 && errno == EINTR);
+  return r;
+}
+
+// -1 becomes an Error with errno, the call's name and the path.
+inline Result<void> ok_or(int r, const char* op, std::string_view path = {}) noexcept {
+  if (r == -1) return Error::from_errno(op, path);
+  return {};
+}
 
 // openat(2). O_CLOEXEC is always added.
 Result<UniqueFd> openat(int dirfd, const char* path, int flags, mode_t mode = 0) noexcept;
