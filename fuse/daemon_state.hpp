@@ -4,6 +4,7 @@
 
 #include "fuse_api.hpp"
 #include "inode_table.hpp"
+#include "passthrough.hpp"
 
 #include <snapfs/fuse/daemon.hpp>
 
@@ -30,6 +31,7 @@ struct Stats {
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> bytes_published{0};
   std::atomic<std::uint64_t> rebases{0};
+  std::atomic<std::uint64_t> daemon_opens{0};  // opens served by the daemon (direct_io)
 };
 
 // The hidden directory B/.snapfs (docs/design-conflicts.md): invisible
@@ -136,6 +138,10 @@ struct Daemon {
   // target's directory and a conflict cannot be kept (close() still fails).
   core::UniqueFd staging_dir;
   core::UniqueFd conflicts_dir;
+  KernelPassthrough kpt;
+  // Passthrough writers released while a shared writable mapping of their
+  // snapshot is still alive (session.cpp): published when it goes away.
+  std::unique_ptr<class Lingering> lingering;
   bool reflink = false;  // B can FICLONE (probed at start)
   bool as_root = false;  // chown what we create to the caller
 };

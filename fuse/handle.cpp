@@ -11,7 +11,11 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
+#include <cstring>
 #include <mutex>
+#include <span>
+#include <vector>
 #include <new>
 #include <shared_mutex>
 
@@ -191,6 +195,7 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   if (!m) return std::move(m).error();
   h->method = *m;
   h->snap = std::move(*tmp);
+  if (h->writable) h->base_file = std::move(*src);
   return h;
 }
 
@@ -209,7 +214,7 @@ Result<void> ensure_private(Daemon& d, Handle& h) noexcept {
 }
 
 Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
-                                             Handle& cur) noexcept {
+                                             Handle& cur, bool view_of_writer) noexcept {
   std::unique_ptr<Handle> h;
   try {
     h = std::make_unique<Handle>();
@@ -217,7 +222,7 @@ Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
     return Error::of(ENOMEM, "open");
   }
   std::shared_lock lk(cur.mu);
-  if (!cur.read_only_clean()) return Error::of(ESTALE, "open");
+  if (!cur.read_only_clean() && !view_of_writer) return Error::of(ESTALE, "open");
   // ISOLATION: cur is read-only and clean, so its snapshot (or, for an
   // exclusive reader, the published inode) never changes: sharing it is the
   // same as cloning it again.
@@ -248,6 +253,36 @@ Result<bool> publish_into(Daemon& d, core::TmpFile& file, int pfd, const char* n
   return std::move(r).error();
 }
 
+// Whether a passthrough writer only appended: its snapshot still starts
+// with the base's bytes (Handle::base_file). O(base size), and only asked
+// when someone else published since the snapshot was taken.
+bool only_appended(const Handle& h) noexcept {
+  if (!h.append_only) return false;  // truncated or fallocated: no
+  if (h.append) return true;         // O_APPEND: every write went to the end
+  if (h.base.size == 0) return true;
+  if (!h.base_file) return false;
+  auto bst = csys::fstat(h.base_file.get());
+  auto sst = csys::fstat(h.snap.fd());
+  if (!bst || !sst || bst->st_size < h.base.size || sst->st_size < h.base.size) return false;
+  std::vector<std::byte> a, b;
+  try {
+    a.resize(1 << 16);
+    b.resize(1 << 16);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  const auto end = static_cast<std::uint64_t>(h.base.size);
+  for (std::uint64_t off = 0; off < end;) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(a.size(), end - off));
+    auto na = csys::pread(h.snap.fd(), std::span(a.data(), want), off);
+    auto nb = csys::pread(h.base_file.get(), std::span(b.data(), want), off);
+    if (!na || !nb || *na != *nb || *na == 0) return false;
+    if (std::memcmp(a.data(), b.data(), *na) != 0) return false;
+    off += *na;
+  }
+  return true;
+}
+
 }  // namespace
 
 void settle_truncation(Daemon& d, Handle& h) noexcept {
@@ -258,11 +293,30 @@ void settle_truncation(Daemon& d, Handle& h) noexcept {
 
 Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexcept {
   std::unique_lock lk(h.mu);
-  if (h.kind != HandleKind::snapshot || !h.dirty) return CommitOutcome::nothing;
+  if (h.kind != HandleKind::snapshot) return CommitOutcome::nothing;
+  // Kernel passthrough: writes (and stores through a shared mapping) never
+  // reach the daemon; a snapshot whose size or ctime moved since we last
+  // looked was changed, by its opener as far as we can tell.
+  const bool kernel_writes = h.kernel_writes();
+  bool late = false;  // changed since the last close that looked at it
+  SnapState now;
+  if (kernel_writes) {
+    auto st = csys::fstat(h.snap.fd());
+    if (!st) return std::move(st).error();
+    now = SnapState::of(*st);
+    if (!h.seen.same(now) || c.mapped_stores) {
+      h.mark_dirty(static_cast<std::uint64_t>(h.opener));
+      late = true;
+    }
+  }
+  if (!h.dirty) return CommitOutcome::nothing;
   // RELEASE publishes a pending truncation and nothing else: anything else
   // dirty had its FLUSH, and if that commit failed, close() reported it; a
   // later retry would publish after the application was told it failed.
-  if (c.release && !h.pending_truncate) return CommitOutcome::nothing;
+  // The exception is a passthrough snapshot changed after every close that
+  // could commit it: a forked child that wrote and exited after its parent
+  // closed, or stores through a mapping that outlived close().
+  if (c.release && !h.pending_truncate && !late) return CommitOutcome::nothing;
   if (h.pending_truncate && !c.release) {  // see Handle::pending_truncate
     if (!h.truncate_announced) {
       try {
@@ -274,12 +328,26 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
     }
     return CommitOutcome::nothing;
   }
-  if (!h.dirtied_by_anyone && !h.append_only) {
+  // Appends known as such: the daemon saw every write, or O_APPEND.
+  const bool appends = h.append_only && (!kernel_writes || h.append);
+  if (!h.dirtied_by_anyone && !appends && !c.release) {
+    // Who closes: the lock owner of the FLUSH, or for a passthrough writer
+    // (whose writes the daemon never sees) the process, compared with the
+    // one that opened. A child that inherited the descriptor does not
+    // publish its parent's half-written file when it exits.
+    std::uint64_t who = c.owner;
+    if (kernel_writes) {
+      auto tgid = c.pid == h.opener ? Result<pid_t>(c.pid) : sys::tgid_of(c.pid);
+      who = tgid ? static_cast<std::uint64_t>(*tgid) : 0;
+    }
     bool wrote = false;
-    for (auto w : h.writers) wrote = wrote || w == c.owner;
+    for (auto w : h.writers) wrote = wrote || w == who;
     // A close by a process that never wrote through it (design-fuse.md).
     if (!wrote) return CommitOutcome::nothing;
   }
+  // This close decides about everything written so far; RELEASE only
+  // publishes what changes after it.
+  if (kernel_writes) h.seen = now;
   // An append-only description commits at every close, whoever closes: on
   // an ordinary filesystem its appends would already be visible to all, and
   // a shell's `{ ...; sh -c 'echo x >> log'; ...; } >> log` relies on the
@@ -291,6 +359,29 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
   // DURABILITY: the data sync (the slow part) happens before the locks;
   // publish's own fdatasync then finds nothing left to write.
   if (d.cfg.durability != core::Durability::fast) SNAPFS_TRY(csys::fdatasync(h.snap.fd()));
+
+  // ISOLATION: the kernel keeps writing a passthrough snapshot after this
+  // commit (the backing file of the open cannot change), so what is
+  // published is a clone of it (O(1) with reflinks), never the snapshot
+  // itself. The snapshot's dirty pages are written back first: that makes
+  // a later store through a shared mapping fault again and move the ctime
+  // that tells us about it (SnapState).
+  core::TmpFile frozen;
+  if (kernel_writes) {
+    if (d.cfg.durability == core::Durability::fast) SNAPFS_TRY(sys::writeback(h.snap.fd()));
+    auto tmp = make_private(d, *h.node, true);
+    if (!tmp) return std::move(tmp).error();
+    auto m = core::clone_contents(tmp->fd(), h.snap.fd());
+    if (!m) return std::move(m).error();
+    // The published file carries the snapshot's times: its last write, or
+    // what futimens set (cp -p), not the time of this clone.
+    auto sst = csys::fstat(h.snap.fd());
+    if (!sst) return std::move(sst).error();
+    const struct timespec times[2] = {sst->st_atim, sst->st_mtim};
+    SNAPFS_TRY(csys::futimens(tmp->fd(), times));
+    frozen = std::move(*tmp);
+  }
+  core::TmpFile& mine = kernel_writes ? frozen : h.snap;
 
   CommitOutcome out = CommitOutcome::published;
   struct stat published {};
@@ -311,7 +402,8 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
     core::CloneMethod merged_method = h.method;
     if (cur && h.base.same(*cur)) {
       out = CommitOutcome::published;
-    } else if (h.append_only && cur && S_ISREG(cur->st_mode)) {
+    } else if (cur && S_ISREG(cur->st_mode) &&
+               (kernel_writes ? only_appended(h) : h.append_only)) {
       auto r = rebase(d, h, pfd, name, merged_method);
       if (!r) return std::move(r).error();
       merged = std::move(*r);
@@ -322,7 +414,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
       out = CommitOutcome::conflict;
     }
     if (out != CommitOutcome::conflict) {
-      core::TmpFile& file = out == CommitOutcome::rebased ? merged : h.snap;
+      core::TmpFile& file = out == CommitOutcome::rebased ? merged : mine;
       // SPEC §2.4: a file with several names keeps sharing content, so it is
       // published into its own inode where that is one atomic step.
       auto in_place = cur && S_ISREG(cur->st_mode) && cur->st_nlink > 1
@@ -338,7 +430,9 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
         SNAPFS_TRY(core::publish(file, pfd, name, publish_options(d, mode)));
         file.mark_named();
       }
-      if (out == CommitOutcome::rebased) {
+      // The inode that now holds the content at B/p (unless in place).
+      const int published_fd = file.fd();
+      if (out == CommitOutcome::rebased && !kernel_writes) {
         // The description now sees the merged file: its next append extends it.
         h.snap = std::move(merged);
         h.method = merged_method;
@@ -350,12 +444,12 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
         if (!st) return std::move(st).error();
         published = *st;
       } else {
-        auto st = csys::fstat(h.snap.fd());
+        auto st = csys::fstat(published_fd);
         if (!st) return std::move(st).error();
         published = *st;
         // The node now stands for the inode it published, so stat, chmod and
         // xattrs through this open reach the new B/p.
-        auto pathfd = reopen(h.snap.fd(), O_PATH);
+        auto pathfd = reopen(published_fd, O_PATH);
         if (!pathfd) return std::move(pathfd).error();
         try {
           d.table.rebind(*h.node, std::make_shared<const core::UniqueFd>(std::move(*pathfd)),
@@ -376,7 +470,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
     // close() fails with ESTALE. The description is clean afterwards (a
     // further FLUSH publishes nothing); new writes start a new attempt
     // against the same old base.
-    auto kept = keep_conflict(d, h.snap, ConflictWho{path, c.pid, c.uid});
+    auto kept = keep_conflict(d, mine, ConflictWho{path, c.pid, c.uid});
     if (!kept) return std::move(kept).error();
     d.log->info("conflict: {} changed since it was opened (pid {}); kept at {}", path, c.pid,
                 *kept);
@@ -400,6 +494,23 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
   h.base_mtime = published.st_mtim;
   h.base.set(published);
   h.append_only = true;  // a new attempt starts from what we published
+  if (kernel_writes) {
+    // What the next only_appended() compares with: the snapshot as of
+    // this commit (`frozen`, published or not).
+    auto fd = reopen(frozen.fd(), O_RDONLY);
+    if (!fd) return std::move(fd).error();
+    h.base_file = std::move(*fd);
+  }
+  if (kernel_writes && out == CommitOutcome::rebased) {
+    // The snapshot could not become the merged file (the kernel holds it),
+    // so this description does not see what it was rebased onto. Its next
+    // commit must rebase again from where its tail now starts: a base that
+    // matches no file forces that (or a conflict, if it stops appending).
+    auto st = csys::fstat(frozen.fd());
+    if (!st) return std::move(st).error();
+    h.base = Base{};
+    h.base.size = st->st_size;
+  }
   // A description that stays open (dup, fork) needs a private snapshot again.
   // With reflinks that is O(1): do it now. Otherwise it would copy the whole
   // file at every close; defer it to the next change (design doc).
@@ -408,6 +519,36 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
       d.log->debug("commit: re-clone deferred: {}", r.error().message());
   }
   return out;
+}
+
+// Stores through a shared mapping move the ctime where the filesystem has
+// page_mkwrite (XFS, btrfs, ext4) once the page was written back, which the
+// commit at close does. tmpfs has none: there, a snapshot whose ctime did
+// not move is compared with B/p, if B/p is still what this description
+// published last.
+bool mapped_stores_unseen(Daemon& d, Handle& h) {
+  std::shared_lock lk(h.mu);
+  auto st = core::sys::fstat(h.snap.fd());
+  if (!st || !h.seen.same(SnapState::of(*st))) return false;  // commit() will see it
+  const NodePlace place = d.table.place(*h.node);
+  if (!place.parent || place.unlinked) return false;
+  const FdRef pfd = place.parent->fd();
+  auto cur = core::sys::openat_beneath(pfd->get(), place.name.c_str(),
+                                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
+  if (!cur) return false;
+  auto cst = core::sys::fstat(cur->get());
+  if (!cst || !h.base.same(*cst)) return false;  // published by someone else since
+  if (cst->st_size != st->st_size) return true;
+  std::vector<std::byte> a(1 << 16), b(1 << 16);
+  for (std::uint64_t off = 0; off < static_cast<std::uint64_t>(st->st_size);) {
+    auto na = core::sys::pread(h.snap.fd(), a, off);
+    auto nb = core::sys::pread(cur->get(), b, off);
+    if (!na || !nb || *na != *nb) return true;
+    if (*na == 0) break;
+    if (std::memcmp(a.data(), b.data(), *na) != 0) return true;
+    off += *na;
+  }
+  return false;
 }
 
 void touch_bases(Daemon& d, const struct stat& st) noexcept {
@@ -433,7 +574,11 @@ Result<struct stat> handle_attr(const Handle& h) noexcept {
   if (!s) return s;
   st->st_size = s->st_size;
   st->st_blocks = s->st_blocks;
-  st->st_mtim = (h.kind == HandleKind::snapshot && h.dirty) ? s->st_mtim : h.base_mtime;
+  // A passthrough writer's changes are not marked until a close looks: a
+  // snapshot that moved since then is dirty too.
+  const bool changed = h.kernel_writes() && !h.seen.same(SnapState::of(*s));
+  st->st_mtim = (h.kind == HandleKind::snapshot && (h.dirty || changed)) ? s->st_mtim
+                                                                        : h.base_mtime;
   return st;
 }
 

@@ -4,6 +4,7 @@
 
 #include "daemon_state.hpp"
 #include "inode_table.hpp"
+#include "passthrough.hpp"
 
 #include <snapfs/core/result.hpp>
 #include <snapfs/core/tmpfile.hpp>
@@ -51,6 +52,20 @@ struct Base {
   }
 };
 
+// What a snapshot looked like when the daemon last took account of it
+// (kernel passthrough: writes never reach the daemon, so a change is seen
+// as a new size or ctime; ctime is fine-grained once queried, so a write
+// after the fstat that recorded it always shows).
+struct SnapState {
+  off_t size = -1;
+  struct timespec ctime {};
+
+  static SnapState of(const struct stat& st) noexcept { return {st.st_size, st.st_ctim}; }
+  bool same(const SnapState& o) const noexcept {
+    return size == o.size && ctime.tv_sec == o.ctime.tv_sec && ctime.tv_nsec == o.ctime.tv_nsec;
+  }
+};
+
 struct Handle {
   std::shared_ptr<Node> node;
   HandleKind kind = HandleKind::snapshot;
@@ -87,13 +102,36 @@ struct Handle {
   // truncate, no fallocate): such a description is rebased, not refused.
   Base base;
   bool append_only = true;
+  // Kernel passthrough hides where writes land, so whether a writer only
+  // appended is decided at a conflict by comparing the snapshot's first
+  // base.size bytes with this file: the version the snapshot started from
+  // (kept open, so a rename over B/p does not take it away), or after a
+  // commit the copy this description published.
+  core::UniqueFd base_file;
 
   // flock/fcntl locks are taken on B/p itself through this descriptor of
   // the node's backing inode (ops/lock.cpp), made at the first lock request.
   std::mutex lock_mu;
   core::UniqueFd lock_fd;
 
+  // Kernel passthrough (docs/design-passthrough.md). `backing` is the
+  // registered backing file (this open's snapshot, or the file shared with
+  // other readers), kept until RELEASE. `passthrough`: the OPEN reply
+  // carried it, so the kernel reads, writes and maps `fd()` itself and no
+  // READ or WRITE reaches the daemon; set right after the reply, before
+  // any other request of this open. `opener`: the process that opened;
+  // for a passthrough writer its closes are the ones that commit (the
+  // daemon cannot see who wrote). `seen`: see SnapState.
+  std::shared_ptr<BackingFile> backing;
+  std::atomic<bool> passthrough{false};
+  pid_t opener = 0;
+  SnapState seen;
+
   int fd() const noexcept { return kind == HandleKind::snapshot ? snap.fd() : direct.get(); }
+  // The kernel writes this snapshot without telling the daemon.
+  bool kernel_writes() const noexcept {
+    return kind == HandleKind::snapshot && writable && passthrough.load(std::memory_order_acquire);
+  }
   bool read_only_clean() const noexcept { return !writable && !dirty && kind != HandleKind::shared; }
 
   // Needs `mu` held exclusively. `owner` 0: unknown.
@@ -128,8 +166,13 @@ core::Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_p
 // Another read-only open of a node whose open `cur` is a clean reader: it
 // shares cur's snapshot inode (read-only, never changes), so the node's
 // fstat is right for both.
+// `view_of_writer`: a read-only re-open of a node whose open is a kernel
+// passthrough writer (/proc/PID/fd/N, /dev/stdin): the kernel allows one
+// backing file per inode, so it reads that open's snapshot, as a re-open of
+// the same inode would on any filesystem.
 core::Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
-                                                   Handle& cur) noexcept;
+                                                   Handle& cur,
+                                                   bool view_of_writer = false) noexcept;
 
 enum class CommitOutcome {
   nothing,    // clean, not the writer's close, or unlinked: nothing published
@@ -145,6 +188,10 @@ struct CommitCaller {
   pid_t pid = 0;
   uid_t uid = 0;
   bool release = false;     // the last reference is gone: publish a pending truncation too
+  // The last mapping of a passthrough snapshot went away and its content
+  // differs from what this description last published, though its ctime
+  // did not move (tmpfs has no page_mkwrite): publish it (Lingering).
+  bool mapped_stores = false;
 };
 
 // Publishes a dirty snapshot to the node's current name (FLUSH by lock owner
@@ -158,6 +205,12 @@ core::Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) 
 // Daemon::pending_truncations (RELEASE, or a commit that published). Needs
 // h.mu held exclusively.
 void settle_truncation(Daemon& d, Handle& h) noexcept;
+
+// Whether a released passthrough writer's snapshot holds stores through a
+// shared mapping that its ctime does not show (filesystems without
+// page_mkwrite: tmpfs): it differs from B/p while B/p is still what this
+// description last published. O(size); may throw std::bad_alloc.
+bool mapped_stores_unseen(Daemon& d, Handle& h);
 
 // utimens through M changed the mtime of the published inode `st` (not its
 // content): open descriptors whose base is that inode take the new mtime,

@@ -3,6 +3,7 @@
 #include "conflicts.hpp"
 #include "daemon_state.hpp"
 #include "handle.hpp"
+#include "lingering.hpp"
 #include "ops/ops.hpp"
 #include "sys/sys.hpp"
 #include "sys_extra.hpp"
@@ -65,13 +66,20 @@ void init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
-  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
+  // Requests received by splice would bypass the custom I/O layer that
+  // kernel passthrough needs (passthrough.hpp): then they are read().
+  if ((conn->capable & FUSE_CAP_SPLICE_READ) && !d.kpt.installed())
+    conn->want |= FUSE_CAP_SPLICE_READ;
+  else
+    conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ);
   if (conn->capable & FUSE_CAP_POSIX_LOCKS) conn->want |= FUSE_CAP_POSIX_LOCKS;
   if (conn->capable & FUSE_CAP_FLOCK_LOCKS) conn->want |= FUSE_CAP_FLOCK_LOCKS;
   conn->time_gran = 1;
-  d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {})",
+  d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {}, "
+              "kernel passthrough {})",
               d.cfg.backing, d.cfg.mountpoint, conn->proto_major, conn->proto_minor,
-              conn->max_write, d.reflink ? "yes" : "no");
+              conn->max_write, d.reflink ? "yes" : "no",
+              d.kpt.installed() ? "requested" : d.kpt.state());
 }
 
 fuse_lowlevel_ops make_ops() {
@@ -207,7 +215,10 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
       log->error("snapfs: cannot mount {} at {}", cfg.backing, cfg.mountpoint);
     } else {
       log->info("snapfs: mounted {} at {}", cfg.backing, cfg.mountpoint);
-      if (on_mounted) on_mounted();
+      if (on_mounted) on_mounted();  // may fork (daemonize): threads come after
+      // Before the first request (INIT) is read.
+      d->kpt.install(se, cfg.kernel_io, d->as_root);
+      d->lingering = std::make_unique<Lingering>(*d);
       fuse_loop_config* lc = fuse_loop_cfg_create();
       fuse_loop_cfg_set_clone_fd(lc, 0);
       fuse_loop_cfg_set_idle_threads(lc, 10);
@@ -215,6 +226,8 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
       ret = fuse_session_loop_mt(se, lc);
       fuse_loop_cfg_destroy(lc);
       fuse_session_unmount(se);
+      // Snapshots still mapped after their close: published now.
+      d->lingering.reset();
       // libfuse's signal handler leaves the signal number as the loop's
       // result: SIGINT/SIGTERM/SIGHUP are the documented way to stop.
       const bool by_signal = ret == SIGINT || ret == SIGTERM || ret == SIGHUP;

@@ -7,11 +7,15 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
+#include <cstring>
 #include <utility>
 
 namespace snapfs::fuse::sys {
@@ -23,7 +27,77 @@ namespace {
 using core::sys::ok_or;
 using core::sys::retry;
 
+// <linux/fuse.h> of Debian 12 (protocol 7.38) predates passthrough (7.40):
+// the ioctl ABI, as the kernel defines it in include/uapi/linux/fuse.h.
+struct FuseBackingMap {
+  std::int32_t fd;
+  std::uint32_t flags;
+  std::uint64_t padding;
+};
+static_assert(sizeof(FuseBackingMap) == 16);
+constexpr unsigned kFuseDevIocMagic = 229;
+constexpr unsigned long kBackingOpen = _IOW(kFuseDevIocMagic, 1, FuseBackingMap);
+constexpr unsigned long kBackingClose = _IOW(kFuseDevIocMagic, 2, std::uint32_t);
+
 }  // namespace
+
+Result<int> backing_open(int devfd, int fd) noexcept {
+  FuseBackingMap map{};
+  map.fd = fd;
+  const int id = ::ioctl(devfd, kBackingOpen, &map);
+  if (id < 0) return Error::from_errno("ioctl(FUSE_DEV_IOC_BACKING_OPEN)");
+  return id;
+}
+
+Result<void> backing_close(int devfd, int id) noexcept {
+  auto bid = static_cast<std::uint32_t>(id);
+  return ok_or(::ioctl(devfd, kBackingClose, &bid), "ioctl(FUSE_DEV_IOC_BACKING_CLOSE)");
+}
+
+Result<bool> sole_writer(int fd) noexcept {
+  if (::fcntl(fd, F_SETLEASE, F_WRLCK) == -1) {
+    if (errno == EAGAIN || errno == EBUSY) return false;
+    return Error::from_errno("fcntl(F_SETLEASE)");
+  }
+  (void)::fcntl(fd, F_SETLEASE, F_UNLCK);
+  return true;
+}
+
+Result<void> writeback(int fd) noexcept {
+  return ok_or(retry([&] {
+                 return ::sync_file_range(fd, 0, 0,
+                                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                              SYNC_FILE_RANGE_WAIT_AFTER);
+               }),
+               "sync_file_range");
+}
+
+Result<pid_t> tgid_of(pid_t tid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(tid));
+  const int fd = retry([&] { return ::open(path, O_RDONLY | O_CLOEXEC); });
+  if (fd == -1) return Error::from_errno("open", path);
+  char buf[1024];
+  const ssize_t n = retry([&] { return ::read(fd, buf, sizeof buf - 1); });
+  const int saved = errno;
+  (void)::close(fd);
+  if (n < 0) return Error::of(saved, "read", path);
+  buf[n] = '\0';
+  const char* t = std::strstr(buf, "\nTgid:");
+  if (!t) return Error::of(EINVAL, "read", path);
+  return static_cast<pid_t>(std::strtol(t + 6, nullptr, 10));
+}
+
+ssize_t raw_read(int fd, void* buf, std::size_t len) { return ::read(fd, buf, len); }
+
+ssize_t raw_writev(int fd, const struct iovec* iov, int count) {
+  return ::writev(fd, iov, count);
+}
+
+ssize_t raw_splice(int fd_in, loff_t* off_in, int fd_out, loff_t* off_out, std::size_t len,
+                   unsigned flags) {
+  return ::splice(fd_in, off_in, fd_out, off_out, len, flags);
+}
 
 Result<void> mkdirat(int dirfd, const char* name, mode_t mode) noexcept {
   return ok_or(::mkdirat(dirfd, name, mode), "mkdirat", name);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -54,6 +55,29 @@ Result<void> copy_range_at(int dst, std::uint64_t dst_off, int src, std::uint64_
                            std::uint64_t len) noexcept;
 uid_t geteuid() noexcept;
 pid_t getpid() noexcept;
+
+// Kernel FUSE passthrough (Linux >= 6.9, CAP_SYS_ADMIN): registers `fd` as a
+// backing file on the /dev/fuse descriptor `devfd` and returns its id
+// (FUSE_DEV_IOC_BACKING_OPEN); the id is released with backing_close.
+Result<int> backing_open(int devfd, int fd) noexcept;
+Result<void> backing_close(int devfd, int id) noexcept;
+// Whether the open file `fd` (opened for writing) is the only open file
+// description with write access to its inode: a write lease can be taken
+// only then (fcntl F_SETLEASE F_WRLCK, released at once). EAGAIN -> false.
+Result<bool> sole_writer(int fd) noexcept;
+// Writes back the dirty pages of `fd` and waits (sync_file_range), without
+// a device flush: what fdatasync does minus durability.
+Result<void> writeback(int fd) noexcept;
+// The thread group (process) of thread `tid`, from /proc/<tid>/status.
+Result<pid_t> tgid_of(pid_t tid) noexcept;
+// read(2) and writev(2) of the /dev/fuse descriptor, for the custom I/O of
+// fuse/passthrough.cpp: -1 and errno on error, as libfuse expects. Not
+// noexcept: libfuse cancels its worker threads (pthread_cancel) while they
+// block here, and the forced unwind must be able to pass.
+ssize_t raw_read(int fd, void* buf, std::size_t len);
+ssize_t raw_writev(int fd, const struct iovec* iov, int count);
+ssize_t raw_splice(int fd_in, loff_t* off_in, int fd_out, loff_t* off_out, std::size_t len,
+                   unsigned flags);
 
 // Extended attributes of the inode behind an fd of any kind (O_PATH
 // included), through /proc/self/fd/N. `size` 0 asks for the length only.

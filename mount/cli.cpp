@@ -27,6 +27,9 @@ override -o):
                               with ordinary shared semantics, no snapshot
   exclusive                   promise that B changes only through M or by
                               whole-file rename: readers share the published file
+  kernel_io=auto|off          auto (default): the kernel serves read, write and
+                              mmap of each open from its snapshot where it can
+                              (root, Linux >= 6.9); off: the daemon serves them
   durability=fast|atomic|full fast: no sync; atomic (default): sync data before
                               publishing; full: also sync the directory
   on-conflict=fail|overwrite  fail (default): first committer wins, the loser's

@@ -104,6 +104,10 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
     opts.passthrough.insert(opts.passthrough.end(), globs.begin(), globs.end());
   } else if (opt == "exclusive") {
     opts.exclusive = true;
+  } else if (auto k = value_of(opt, "kernel_io")) {
+    if (*k == "auto") opts.kernel_io = true;
+    else if (*k == "off") opts.kernel_io = false;
+    else usage_error("bad value '" + std::string(*k) + "' for kernel_io (auto or off)");
   } else if (auto d = value_of(opt, "durability")) {
     opts.durability = parse_durability(*d);
   } else if (auto c = value_of(opt, "on-conflict") ? value_of(opt, "on-conflict")
@@ -130,7 +134,8 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
     usage_error("mount option '" + std::string(opt) +
                 "' refused: the subtype is always 'snapfs' (umount and status look for it)");
   } else if (opt == "fsname" || opt == "passthrough" || opt == "durability" ||
-             opt == "on-conflict" || opt == "threads" || opt == "log_level") {
+             opt == "on-conflict" || opt == "threads" || opt == "log_level" ||
+             opt == "kernel_io") {
     usage_error("mount option '" + std::string(opt) + "' needs a value (" + std::string(opt) +
                 "=...)");
   } else if (sloppy) {
@@ -211,6 +216,7 @@ fuse::Config make_config(const MountOptions& opts, std::string backing_canonical
   cfg.auto_unmount = opts.auto_unmount;
   cfg.passthrough_globs = opts.passthrough;
   cfg.exclusive = opts.exclusive;
+  cfg.kernel_io = opts.kernel_io;
   cfg.on_conflict = opts.on_conflict;
   cfg.durability = opts.durability;
   cfg.threads = opts.threads;

@@ -17,6 +17,7 @@ namespace snapfs::cli {
 struct MountOptions {
   std::vector<std::string> passthrough;  // globs, in the order given
   bool exclusive = false;
+  bool kernel_io = true;  // -o kernel_io=auto|off: kernel passthrough where possible
   fuse::OnConflict on_conflict = fuse::OnConflict::fail;
   core::Durability durability = core::Durability::atomic;
   unsigned threads = 0;

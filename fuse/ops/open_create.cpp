@@ -5,7 +5,9 @@
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
+#include "lingering.hpp"
 #include "sys/sys.hpp"
+#include "sys_extra.hpp"
 
 #include <fcntl.h>
 
@@ -43,9 +45,31 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
     return false;
   }
   fi->fh = reinterpret_cast<uintptr_t>(holder);
-  // Every open is direct_io, readers too, and never keep_cache: the page
-  // cache is per inode, so cached reads would show another open's snapshot
-  // (FUSE-NOTES §3). Shared (passthrough glob) opens stay coherent with B.
+  // Kernel passthrough where possible (docs/design-passthrough.md): the
+  // reply is patched by the custom I/O layer to hand the kernel this open's
+  // snapshot as its backing file. The kernel allows one backing file per
+  // FUSE inode: a reader sharing a node shares its backing file too, and
+  // shared (glob) nodes, which many opens share, stay daemon-served.
+  if (d.kpt.active() && h->kind != HandleKind::shared) {
+    std::shared_ptr<BackingFile> b;
+    if (share_with) {
+      std::shared_lock lk(share_with->mu);
+      if (share_with->passthrough.load(std::memory_order_acquire)) b = share_with->backing;
+    } else {
+      b = d.kpt.open_backing(h->fd());
+    }
+    if (b) {
+      std::unique_lock lk(h->mu);
+      h->backing = std::move(b);
+      if (h->kind == HandleKind::snapshot) {
+        if (auto st = core::sys::fstat(h->snap.fd())) h->seen = SnapState::of(*st);
+      }
+    }
+  }
+  // Otherwise every open is direct_io, readers too, and never keep_cache:
+  // the page cache is per inode, so cached reads would show another open's
+  // snapshot (FUSE-NOTES §3). Shared (passthrough glob) opens stay coherent
+  // with B. (The passthrough patch clears direct_io.)
   fi->direct_io = 1;
   fi->keep_cache = 0;
   // A read-only description never commits; without FLUSH its close() does
@@ -54,6 +78,44 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
   if (h->kind == HandleKind::snapshot || h->kind == HandleKind::reader_share)
     d.stats.open_snapshots.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+// Sends the OPEN/CREATE reply through `send`, armed with the handle's
+// backing file if it has one; records whether the kernel got passthrough.
+template <typename Send>
+bool reply_with_backing(Daemon& d, Handle& h, Send&& send) noexcept {
+  std::shared_ptr<BackingFile> b;
+  {
+    std::shared_lock lk(h.mu);
+    b = h.backing;
+  }
+  if (!b) {
+    d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
+    return send();
+  }
+  // Set before the reply: once it is written, the opener may write and
+  // close, and its FLUSH may reach another thread before this one runs
+  // again. If the reply could not be patched, the open is daemon-served
+  // (direct_io) and its WRITEs mark it dirty as usual.
+  h.passthrough.store(true, std::memory_order_release);
+  d.kpt.arm(*b);
+  const bool sent = send();
+  const bool patched = d.kpt.disarm();
+  if (!patched) {
+    h.passthrough.store(false, std::memory_order_release);
+    d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
+    std::unique_lock lk(h.mu);
+    h.backing.reset();
+  }
+  return sent;
+}
+
+// The process that opens (a writer's closes by it commit; see commit()).
+void set_opener(fuse_req_t req, Handle& h) noexcept {
+  if (!h.writable || h.kind != HandleKind::snapshot) return;
+  const pid_t tid = fuse_req_ctx(req)->pid;
+  auto tgid = sys::tgid_of(tid);
+  h.opener = tgid ? *tgid : tid;
 }
 
 void uninstall(Daemon& d, fuse_file_info* fi) noexcept {
@@ -99,21 +161,32 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   } else if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
     h = share_reader(node, *cur);
   }
+  const bool cur_kernel = cur && cur->passthrough.load(std::memory_order_acquire);
   if (cur && !h && h.error().value() == ESTALE && d.table.second_open_after_estale(*node)) {
     // Not a path walk (that would have come back on a fresh node): e.g. a
     // re-open through /proc/PID/fd/N. Share the node rather than fail; its
-    // fstat then shows the first open's snapshot (design doc).
-    h = open_handle(d, node, fi->flags, false);
+    // fstat then shows the first open's snapshot (design doc). With kernel
+    // passthrough the inode has one backing file, the first open's: a
+    // reader then reads that, and a writer cannot be served (EBUSY).
+    if (!cur_kernel) {
+      h = open_handle(d, node, fi->flags, false);
+    } else if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
+      h = share_reader(node, *cur, true);
+    } else {
+      return reply_errno(req, EBUSY, "open", ino);
+    }
     force = true;
   }
   if (!h) {
     if (h.error().value() == ESTALE) return reply_errno(req, ESTALE, "open", ino);
     return reply_error(req, h.error(), "open", ino);
   }
+  set_opener(req, **h);
   if (!install(d, std::move(*h), fi, cur.get(), force))
     return reply_errno(req, ESTALE, "open", ino);
   d.log->debug("open ino {} flags {:#o}", ino, fi->flags);
-  if (!reply_open(req, fi)) uninstall(d, fi);
+  Handle& mine = *handle_ref(fi);
+  if (!reply_with_backing(d, mine, [&] { return reply_open(req, fi); })) uninstall(d, fi);
 }
 
 void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -180,13 +253,15 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   } else {
     h = open_handle(d, *node, flags & ~(O_CREAT | O_EXCL), created);
   }
+  if (h) set_opener(req, **h);
   if (!h || !install(d, std::move(*h), fi)) {
     d.table.forget((*node)->id(), 1);  // the kernel never hears of this lookup
     if (!h) return fail(h.error(), "create");
     return fail(Error::of(ESTALE, "create"), "create");
   }
   d.log->debug("create {} in ino {} -> ino {}", name, parent, e.ino);
-  if (!reply_create(req, e, fi)) {
+  Handle& mine = *handle_ref(fi);
+  if (!reply_with_backing(d, mine, [&] { return reply_create(req, e, fi); })) {
     // Interrupted: the application's open failed, so the file goes too.
     uninstall(d, fi);
     d.table.forget((*node)->id(), 1);
@@ -237,8 +312,32 @@ void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // Handle::pending_truncate). Anything else dirty was published by FLUSH.
   {
     const std::shared_ptr<Handle> hp = handle_ref(fi);
+    std::shared_ptr<BackingFile> backing;
+    {
+      // The kernel holds its own reference to the backing file now.
+      std::unique_lock lk(hp->mu);
+      backing = std::move(hp->backing);
+    }
+    backing.reset();
+    // A passthrough writer's snapshot may still be mapped (MAP_SHARED
+    // outlives close): then it is published when the last mapping goes.
+    d.log->debug("release ino {}: kernel writes {}", ino, hp->kernel_writes());
+    if (hp->kernel_writes() && d.lingering && d.lingering->park_if_mapped(hp)) {
+      uninstall(d, fi);
+      return reply_ok(req);
+    }
     CommitCaller caller;
     caller.release = true;
+    // Where stores through a mapping leave no trace in the ctime (tmpfs, a
+    // filesystem without reflinks, where a snapshot costs O(size) anyway),
+    // a mapping that went away just before this RELEASE is found by
+    // comparing contents.
+    if (hp->kernel_writes() && !d.reflink) {
+      try {
+        caller.mapped_stores = mapped_stores_unseen(d, *hp);
+      } catch (const std::bad_alloc&) {
+      }
+    }
     auto r = commit(d, *hp, caller);
     if (!r)
       d.log->error("commit of a truncation of {} failed: {}", d.table.path_of(*hp->node),

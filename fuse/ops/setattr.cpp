@@ -45,7 +45,12 @@ Result<void> times_on_snapshot(Daemon& d, Handle& h, const struct timespec times
   if (h.kind != HandleKind::snapshot) return {};
   if (times[1].tv_nsec != UTIME_OMIT)
     h.base_mtime = times[1].tv_nsec == UTIME_NOW ? mtime_now : times[1];
-  if (!h.dirty) return {};
+  bool changed = false;  // a passthrough writer's writes are not marked before its close
+  if (h.kernel_writes()) {
+    auto st = core::sys::fstat(h.snap.fd());
+    changed = st && !h.seen.same(SnapState::of(*st));
+  }
+  if (!h.dirty && !changed) return {};
   SNAPFS_TRY(ensure_private(d, h));
   return sys::utimensat(h.snap.fd(), "", times, AT_EMPTY_PATH);
 }

@@ -3,6 +3,7 @@
 // Symlink-safe: every call goes through /proc/self/fd/N of the node's held
 // O_PATH handle, which names the inode itself, never a path in B.
 #include "conflicts.hpp"
+#include "lingering.hpp"
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -34,7 +35,12 @@ std::string status_json(const Daemon& d) {
   j += ",\"conflicts\":" + std::to_string(conflict_count(d));
   j += ",\"rebases\":" + std::to_string(d.stats.rebases.load());
   j += std::string(",\"reflink\":") + (d.reflink ? "true" : "false");
-  j += ",\"data_path\":\"direct_io\"";
+  j += std::string(",\"data_path\":") +
+       (d.kpt.state() == "active" ? "\"kernel passthrough\"" : "\"daemon (direct_io)\"");
+  j += ",\"kernel_passthrough\":" + json_string(d.kpt.state());
+  j += ",\"passthrough_opens\":" + std::to_string(d.kpt.opens());
+  j += ",\"daemon_opens\":" + std::to_string(d.stats.daemon_opens.load());
+  j += ",\"lingering\":" + std::to_string(d.lingering ? d.lingering->size() : 0);
   j += "}";
   return j;
 }

@@ -1,6 +1,7 @@
 #include "fuse_mount.hpp"
 
 #include <fcntl.h>
+#include <sys/xattr.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -138,9 +139,15 @@ bool FuseMount::start_daemon(std::string& why) {
   } else {
     args = {testd && *testd ? testd : SNAPFS_TESTD, "-f"};
   }
-  if (const auto o = mount_options(); !o.empty()) {
+  std::string opts = mount_options();
+  // The whole suite runs a second time with the daemon serving every open
+  // (tests/mount/CMakeLists.txt): the path used without root or on kernels
+  // before 6.9.
+  if (const char* k = std::getenv("SNAPFS_TEST_KERNEL_IO"); k && *k)
+    opts += (opts.empty() ? "" : ",") + std::string("kernel_io=") + k;
+  if (!opts.empty()) {
     args.push_back("-o");
-    args.push_back(o);
+    args.push_back(opts);
   }
   args.push_back(b_.string());
   args.push_back(m_.string());
@@ -170,6 +177,11 @@ bool FuseMount::start_daemon(std::string& why) {
   while (std::chrono::steady_clock::now() < deadline) {
     if (is_mounted(m_, "fuse.snapfs")) {
       mounted_ = true;
+      char buf[2048];
+      const ssize_t n = ::getxattr(m_.c_str(), "user.snapfs.status", buf, sizeof buf);
+      kernel_passthrough_ =
+          n > 0 && std::string_view(buf, static_cast<std::size_t>(n))
+                           .find("\"data_path\":\"kernel passthrough\"") != std::string_view::npos;
       return true;
     }
     int st = 0;
@@ -278,6 +290,23 @@ void FuseMount::TearDown() {
     EXPECT_TRUE(fs_->teardown(fwhy)) << fwhy;
     fs_.reset();
   }
+}
+
+std::string FuseMount::status_field(std::string_view name) const {
+  char buf[4096];
+  const ssize_t n = ::getxattr(m_.c_str(), "user.snapfs.status", buf, sizeof buf);
+  if (n <= 0) return "";
+  const std::string s(buf, static_cast<std::size_t>(n));
+  const std::string key = "\"" + std::string(name) + "\":";
+  auto at = s.find(key);
+  if (at == std::string::npos) return "";
+  at += key.size();
+  if (at < s.size() && s[at] == '"') {
+    const auto end = s.find('"', at + 1);
+    return end == std::string::npos ? "" : s.substr(at + 1, end - at - 1);
+  }
+  const auto end = s.find_first_of(",}", at);
+  return end == std::string::npos ? "" : s.substr(at, end - at);
 }
 
 }  // namespace snapfs::test

@@ -55,6 +55,13 @@ protected:
   // take the mount away (umount -l after 5 s). Teardown then only cleans up.
   void kill_daemon();
   pid_t daemon_pid() const { return daemon_; }
+  // The kernel serves this mount's opens from their snapshots (status
+  // "data_path"); false: the daemon serves them (not root, an old kernel,
+  // or -o kernel_io=off). Read once the mount is up.
+  bool kernel_passthrough() const { return kernel_passthrough_; }
+  // One field of the daemon's status (the user.snapfs.status attribute of
+  // M): a number as its digits, a string without its quotes; "" if absent.
+  std::string status_field(std::string_view name) const;
   // After kill_daemon(): a new daemon on the same B and M (the next mount,
   // whose recovery runs before it serves). False with `why` on failure.
   bool remount(std::string& why);
@@ -78,6 +85,7 @@ private:
   fs::path b_, m_, outside_, log_;
   pid_t daemon_ = -1;
   bool mounted_ = false;
+  bool kernel_passthrough_ = false;
   bool allow_errors_ = false;
 };
 

@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
           cfg.on_conflict = snapfs::fuse::OnConflict::fail;
         } else if (o == "on-conflict=overwrite") {
           cfg.on_conflict = snapfs::fuse::OnConflict::overwrite;
+        } else if (o == "kernel_io=off") {
+          cfg.kernel_io = false;
+        } else if (o == "kernel_io=auto") {
+          cfg.kernel_io = true;
         } else if (o == "noallow_other") {
           cfg.allow_other = cfg.default_permissions = false;
         } else if (o == "debug") {

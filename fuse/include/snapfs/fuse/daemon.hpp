@@ -24,6 +24,10 @@ struct Config {
   // Semantics (SPEC §2.5, §2.7, §2.9).
   std::vector<std::string> passthrough_globs;  // paths relative to M, fnmatch(FNM_PATHNAME)
   bool exclusive = false;
+  // Kernel passthrough (docs/design-passthrough.md): where the kernel and
+  // the daemon's privileges allow it, reads, writes and mmap of an open go
+  // straight to its snapshot. false: every open is served by the daemon.
+  bool kernel_io = true;
   OnConflict on_conflict = OnConflict::fail;
   core::Durability durability = core::Durability::atomic;
   unsigned threads = 0;              // 0: libfuse's default for the multithreaded loop

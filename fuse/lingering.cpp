@@ -1,0 +1,109 @@
+#include "lingering.hpp"
+
+#include "daemon_state.hpp"
+#include "handle.hpp"
+#include "sys/sys.hpp"
+#include "sys_extra.hpp"
+
+#include <fcntl.h>
+
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <shared_mutex>
+#include <vector>
+
+namespace snapfs::fuse {
+
+namespace {
+
+// How often parked snapshots are asked whether they are still mapped: a
+// munmap is published within this time (the caller of munmap has no result
+// to wait for; msync(MS_SYNC) syncs the snapshot, not B).
+constexpr auto kPoll = std::chrono::milliseconds(10);
+
+}  // namespace
+
+Lingering::Lingering(Daemon& d) : d_(d), watcher_([this] { run(); }) {}
+
+Lingering::~Lingering() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  watcher_.join();
+  for (const auto& h : parked_) settle(*h);
+}
+
+bool Lingering::park_if_mapped(const std::shared_ptr<Handle>& h) {
+  auto sole = sys::sole_writer(h->snap.fd());
+  // An error asking: treat as unmapped (publish now, as before passthrough).
+  if (!sole) d_.log->debug("release: lease probe: {}", sole.error().message());
+  if (!sole || *sole) return false;
+  {
+    std::lock_guard lk(mu_);
+    try {
+      parked_.push_back(h);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+  }
+  cv_.notify_all();
+  d_.log->debug("release of {}: snapshot still mapped for writing; commit deferred",
+                d_.table.path_of(*h->node));
+  return true;
+}
+
+std::size_t Lingering::size() const {
+  std::lock_guard lk(mu_);
+  return parked_.size();
+}
+
+void Lingering::settle(Handle& h) noexcept {
+  CommitCaller caller;
+  caller.release = true;
+  try {
+    caller.mapped_stores = mapped_stores_unseen(d_, h);
+  } catch (const std::bad_alloc&) {
+    caller.mapped_stores = true;  // cannot compare: publish (identical content at worst)
+  }
+  auto r = commit(d_, h, caller);
+  {
+    std::unique_lock lk(h.mu);
+    settle_truncation(d_, h);
+  }
+  if (!r)
+    d_.log->error("commit of {} after its last mapping went away failed: {}",
+                  d_.table.path_of(*h.node), r.error().message());
+  else if (*r == CommitOutcome::conflict)
+    d_.log->warn("commit of {} after its last mapping went away: conflict (kept)",
+                 d_.table.path_of(*h.node));
+}
+
+void Lingering::run() {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return stop_ || !parked_.empty(); });
+    if (stop_) return;
+    cv_.wait_for(lk, kPoll, [&] { return stop_; });
+    if (stop_) return;
+    std::vector<std::shared_ptr<Handle>> done;
+    for (std::size_t i = 0; i < parked_.size();) {
+      auto sole = sys::sole_writer(parked_[i]->snap.fd());
+      if (!sole || *sole) {
+        done.push_back(std::move(parked_[i]));
+        parked_[i] = std::move(parked_.back());
+        parked_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    lk.unlock();
+    for (const auto& h : done) settle(*h);
+    done.clear();  // the snapshots go with the last reference
+    lk.lock();
+  }
+}
+
+}  // namespace snapfs::fuse

@@ -1,0 +1,51 @@
+// Passthrough writers whose snapshot is still mapped after RELEASE.
+//
+// With kernel passthrough, a MAP_SHARED mapping holds the snapshot itself,
+// not the FUSE file: RELEASE comes at close(2) even while the mapping lives
+// on and keeps writing (PASSTHROUGH-NOTES, pitfall 2). SPEC §2.3 wants
+// those writes published when the last mapping goes away. RELEASE parks
+// such a handle here; a watcher thread asks the kernel every few
+// milliseconds whether anyone else still has the snapshot open for writing
+// (a write lease is granted only then: sys::sole_writer) and, once nobody
+// has, commits what changed (as RELEASE would) and frees the handle.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace snapfs::fuse {
+
+struct Daemon;
+struct Handle;
+
+class Lingering {
+public:
+  explicit Lingering(Daemon& d);
+  Lingering(const Lingering&) = delete;
+  Lingering& operator=(const Lingering&) = delete;
+  // Stops the watcher; what is still parked is committed now (the daemon is
+  // going away; a mapping that outlives it keeps only its private copy).
+  ~Lingering();
+
+  // Whether `h` (released, kernel-written) must wait for its mappings; if
+  // so it is parked and true is returned.
+  bool park_if_mapped(const std::shared_ptr<Handle>& h);
+  std::size_t size() const;
+
+private:
+  void run();
+  void settle(Handle& h) noexcept;
+
+  Daemon& d_;
+  mutable std::mutex mu_;  // leaf lock (commit() runs outside it)
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<Handle>> parked_;
+  bool stop_ = false;
+  std::thread watcher_;
+};
+
+}  // namespace snapfs::fuse

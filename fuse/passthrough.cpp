@@ -1,0 +1,222 @@
+// The custom I/O layer that gives a libfuse 3.14 daemon kernel passthrough
+// (see passthrough.hpp and docs/design-passthrough.md for the protocol).
+#include "passthrough.hpp"
+
+#include "sys_extra.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace snapfs::fuse {
+
+namespace {
+
+// Protocol 7.40 layouts (the kernel's include/uapi/linux/fuse.h). Debian
+// 12's headers stop at 7.38, so the few fields used are spelled out here,
+// with the offsets the kernel reads them at.
+constexpr std::uint32_t kOpInit = 26;
+constexpr std::uint32_t kOpOpen = 14;
+constexpr std::uint32_t kOpCreate = 35;
+
+constexpr std::size_t kInHeader = 40;   // struct fuse_in_header
+constexpr std::size_t kOutHeader = 16;  // struct fuse_out_header
+constexpr std::size_t kInHdrOpcode = 4, kInHdrUnique = 8;
+constexpr std::size_t kOutHdrError = 4, kOutHdrUnique = 8;
+
+// struct fuse_init_in / fuse_init_out
+constexpr std::size_t kInitInFlags = 12, kInitInFlags2 = 16, kInitInMin = 20;
+constexpr std::size_t kInitOutSize = 64;
+constexpr std::size_t kInitOutFlags = 12, kInitOutFlags2 = 32, kInitOutMaxStackDepth = 36;
+constexpr std::uint32_t kInitExt = 1u << 30;
+constexpr std::uint32_t kWritebackCache = 1u << 16;
+constexpr std::uint32_t kPassthrough2 = 1u << 5;  // FUSE_PASSTHROUGH == 1ULL << 37
+
+// struct fuse_open_out (16 bytes); CREATE sends fuse_entry_out (128) first.
+constexpr std::size_t kOpenOutSize = 16, kEntryOutSize = 128;
+constexpr std::size_t kOpenOutFlags = 8, kOpenOutBackingId = 12;
+constexpr std::uint32_t kFopenDirectIo = 1u << 0;
+constexpr std::uint32_t kFopenNoflush = 1u << 5;
+constexpr std::uint32_t kFopenParallelDirectWrites = 1u << 6;
+constexpr std::uint32_t kFopenPassthrough = 1u << 7;
+
+template <typename T>
+T load(const void* base, std::size_t off) noexcept {
+  T v;
+  std::memcpy(&v, static_cast<const char*>(base) + off, sizeof v);
+  return v;
+}
+template <typename T>
+void store(void* base, std::size_t off, T v) noexcept {
+  std::memcpy(static_cast<char*>(base) + off, &v, sizeof v);
+}
+
+// One daemon per process (libfuse's I/O callbacks get the session's user
+// data, which is the Daemon; the hook state is kept apart from it).
+KernelPassthrough* g_kpt = nullptr;
+
+// libfuse 3.14 reads a request and dispatches it in the same thread, and our
+// handlers reply before they return: what this thread read last is what it
+// is answering now.
+thread_local std::uint64_t t_unique = 0;
+thread_local std::uint32_t t_opcode = 0;
+struct Armed {
+  std::uint64_t unique = 0;
+  std::int32_t backing_id = -1;
+  bool patched = false;
+};
+thread_local Armed t_armed;
+
+}  // namespace
+
+struct PassthroughIo {
+  static ssize_t read(int fd, void* buf, size_t len, void* /*userdata*/) {
+    const ssize_t n = sys::raw_read(fd, buf, len);
+    if (n < static_cast<ssize_t>(kInHeader)) return n;
+    t_opcode = load<std::uint32_t>(buf, kInHdrOpcode);
+    t_unique = load<std::uint64_t>(buf, kInHdrUnique);
+    if (t_opcode == kOpInit && g_kpt && n >= static_cast<ssize_t>(kInHeader + kInitInMin)) {
+      const char* in = static_cast<const char*>(buf) + kInHeader;
+      const auto flags = load<std::uint32_t>(in, kInitInFlags);
+      const auto flags2 = load<std::uint32_t>(in, kInitInFlags2);
+      // flags2 means something only with FUSE_INIT_EXT.
+      g_kpt->offered_.store((flags & kInitExt) && (flags2 & kPassthrough2),
+                            std::memory_order_release);
+      g_kpt->init_unique_.store(t_unique, std::memory_order_release);
+    }
+    return n;
+  }
+
+  static ssize_t writev(int fd, struct iovec* iov, int count, void* /*userdata*/) {
+    if (g_kpt && count == 2 && iov[0].iov_len == kOutHeader) {
+      const auto err = load<std::int32_t>(iov[0].iov_base, kOutHdrError);
+      const auto unique = load<std::uint64_t>(iov[0].iov_base, kOutHdrUnique);
+      if (err == 0 && unique != 0) {
+        if (unique == g_kpt->init_unique_.load(std::memory_order_acquire)) patch_init(iov[1]);
+        else if (unique == t_armed.unique) patch_open(iov[1]);
+      }
+    }
+    return sys::raw_writev(fd, iov, count);
+  }
+
+  static ssize_t splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
+                             unsigned flags, void* /*userdata*/) {
+    return sys::raw_splice(fdin, offin, fdout, offout, len, flags);
+  }
+
+  // The INIT reply asks for passthrough if the kernel offered it. The
+  // writeback cache is cleared (the kernel refuses passthrough with it; we
+  // never ask for it anyway) and max_stack_depth is 1: B must be a plain
+  // filesystem (stack depth 0), not FUSE or overlayfs.
+  static void patch_init(iovec& out) {
+    KernelPassthrough& k = *g_kpt;
+    k.init_unique_.store(0, std::memory_order_release);
+    if (!k.offered_.load(std::memory_order_acquire)) return;
+    if (out.iov_len != kInitOutSize) return;  // not the layout we know: leave it
+    auto flags = load<std::uint32_t>(out.iov_base, kInitOutFlags);
+    auto flags2 = load<std::uint32_t>(out.iov_base, kInitOutFlags2);
+    flags = (flags | kInitExt) & ~kWritebackCache;
+    flags2 |= kPassthrough2;
+    store(out.iov_base, kInitOutFlags, flags);
+    store(out.iov_base, kInitOutFlags2, flags2);
+    store<std::uint32_t>(out.iov_base, kInitOutMaxStackDepth, 1);
+    k.active_.store(true, std::memory_order_release);
+  }
+
+  // The OPEN/CREATE reply of an armed handler: FOPEN_PASSTHROUGH with the
+  // backing id, and no DIRECT_IO. Any open flag other than NOFLUSH and
+  // PARALLEL_DIRECT_WRITES (KEEP_CACHE, NONSEEKABLE, ...) would make the
+  // kernel fail the open with EIO: such a reply is left as it is.
+  static void patch_open(iovec& out) {
+    std::size_t at = 0;
+    if (t_opcode == kOpOpen && out.iov_len == kOpenOutSize) at = 0;
+    else if (t_opcode == kOpCreate && out.iov_len == kEntryOutSize + kOpenOutSize)
+      at = kEntryOutSize;
+    else return;
+    auto flags = load<std::uint32_t>(out.iov_base, at + kOpenOutFlags);
+    const std::uint32_t allowed = kFopenDirectIo | kFopenNoflush | kFopenParallelDirectWrites;
+    if (flags & ~allowed) return;
+    flags = (flags & ~kFopenDirectIo) | kFopenPassthrough;
+    store(out.iov_base, at + kOpenOutFlags, flags);
+    store(out.iov_base, at + kOpenOutBackingId, t_armed.backing_id);
+    t_armed.patched = true;
+  }
+};
+
+BackingFile::~BackingFile() {
+  if (auto r = sys::backing_close(devfd_, id_); !r)
+    spdlog::debug("snapfs: {}", r.error().message());
+}
+
+bool KernelPassthrough::install(fuse_session* se, bool want, bool root) {
+  root_ = root;
+  if (!want) {
+    not_installed_ = "off (-o kernel_io=off)";
+    return false;
+  }
+  if (!root) {
+    not_installed_ = "unavailable: needs root (CAP_SYS_ADMIN)";
+    return false;
+  }
+  static const fuse_custom_io io = {
+      .writev = PassthroughIo::writev,
+      .read = PassthroughIo::read,
+      .splice_receive = nullptr,  // every request must pass through read()
+      .splice_send = PassthroughIo::splice_send,
+  };
+  g_kpt = this;
+  devfd_ = fuse_session_fd(se);
+  // The same descriptor: fuse_session_mount() opened it; from now on
+  // libfuse reads and writes it through `io`.
+  if (fuse_session_custom_io(se, &io, devfd_) != 0) {
+    not_installed_ = "unavailable: fuse_session_custom_io failed";
+    g_kpt = nullptr;
+    return false;
+  }
+  installed_ = true;
+  return true;
+}
+
+std::string KernelPassthrough::state() const {
+  if (!installed_) return not_installed_;
+  if (!offered_.load(std::memory_order_acquire))
+    return "unavailable: the kernel does not offer FUSE passthrough (Linux >= 6.9)";
+  if (!active()) return "unavailable: INIT reply not patched";
+  if (const int e = first_error_.load(std::memory_order_relaxed); e != 0 && opens() == 0)
+    return std::string("unavailable: FUSE_DEV_IOC_BACKING_OPEN: ") + std::strerror(e);
+  return "active";
+}
+
+std::shared_ptr<BackingFile> KernelPassthrough::open_backing(int fd) {
+  if (!active()) return nullptr;
+  auto id = sys::backing_open(devfd_, fd);
+  if (!id) {
+    int expected = 0;
+    if (first_error_.compare_exchange_strong(expected, id.error().value()))
+      spdlog::info("snapfs: kernel passthrough refused ({}); opens are served by the daemon",
+                   id.error().message());
+    return nullptr;
+  }
+  try {
+    return std::make_shared<BackingFile>(devfd_, *id);
+  } catch (...) {
+    (void)sys::backing_close(devfd_, *id);
+    return nullptr;
+  }
+}
+
+void KernelPassthrough::arm(const BackingFile& b) noexcept {
+  t_armed.unique = (t_opcode == kOpOpen || t_opcode == kOpCreate) ? t_unique : 0;
+  t_armed.backing_id = b.id();
+  t_armed.patched = false;
+}
+
+bool KernelPassthrough::disarm() noexcept {
+  const bool patched = t_armed.patched;
+  t_armed = Armed{};
+  if (patched) opens_.fetch_add(1, std::memory_order_relaxed);
+  return patched;
+}
+
+}  // namespace snapfs::fuse
