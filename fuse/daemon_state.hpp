@@ -5,6 +5,7 @@
 #include "fuse_api.hpp"
 #include "inode_table.hpp"
 #include "passthrough.hpp"
+#include "warm.hpp"
 
 #include <snapfs/fuse/daemon.hpp>
 
@@ -139,6 +140,9 @@ struct Daemon {
   core::UniqueFd staging_dir;
   core::UniqueFd conflicts_dir;
   KernelPassthrough kpt;
+  // Read-only opens of an unchanged version share one snapshot, kept warm
+  // for 10 s after its last use (warm.hpp). At most 1024 (one fd each).
+  WarmSnapshots warm{std::chrono::seconds(10), 1024};
   // Passthrough writers released while a shared writable mapping of their
   // snapshot is still alive (session.cpp): published when it goes away.
   std::unique_ptr<class Lingering> lingering;

@@ -124,6 +124,9 @@ struct Handle {
   // daemon cannot see who wrote). `seen`: see SnapState.
   std::shared_ptr<BackingFile> backing;
   std::atomic<bool> passthrough{false};
+  // A reader of a shared warm snapshot (kind reader_share): its backing
+  // file is the snapshot's, registered once for all its readers.
+  std::shared_ptr<WarmSnapshot> warm;
   pid_t opener = 0;
   SnapState seen;
 

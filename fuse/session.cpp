@@ -242,12 +242,15 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     }
     fuse_remove_signal_handlers(se);
   }
-  fuse_session_destroy(se);
-  fuse_opt_free_args(&args);
   // No request runs any more: free the handles of files that were still
   // open when the loop stopped (their unpublished snapshots vanish, as after
-  // a crash; nothing in B changes).
+  // a crash; nothing in B changes), and the warm snapshots. Before the FUSE
+  // descriptor closes: their backing ids are released on it.
+  d->lingering.reset();
   for (void* holder : d->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
+  d->warm.clear();
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
   return ret;
 }
 

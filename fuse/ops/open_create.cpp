@@ -55,6 +55,11 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
     if (share_with) {
       std::shared_lock lk(share_with->mu);
       if (share_with->passthrough.load(std::memory_order_acquire)) b = share_with->backing;
+    } else if (h->warm) {
+      // One registration per warm snapshot, shared by all its readers.
+      std::lock_guard lk(h->warm->backing_mu);
+      if (!h->warm->backing) h->warm->backing = d.kpt.open_backing(h->warm->file.fd());
+      b = h->warm->backing;
     } else {
       b = d.kpt.open_backing(h->fd());
     }

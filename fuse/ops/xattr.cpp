@@ -40,6 +40,8 @@ std::string status_json(const Daemon& d) {
   j += ",\"kernel_passthrough\":" + json_string(d.kpt.state());
   j += ",\"passthrough_opens\":" + std::to_string(d.kpt.opens());
   j += ",\"daemon_opens\":" + std::to_string(d.stats.daemon_opens.load());
+  j += ",\"warm_snapshots\":" + std::to_string(d.warm.size());
+  j += ",\"warm_hits\":" + std::to_string(d.warm.hits());
   j += ",\"lingering\":" + std::to_string(d.lingering ? d.lingering->size() : 0);
   j += "}";
   return j;

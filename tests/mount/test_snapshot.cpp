@@ -51,6 +51,39 @@ TEST_P(Snapshot, ReaderIsolatedFromWriterAndFromB) {
   EXPECT_EQ(read_file(m("f")), now);
 }
 
+// Warm snapshots (issue #5): read-only opens of an unchanged version share
+// one snapshot; any change to B/p, through M or in place in B, even one
+// that keeps the size, gives the next open a new one.
+TEST_P(Snapshot, ReadersOfAnUnchangedVersionShareOneWarmSnapshot) {
+  write_file(b("f"), pattern(100000, 5));
+  const auto hits = [&] { return std::stoull("0" + status_field("warm_hits")); };
+  const auto h0 = hits();
+  EXPECT_EQ(read_file(m("f")), pattern(100000, 5));
+  EXPECT_EQ(read_file(m("f")), pattern(100000, 5));
+  EXPECT_EQ(read_file(m("f")), pattern(100000, 5));
+  EXPECT_GE(hits(), h0 + 2);
+
+  // In place in B, same size, immediately after a read: the new ctime
+  // (fine-grained once queried) gives a new version.
+  const int r = xopen(m("f"), O_RDONLY);  // holds the old warm snapshot
+  ASSERT_GE(r, 0);
+  pwrite_file(b("f"), 7, "CHANGED");
+  std::string now = pattern(100000, 5);
+  now.replace(7, 7, "CHANGED");
+  EXPECT_EQ(read_file(m("f")), now);
+  EXPECT_EQ(pread_all(r), pattern(100000, 5));  // the earlier open keeps its version
+
+  // A commit through M.
+  const int w = xopen(m("f"), O_RDWR);
+  ASSERT_GE(w, 0);
+  ASSERT_TRUE(pwrite_str(w, "AGAIN", 0));
+  ASSERT_EQ(xclose(w), 0);
+  now.replace(0, 5, "AGAIN");
+  EXPECT_EQ(read_file(m("f")), now);
+  EXPECT_EQ(pread_all(r), pattern(100000, 5));
+  ASSERT_EQ(xclose(r), 0);
+}
+
 TEST_P(Snapshot, ReaderIsolatedFromTruncateInB) {
   write_file(b("f"), pattern(100000, 3));
   const int r = xopen(m("f"), O_RDONLY);

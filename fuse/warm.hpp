@@ -1,0 +1,84 @@
+// Warm read-only snapshots (issue #5, item 3; docs/design-passthrough.md).
+//
+// A snapshot is a new inode, so its page cache starts cold: every open of
+// an unchanged header in a build would read the disk again. Read-only opens
+// of the same published version therefore share one snapshot, which stays
+// here for a while after its last use. ISOLATION is unchanged: nobody ever
+// writes a shared snapshot (read-only opens only; the kernel opens the
+// backing file with the opener's O_RDONLY, the daemon refuses WRITE on such
+// handles), and a version is identified by everything that changes when
+// B/p changes: device, inode, size, mtime and ctime. Timestamps are
+// fine-grained once queried (Linux >= 6.13), and every open queries them,
+// so a change made in place after an open always gets a new ctime.
+#pragma once
+
+#include "passthrough.hpp"
+
+#include <snapfs/core/tmpfile.hpp>
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+namespace snapfs::fuse {
+
+// One shared snapshot: an unnamed private file (never written after its clone),
+// and the backing file the kernel reads it through (registered at the
+// first passthrough open, then shared by every later one).
+struct WarmSnapshot {
+  core::TmpFile file;
+  std::mutex backing_mu;  // leaf lock
+  std::shared_ptr<BackingFile> backing;
+};
+
+class WarmSnapshots {
+public:
+  using Clock = std::chrono::steady_clock;
+  // `ttl`: how long an entry stays after its last use; `capacity`: entries
+  // (each holds one descriptor). ttl 0 disables the cache.
+  WarmSnapshots(Clock::duration ttl, std::size_t capacity) : ttl_(ttl), capacity_(capacity) {}
+
+  bool enabled() const noexcept { return ttl_.count() > 0 && capacity_ > 0; }
+  // The shared snapshot of the version `st` (an fstat of B/p), if any.
+  std::shared_ptr<WarmSnapshot> find(const struct stat& st);
+  // Keeps `snap` as the snapshot of version `st` (replacing an older one).
+  void insert(const struct stat& st, std::shared_ptr<WarmSnapshot> snap);
+  std::size_t size() const;
+  // Drops every entry (daemon exit, before the FUSE device is closed).
+  void clear();
+  std::uint64_t hits() const noexcept { return hits_.load(std::memory_order_relaxed); }
+
+private:
+  struct Key {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    bool operator==(const Key& o) const noexcept;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept;
+  };
+  struct Entry {
+    Key key;
+    std::shared_ptr<WarmSnapshot> snap;
+    Clock::time_point last_used;
+  };
+  static Key key_of(const struct stat& st) noexcept;
+  void expire_locked(Clock::time_point now);
+
+  const Clock::duration ttl_;
+  const std::size_t capacity_;
+  mutable std::mutex mu_;  // leaf lock
+  std::list<Entry> lru_;   // most recently used first
+  std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;
+  std::atomic<std::uint64_t> hits_{0};
+};
+
+}  // namespace snapfs::fuse
