@@ -339,6 +339,18 @@ mibs() { awk -v b="$seq_mib" -v t0="$1" -v t1="$2" 'BEGIN {printf "%.1f", b / (t
 secs() { awk -v t0="$1" -v t1="$2" 'BEGIN {printf "%.4f", t1 - t0}'; }
 note() { echo "$*" | tee -a "$info" >&2; }
 git_status() { git -C "$1/tree" -c safe.directory='*' status --porcelain >/dev/null 2>"$work/git.err"; }
+# All targets share B/tree/.git. A git that failed through a mount (EMFILE in
+# the daemon) can leave its lock files behind (it could not unlink them), and
+# a stale index.lock keeps every later git status, on every target, from
+# writing back its refreshed index: each run would then re-hash the whole
+# tree. So after each run, with no git running, remove (and note) any lock.
+git_locks() {
+  local f found=""
+  while IFS= read -r f; do
+    found+=" ${f#"$B/tree/"}"; rm -f "$f"
+  done < <(find "$B/tree/.git" -maxdepth 3 -name '*.lock')
+  [[ -z $found ]] || note "rep $r $1: git left$found behind (removed)"
+}
 
 {
   echo "mode=$([[ $quick == 1 ]] && echo quick || echo full) reps=$reps targets=${targets[*]} skip=${skip:-none}"
@@ -417,7 +429,7 @@ for ((r = 1; r <= reps; r++)); do
         record hold_10k s lower "$t" "$r" "$hs"
       else
         record hold_10k s lower "$t" "$r" fail
-        note "rep $r $t: hold of $hold_n files failed (rc $rc): $(head -c 300 "$work/hold.err")"
+        note "rep $r $t: hold of $hold_n files failed (rc $rc): $(head -c 300 "$work/hold.err" | tr '\n' ' ')"
       fi
     done
   fi
@@ -425,12 +437,20 @@ for ((r = 1; r <= reps; r++)); do
   # refreshes the index's stat data for this view).
   sync; echo 2 >/proc/sys/vm/drop_caches
   for t in "${order[@]}"; do
-    if git_status "${dir[$t]}" && { t0=$(now); git_status "${dir[$t]}"; }; then
+    ok=0 which="first (untimed)"
+    if git_status "${dir[$t]}"; then
+      git_locks "$t"
+      which="second (timed)"
+      t0=$(now)
+      git_status "${dir[$t]}" && ok=1
       t1=$(now)
+    fi
+    git_locks "$t"
+    if ((ok)); then
       record git_status s lower "$t" "$r" "$(secs "$t0" "$t1")"
     else
       record git_status s lower "$t" "$r" fail
-      note "rep $r $t: git status of $tree_files files failed: $(head -c 300 "$work/git.err")"
+      note "rep $r $t: $which git status of $tree_files files failed: $(head -c 300 "$work/git.err" | tr '\n' ' ')"
       sync; echo 2 >/proc/sys/vm/drop_caches
     fi
   done
