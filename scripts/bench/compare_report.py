@@ -257,6 +257,10 @@ def main():
                     r = 1 / r
                 ys.append(r or 0)
             ax.bar([x + i * width for x in range(len(ms))], ys, width, label=t)
+            for x, m in enumerate(ms):
+                if fails[(m, t)]:
+                    ax.text(x + i * width, 1.0, "failed", rotation=90, ha="center", va="top",
+                            fontsize=7, color="red")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks([x + width * (len(others) - 1) / 2 for x in range(len(ms))])
