@@ -32,8 +32,8 @@
 #      targets (met/missed), writes build/bench-compare/results/
 #      compare-<time>{.csv,-raw.csv,-rss.csv,.info} and, with matplotlib, .png,
 #   8. unmounts and detaches exactly what it made, whatever happens (trap).
-# Needs root (loop devices, mount, drop_caches). Full run: about 25 minutes on
-# 2 busy CPUs; --quick: about 5.
+# Needs root (loop devices, mount, drop_caches). Full run: 16-19 minutes on
+# 2 busy CPUs (load 3-8); --quick: about 2.
 #
 #   scripts/bench/compare.sh                  native, bindfs, mergerfs, snapfs, snapfs-fast
 #   scripts/bench/compare.sh --quick          native and snapfs only, smaller sizes, 3 repetitions,

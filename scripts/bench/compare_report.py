@@ -75,7 +75,11 @@ def main():
     others = [t for t in targets if t != "native"]
 
     med = {k: statistics.median(v) for k, v in vals.items()}
-    reps = max([len(v) for v in vals.values()] + [0])
+    def nreps(ms):
+        return max([len(v) + fails[k] for k, v in vals.items() if k[0] in ms] +
+                   [fails[k] for k in fails if k[0] in ms] + [0])
+    reps = nreps([m for m in meta if not m.startswith("build_")])
+    breps = nreps(["build_full", "build_noop"])
 
     def ratio(m, t):
         n = med.get((m, "native"))
@@ -95,7 +99,7 @@ def main():
     for m, (unit, better) in meta.items():
         rows.append([m, unit, better] + [cell(m, t) for t in targets]
                     + [fmt_ratio(ratio(m, t)) for t in others])
-    print(f"\nmedians over {reps} repetitions; ratio = target / native in the metric's unit;"
+    print(f"\nmedians over {reps} repetitions" + (f" (builds: {breps})" if breps else "") + "; ratio = target / native in the metric's unit;"
           " FAILED k/n: k of n runs failed (median of the others in brackets)")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
