@@ -8,10 +8,18 @@
 //   compare_ops publish DIR COUNT          create+write(4 KiB)+close of COUNT new files -> files/s
 //   compare_ops stat DIR NFILES PASSES     stat of DIR/f%05d: one untimed pass, PASSES timed -> stats/s
 //   compare_ops commit FILE COUNT          open(O_RDWR)+pwrite(1 byte)+close, COUNT times -> median ms
-//   compare_ops mkfiles DIR NFILES         setup: NFILES files of 4 KiB (DIR/f%05d)
+//   compare_ops hold DIR NFILES            open DIR/f%05d, NFILES at once, read 1 byte of each,
+//                                          close all -> "OPENED SECONDS"; exit 3 if an open,
+//                                          read or close failed
+//   compare_ops cycles FILE COUNT STEP PID open+close of FILE COUNT times; VmRSS of PID before,
+//                                          every STEP cycles and at the end -> CSV lines
+//                                          "cycles,rss_kib,seconds"
+//   compare_ops mkfiles DIR NFILES [SIZE]  setup: NFILES files of SIZE bytes, default 4096 (DIR/f%05d)
 //   compare_ops mktree DIR NFILES          setup: a source-like tree, 100 files per directory
 //
-// Prints one number on stdout; any failing call is fatal (exit 1, message on stderr).
+// Prints one number on stdout (hold and cycles: see above); any failing call
+// is fatal (exit 1, message on stderr), except an open in hold, which is the
+// measured outcome.
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -23,6 +31,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -138,11 +147,85 @@ int commit(const char* file, long count) {
   return 0;
 }
 
-int mkfiles(const std::string& dir, long nfiles) {
-  static char buf[4096];
+int hold(const std::string& dir, long nfiles) {
+  // Our own limit must not be what fails: take the hard one (the daemon's is its own).
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < static_cast<rlim_t>(nfiles) + 16) {
+    errno = EMFILE;
+    die("this process's own RLIMIT_NOFILE (" + std::to_string(rl.rlim_cur) + ") is below " +
+        std::to_string(nfiles) + " + 16");
+  }
+  std::vector<int> fds;
+  fds.reserve(static_cast<size_t>(nfiles));
+  bool ok = true;
+  auto t0 = Clock::now();
   for (long i = 0; i < nfiles; ++i) {
-    std::memset(buf, 'a' + static_cast<int>(i % 26), sizeof buf);
-    write_file(numbered(dir, i), buf, sizeof buf);
+    std::string p = numbered(dir, i);
+    int fd = ::open(p.c_str(), O_RDONLY);
+    if (fd < 0) {
+      std::fprintf(stderr, "compare_ops hold: open %s (with %zu files held): %s\n", p.c_str(),
+                   fds.size(), std::strerror(errno));
+      ok = false;
+      break;
+    }
+    fds.push_back(fd);
+  }
+  char c;
+  for (size_t i = 0; ok && i < fds.size(); ++i) {
+    if (::read(fds[i], &c, 1) != 1) {
+      std::fprintf(stderr, "compare_ops hold: read of file %zu while all are open: %s\n", i,
+                   std::strerror(errno));
+      ok = false;
+    }
+  }
+  for (int fd : fds)
+    if (::close(fd) != 0) {
+      std::fprintf(stderr, "compare_ops hold: close: %s\n", std::strerror(errno));
+      ok = false;
+    }
+  std::printf("%zu %.4f\n", fds.size(), seconds_since(t0));
+  return ok ? 0 : 3;
+}
+
+long vm_rss_kib(long pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/status";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) die("open " + path);
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "VmRSS:", 6) == 0) kib = std::strtol(line + 6, nullptr, 10);
+  std::fclose(f);
+  if (kib < 0) { errno = ENOENT; die("no VmRSS in " + path); }
+  return kib;
+}
+
+int cycles(const char* file, long count, long step, long pid) {
+  if (step <= 0) step = count;
+  auto t0 = Clock::now();
+  std::printf("0,%ld,0\n", vm_rss_kib(pid));
+  std::fflush(stdout);
+  for (long i = 1; i <= count; ++i) {
+    int fd = ::open(file, O_RDONLY);
+    if (fd < 0) die("open " + std::string(file) + " at cycle " + std::to_string(i));
+    if (::close(fd) != 0) die("close " + std::string(file) + " at cycle " + std::to_string(i));
+    if (i % step == 0 || i == count) {
+      std::printf("%ld,%ld,%.3f\n", i, vm_rss_kib(pid), seconds_since(t0));
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+int mkfiles(const std::string& dir, long nfiles, size_t size) {
+  std::vector<char> buf(size);
+  for (long i = 0; i < nfiles; ++i) {
+    std::memset(buf.data(), 'a' + static_cast<int>(i % 26), size);
+    write_file(numbered(dir, i), buf.data(), size);
   }
   std::printf("%ld\n", nfiles);
   return 0;
@@ -184,7 +267,10 @@ int main(int argc, char** argv) {
   if (cmd == "publish" && argc == 4) return publish(argv[2], num(3));
   if (cmd == "stat" && argc == 5) return stat_rate(argv[2], num(3), num(4));
   if (cmd == "commit" && argc == 4) return commit(argv[2], num(3));
-  if (cmd == "mkfiles" && argc == 4) return mkfiles(argv[2], num(3));
+  if (cmd == "hold" && argc == 4) return hold(argv[2], num(3));
+  if (cmd == "cycles" && argc == 6) return cycles(argv[2], num(3), num(4), num(5));
+  if (cmd == "mkfiles" && (argc == 4 || argc == 5))
+    return mkfiles(argv[2], num(3), argc == 5 ? static_cast<size_t>(num(4)) : 4096);
   if (cmd == "mktree" && argc == 4) return mktree(argv[2], num(3));
   std::fprintf(stderr, "usage: see the header of scripts/bench/compare_ops.cpp\n");
   return 2;

@@ -2,11 +2,13 @@
 """Summarise scripts/bench/compare.sh's raw CSV: medians over the repetitions,
 ratios to native, the issue #5 targets; optional PNG (matplotlib).
 
-  compare_report.py RAW.csv [--csv SUMMARY.csv] [--png PLOT.png]
+  compare_report.py RAW.csv [--csv SUMMARY.csv] [--png PLOT.png] [--rss RSS.csv]
+                    [--cycles N] [--hold-files N] [--tree-files N] [--rss-flat-mib MIB]
 
 ratio = median(target) / median(native) in the metric's own unit, so for
 "higher" metrics (MiB/s, IOPS, files/s, stats/s) above 1 is faster than
-native, for "lower" metrics (µs, ms, s) above 1 is slower.
+native, for "lower" metrics (µs, ms, s) above 1 is slower. A value "fail" in the raw CSV
+is a failed run: it is counted and shown, never averaged, and fails its target.
 """
 import argparse
 import csv
@@ -47,9 +49,16 @@ def main():
     ap.add_argument("raw")
     ap.add_argument("--csv")
     ap.add_argument("--png")
+    ap.add_argument("--rss", help="compare.sh's -rss.csv: cycles,rss_kib,seconds")
+    ap.add_argument("--cycles", type=int, help="cycles the RSS run was asked for")
+    ap.add_argument("--rss-flat-mib", type=float, default=4.0,
+                    help="largest max-min of the RSS samples that counts as flat (MiB)")
+    ap.add_argument("--hold-files", type=int, default=10000)
+    ap.add_argument("--tree-files", type=int)
     a = ap.parse_args()
 
     vals = defaultdict(list)
+    fails = defaultdict(int)
     meta = OrderedDict()
     targets = []
     with open(a.raw) as f:
@@ -58,25 +67,40 @@ def main():
             meta.setdefault(m, (row["unit"], row["better"]))
             if t not in targets:
                 targets.append(t)
-            vals[(m, t)].append(float(row["value"]))
+            if row["value"] in ("", "fail"):
+                fails[(m, t)] += 1
+            else:
+                vals[(m, t)].append(float(row["value"]))
     targets = [t for t in ORDER if t in targets] + [t for t in targets if t not in ORDER]
     others = [t for t in targets if t != "native"]
 
     med = {k: statistics.median(v) for k, v in vals.items()}
-    reps = max(len(v) for v in vals.values())
+    def nreps(ms):
+        return max([len(v) + fails[k] for k, v in vals.items() if k[0] in ms] +
+                   [fails[k] for k in fails if k[0] in ms] + [0])
+    reps = nreps([m for m in meta if not m.startswith("build_")])
+    breps = nreps(["build_full", "build_noop"])
 
     def ratio(m, t):
         n = med.get((m, "native"))
         v = med.get((m, t))
-        return None if not n or v is None else v / n
+        return None if not n or v is None or fails[(m, t)] or fails[(m, "native")] else v / n
+
+    def cell(m, t):
+        k = fails[(m, t)]
+        if not k:
+            return fmt(med.get((m, t)))
+        n = k + len(vals.get((m, t), []))
+        return "FAILED" + (f" {k}/{n}" if k < n else "") + (f" ({fmt(med[(m, t)])})" if (m, t) in med else "")
 
     # table
     head = ["metric", "unit", "better"] + targets + [f"{t}/native" for t in others]
     rows = []
     for m, (unit, better) in meta.items():
-        rows.append([m, unit, better] + [fmt(med.get((m, t))) for t in targets]
+        rows.append([m, unit, better] + [cell(m, t) for t in targets]
                     + [fmt_ratio(ratio(m, t)) for t in others])
-    print(f"\nmedians over {reps} repetitions; ratio = target / native in the metric's unit")
+    print(f"\nmedians over {reps} repetitions" + (f" (builds: {breps})" if breps else "") + "; ratio = target / native in the metric's unit;"
+          " FAILED k/n: k of n runs failed (median of the others in brackets)")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -85,50 +109,137 @@ def main():
     if a.csv:
         with open(a.csv, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["metric", "unit", "better", "target", "reps", "median", "min", "max", "ratio_to_native"])
+            w.writerow(["metric", "unit", "better", "target", "reps", "failed", "median", "min", "max",
+                        "ratio_to_native"])
             for m, (unit, better) in meta.items():
                 for t in targets:
-                    v = vals.get((m, t))
-                    if not v:
+                    v = vals.get((m, t), [])
+                    k = fails[(m, t)]
+                    if not v and not k:
                         continue
                     r = ratio(m, t)
-                    w.writerow([m, unit, better, t, len(v), f"{med[(m, t)]:.6g}", f"{min(v):.6g}",
-                                f"{max(v):.6g}", "" if r is None else f"{r:.4g}"])
+                    g = (lambda x: f"{x:.6g}") if v else (lambda x: "")
+                    w.writerow([m, unit, better, t, len(v) + k, k, g(med.get((m, t))),
+                                g(min(v) if v else 0), g(max(v) if v else 0),
+                                "" if r is None else f"{r:.4g}"])
 
-    # issue #5 targets for snapfs
-    if "snapfs" in targets:
-        print("\nissue #5 targets (snapfs):")
+    rss = []
+    if a.rss:
+        with open(a.rss) as f:
+            rss = [(int(r["cycles"]), int(r["rss_kib"]), float(r["seconds"])) for r in csv.DictReader(f)]
+        if rss:
+            print(f"\nsnapfs daemon VmRSS across {rss[-1][0]:,} open+close cycles of one file".replace(",", " "))
+            print("| cycles | " + " | ".join(f"{c:,}".replace(",", " ") for c, _, _ in rss) + " |")
+            print("|---|" + "---|" * len(rss))
+            print("| RSS MiB | " + " | ".join(f"{k / 1024:.1f}" for _, k, _ in rss) + " |")
+            print("| seconds | " + " | ".join(f"{s:.0f}" for _, _, s in rss) + " |")
 
-        def line(name, ok, detail):
-            print(f"  {'met   ' if ok else 'MISSED'} {name}: {detail}")
+    # issue #5 targets, for snapfs (and snapfs-fast, when measured)
+    def verdict(t):
+        """(name, measured text, ok or None = not measured) for target t."""
+        out = []
 
-        for m, want, name in [("seq_read_cold", 0.9, "seq read (cold) >= 0.9x native"),
-                              ("seq_write_fsync", 0.9, "seq write+fsync >= 0.9x native"),
-                              ("seq_read_warm", 0.5, "warm re-read >= 0.5x native"),
-                              ("randread_4k", 0.8, "4K random IOPS >= 0.8x native")]:
-            r = ratio(m, "snapfs")
-            if r is not None:
-                line(name, r >= want, f"{r:.2f}x native")
-        if ("open_read_close_4k", "bindfs") in med:
-            s, b = med[("open_read_close_4k", "snapfs")], med[("open_read_close_4k", "bindfs")]
-            line("open+read+close 4K no slower than bindfs", s <= b, f"{s:.1f} vs {b:.1f} us ({s / b:.2f}x)")
-        if ("publish_4k", "bindfs") in med:
-            s, b = med[("publish_4k", "snapfs")], med[("publish_4k", "bindfs")]
-            line("small-file publish faster than bindfs", s > b, f"{s:.0f} vs {b:.0f} files/s ({s / b:.2f}x)")
-            if ("publish_4k", "snapfs-fast") in med:
-                f_ = med[("publish_4k", "snapfs-fast")]
-                print(f"         (snapfs-fast, no fdatasync: {f_:.0f} files/s, {f_ / b:.2f}x bindfs)")
-        r = ratio("stat_warm", "snapfs")
-        if r:
-            line("warm stat within 1.5x native", 1 / r <= 1.5, f"{1 / r:.2f}x native's time per stat")
-        r = ratio("git_status", "snapfs")
-        if r:
-            line("git status within 1.5x native", r <= 1.5, f"{r:.2f}x native's time")
-        cs = [m for m in meta if m.startswith("commit_")]
-        if len(cs) >= 2 and (cs[0], "snapfs") in med:
-            lo, hi = med[(cs[0], "snapfs")], med[(cs[-1], "snapfs")]
-            line(f"commit latency size-independent ({cs[-1][7:]} vs {cs[0][7:]} within 2x)", hi / lo <= 2,
-                 f"{lo:.2f} ms -> {hi:.2f} ms ({hi / lo:.2f}x)")
+        def failed(m):
+            k = fails[(m, t)]
+            return f"failed in {k} of {k + len(vals.get((m, t), []))} runs" if k else None
+
+        def rel(m, want, name, invert=False):
+            f_ = failed(m)
+            if f_:
+                return out.append((name, f_, False))
+            r = ratio(m, t)
+            if r is None:
+                return out.append((name, "not measured", None))
+            if invert:  # a time: show how many times native's
+                out.append((name, f"{r:.2f}x native's time ({fmt(med[(m, t)])} vs {fmt(med[(m, 'native')])} "
+                                  f"{meta[m][0]})", r <= want))
+            else:
+                out.append((name, f"{r:.2f}x native ({fmt(med[(m, t)])} vs {fmt(med[(m, 'native')])} "
+                                  f"{meta[m][0]})", r >= want))
+
+        def vs_bindfs(m, name, lower):
+            f_ = failed(m)
+            if f_:
+                return out.append((name, f_, False))
+            if (m, "bindfs") not in med or (m, t) not in med:
+                return out.append((name, "not measured (no bindfs in this run)", None))
+            s, b = med[(m, t)], med[(m, "bindfs")]
+            ok = s <= b if lower else s > b
+            out.append((name, f"{fmt(s)} vs {fmt(b)} {meta[m][0]} ({s / b:.2f}x bindfs)", ok))
+
+        rel("seq_read_cold", 0.9, "seq read (cold) >= 0.9x native")
+        rel("seq_write_fsync", 0.9, "seq write+fsync >= 0.9x native")
+        rel("seq_read_warm", 0.5, "warm re-read in a new open >= 0.5x native")
+        rel("randread_4k", 0.8, "4K random IOPS >= 0.8x native")
+        vs_bindfs("open_read_close_4k", "open+read+close 4 KiB no slower than bindfs", lower=True)
+        vs_bindfs("publish_4k", "small-file publish faster than bindfs", lower=False)
+        f_ = failed("stat_warm")
+        r = ratio("stat_warm", t)
+        out.append(("warm stat within 1.5x native",
+                    f_ or (f"{1 / r:.2f}x native's time per stat" if r else "not measured"),
+                    False if f_ else (1 / r <= 1.5 if r else None)))
+        tree = f" ({a.tree_files:,} files)".replace(",", " ") if a.tree_files else ""
+        rel("git_status", 1.5, f"git status{tree} within 1.5x native", invert=True)
+        rel("build_noop", 1.5, "no-op rebuild within 1.5x native", invert=True)
+        for fs, pre in (("XFS", "commit_"), ("btrfs", "commit_btrfs_")):
+            cs = [m for m in meta if m.startswith(pre) and m[len(pre):][:1].isdigit()]
+            name = f"commit latency on {fs}: largest within 2x of smallest"
+            if len(cs) < 2 or (cs[0], t) not in med and not fails[(cs[0], t)]:
+                out.append((name, "not measured", None))
+                continue
+            name = f"commit latency on {fs}: {cs[-1][len(pre):]} within 2x of {cs[0][len(pre):]}"
+            f_ = failed(cs[0]) or failed(cs[-1])
+            if f_:
+                out.append((name, f_, False))
+                continue
+            lo, hi = med[(cs[0], t)], med[(cs[-1], t)]
+            out.append((name, f"{lo:.2f} ms -> {hi:.2f} ms ({hi / lo:.2f}x)", hi / lo <= 2))
+        rel("build_full", 1.15, "real build <= 1.15x native", invert=True)
+        name = f"{a.hold_files:,} files open at once".replace(",", " ")
+        if ("hold_opened", t) in med or fails[("hold_10k", t)]:
+            opened = vals.get(("hold_opened", t), [])
+            k = fails[("hold_10k", t)]
+            if k:
+                out.append((name, f"failed in {k} of {len(opened)} runs; opened at most {max(opened):.0f}, "
+                                  f"at least {min(opened):.0f}", False))
+            else:
+                out.append((name, f"all {len(opened)} runs held {a.hold_files}; "
+                                  f"{fmt(med[('hold_10k', t)])} s (native {fmt(med.get(('hold_10k', 'native')))} s)",
+                            True))
+        else:
+            out.append((name, "not measured", None))
+        name = "daemon RSS flat across open+close cycles"
+        if t != "snapfs" or not rss:
+            out.append((name, "not measured", None))
+        else:
+            ks = [k for _, k, _ in rss]
+            spread = (max(ks) - min(ks)) / 1024
+            short = a.cycles and rss[-1][0] < a.cycles
+            name = f"daemon RSS flat across {rss[-1][0]:,} open+close cycles".replace(",", " ")
+            txt = (f"{ks[0] / 1024:.1f} -> {ks[-1] / 1024:.1f} MiB, max-min {spread:.1f} MiB "
+                   f"(flat: <= {a.rss_flat_mib:g} MiB)")
+            if short:
+                txt += f"; STOPPED after {rss[-1][0]} of {a.cycles} cycles"
+            out.append((name, txt, spread <= a.rss_flat_mib and not short))
+        return out
+
+    snaps = [t for t in ("snapfs", "snapfs-fast") if t in targets]
+    if snaps:
+        cols = {t: verdict(t) for t in snaps}
+        print("\nissue #5 targets (measured in this run)")
+        head = ["target"] + [x for t in snaps for x in (f"{t}: measured", f"{t}: verdict")]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        word = {True: "met", False: "**missed**", None: "not measured"}
+        for i, (name, _, _) in enumerate(cols[snaps[0]]):
+            cells = [name]
+            for t in snaps:
+                _, txt, ok = cols[t][i]
+                cells += [txt, word[ok]]
+            print("| " + " | ".join(cells) + " |")
+        for t in snaps:
+            oks = [ok for _, _, ok in cols[t]]
+            print(f"{t}: {oks.count(True)} met, {oks.count(False)} missed, {oks.count(None)} not measured")
 
     if a.png:
         try:
@@ -144,12 +255,16 @@ def main():
         for i, t in enumerate(others):
             ys = []
             for m in ms:
-                r = ratio(m, t)
+                r = ratio(m, t) if meta[m][1] in ("higher", "lower") else None
                 # plot "speed relative to native": invert the lower-is-better metrics
                 if r and meta[m][1] == "lower":
                     r = 1 / r
                 ys.append(r or 0)
             ax.bar([x + i * width for x in range(len(ms))], ys, width, label=t)
+            for x, m in enumerate(ms):
+                if fails[(m, t)]:
+                    ax.text(x + i * width, 1.0, "failed", rotation=90, ha="center", va="top",
+                            fontsize=7, color="red")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks([x + width * (len(others) - 1) / 2 for x in range(len(ms))])
