@@ -116,27 +116,29 @@ Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
   return std::move(*tmp);
 }
 
-// A read-only open of version `st` of B/p: shares the warm snapshot of that
-// version, or makes it (warm.hpp).
+// A read-only open of version `st` of B/p (`pathfd`: its O_PATH handle):
+// shares the warm snapshot of that version, or makes it (warm.hpp).
 Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Handle> h,
-                                                 const core::UniqueFd& src,
-                                                 const struct stat& st) noexcept {
+                                                 int pathfd, const struct stat& st) noexcept {
   std::shared_ptr<WarmSnapshot> w;
   try {
     w = d.warm.find(st);
     if (!w) {
+      auto src = reopen(pathfd, O_RDONLY);
+      if (!src) return std::move(src).error();
       auto tmp = make_private(d, *h->node, false);
       if (!tmp) return std::move(tmp).error();
       // ISOLATION: one instant of B/p, into a file nobody writes (below).
-      auto m = core::clone_contents(tmp->fd(), src.get());
+      auto m = core::clone_contents(tmp->fd(), src->get());
       if (!m) return std::move(m).error();
       w = std::make_shared<WarmSnapshot>();
       w->file = std::move(*tmp);
-      // Shared only if B/p did not change during the clone: the snapshot
-      // then is exactly version `st`.
-      auto after = csys::fstat(src.get());
-      if (after && after->st_size == st.st_size &&
-          after->st_mtim.tv_sec == st.st_mtim.tv_sec &&
+      // Shared only if B/p did not change since `st` was taken (before the
+      // clone): the snapshot then is exactly version `st`. Otherwise this
+      // reader keeps it alone, as a snapshot of a version at least as new.
+      auto after = csys::fstat(src->get());
+      if (after && after->st_dev == st.st_dev && after->st_ino == st.st_ino &&
+          after->st_size == st.st_size && after->st_mtim.tv_sec == st.st_mtim.tv_sec &&
           after->st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
           after->st_ctim.tv_sec == st.st_ctim.tv_sec &&
           after->st_ctim.tv_nsec == st.st_ctim.tv_nsec)
@@ -145,11 +147,10 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "open");
   }
-  // ISOLATION: read-only, and nobody ever writes `w` after its clone.
-  auto fd = reopen(w->file.fd(), O_RDONLY);
-  if (!fd) return std::move(fd).error();
+  // ISOLATION: read-only, and nobody ever writes `w` after its clone. The
+  // handle reads through the snapshot's own descriptor (Handle::fd()): no
+  // descriptor per open (reads are preads; the offset is never used).
   h->kind = HandleKind::reader_share;
-  h->direct = std::move(*fd);
   h->warm = std::move(w);
   return h;
 }
@@ -217,6 +218,16 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
     h->snap = std::move(*tmp);
     return h;
   }
+  if (!h->writable && d.warm.enabled()) {
+    // A reader of a version that has a warm snapshot opens nothing: the
+    // version is read off the held O_PATH descriptor (fstat works on it).
+    auto st = csys::fstat(fdref->get());
+    if (!st) return std::move(st).error();
+    if (!S_ISREG(st->st_mode)) return Error::of(EINVAL, "open");
+    h->base_mtime = st->st_mtim;
+    h->base.set(*st);
+    return open_warm_reader(d, std::move(h), fdref->get(), *st);
+  }
   auto src = reopen(fdref->get(), O_RDONLY);
   if (!src) return std::move(src).error();
   // The base is taken before the clone: a change in place between the two
@@ -225,7 +236,6 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   if (!st) return std::move(st).error();
   h->base_mtime = st->st_mtim;
   h->base.set(*st);
-  if (!h->writable && d.warm.enabled()) return open_warm_reader(d, std::move(h), *src, *st);
   auto tmp = make_private(d, *node, h->writable);
   if (!tmp) return std::move(tmp).error();
   // ISOLATION: the private clone of the file as of this open (FICLONE is one
@@ -265,12 +275,16 @@ Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
   // ISOLATION: cur is read-only and clean, so its snapshot (or, for an
   // exclusive reader, the published inode) never changes: sharing it is the
   // same as cloning it again.
-  auto fd = reopen(cur.fd(), O_RDONLY);
-  if (!fd) return std::move(fd).error();
   h->node = node;
   h->kind = HandleKind::reader_share;
-  h->direct = std::move(*fd);
   h->base_mtime = cur.base_mtime;
+  if (cur.warm) {
+    h->warm = cur.warm;
+    return h;
+  }
+  auto fd = reopen(cur.fd(), O_RDONLY);
+  if (!fd) return std::move(fd).error();
+  h->direct = std::move(*fd);
   return h;
 }
 

@@ -130,7 +130,10 @@ struct Handle {
   pid_t opener = 0;
   SnapState seen;
 
-  int fd() const noexcept { return kind == HandleKind::snapshot ? snap.fd() : direct.get(); }
+  int fd() const noexcept {
+    if (kind == HandleKind::snapshot) return snap.fd();
+    return warm ? warm->file.fd() : direct.get();
+  }
   // The kernel writes this snapshot without telling the daemon.
   bool kernel_writes() const noexcept {
     return kind == HandleKind::snapshot && writable && passthrough.load(std::memory_order_acquire);
