@@ -4,7 +4,7 @@
 //   snapfs_testd [-o opt[,opt...]] B M
 //
 // Options: passthrough=GLOB[:GLOB...], exclusive, durability=fast|atomic|full,
-// on-conflict=fail|overwrite,
+// on-conflict=fail|overwrite, cache_timeout=SECONDS,
 // noallow_other, debug. Always in the foreground; logs go to stderr as
 // "<time> [<level>] <message>" so the fixture can fail on warn-or-worse lines.
 #include <snapfs/fuse/daemon.hpp>
@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
           cfg.on_conflict = snapfs::fuse::OnConflict::fail;
         } else if (o == "on-conflict=overwrite") {
           cfg.on_conflict = snapfs::fuse::OnConflict::overwrite;
+        } else if (o.rfind("cache_timeout=", 0) == 0) {
+          cfg.cache_timeout = std::stod(o.substr(14));
         } else if (o == "noallow_other") {
           cfg.allow_other = cfg.default_permissions = false;
         } else if (o == "debug") {
