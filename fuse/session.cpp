@@ -178,7 +178,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   if (!d->reflink)
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
               cfg.backing);
-  d->table.init_root(std::move(*root), *root_st);
+  d->table.init_root(std::move(*root), *root_st, cfg.cache_timeout);
 
   std::vector<std::string> argv_s{"snapfs"};
   std::string opts = "fsname=" + escape_opt(cfg.fsname.empty() ? cfg.backing : cfg.fsname) +
@@ -199,6 +199,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     log->error("snapfs: fuse_session_new failed (options: {})", opts);
     return 1;
   }
+  d->notifier.attach(se);  // issue #5 (notifier.hpp)
   int ret = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     log->error("snapfs: cannot install signal handlers");
@@ -229,6 +230,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     }
     fuse_remove_signal_handlers(se);
   }
+  d->notifier.attach(nullptr);  // issue #5: before the session goes
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);
   // No request runs any more: free the handles of files that were still
