@@ -2,6 +2,7 @@
 // core::publish is docs/commit-protocol.md; this file decides *when* and *where*.
 #include "handle.hpp"
 
+#include "cache.hpp"
 #include "conflicts.hpp"
 
 #include "sys/sys.hpp"
@@ -533,6 +534,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
     h.published = !h.snap.anonymous();  // named in conflicts/: re-clone before writing
     return out;
   }
+  after_commit(d, *h.node, published);  // issue #5: before FLUSH replies (cache.hpp)
   if (out == CommitOutcome::overwrote)
     d.log->info("commit of {} overwrote a version published since it was opened", path);
   if (out == CommitOutcome::rebased) d.stats.rebases.fetch_add(1, std::memory_order_relaxed);

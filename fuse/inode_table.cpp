@@ -17,6 +17,10 @@ namespace {
   std::abort();
 }
 
+// How long a name whose node saw two OPENs meet keeps getting fresh,
+// uncached nodes from lookups (intern()).
+constexpr std::chrono::seconds kContention{1};
+
 NodeKind kind_of(const struct stat& st, bool shared_file) noexcept {
   if (S_ISDIR(st.st_mode)) return NodeKind::dir;
   if (S_ISREG(st.st_mode)) return shared_file ? NodeKind::shared_file : NodeKind::file;
@@ -25,8 +29,9 @@ NodeKind kind_of(const struct stat& st, bool shared_file) noexcept {
 
 }  // namespace
 
-void InodeTable::init_root(core::UniqueFd fd, const struct stat& st) {
+void InodeTable::init_root(core::UniqueFd fd, const struct stat& st, double cache) {
   std::lock_guard lk(mu_);
+  cache_ = cache;
   auto root = std::make_shared<Node>(FUSE_ROOT_ID, NodeKind::dir, S_IFDIR);
   root->fd_ = std::make_shared<const core::UniqueFd>(std::move(fd));
   root->dev_ = st.st_dev;
@@ -99,36 +104,222 @@ void InodeTable::set_place_locked(Node& n, const std::shared_ptr<Node>& parent,
 
 std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
                                          const std::string& name, core::UniqueFd fd,
-                                         const struct stat& st, bool shared_file) {
+                                         const struct stat& st, bool shared_file, Intent intent,
+                                         Timeouts& t) {
   const NodeKind kind = kind_of(st, shared_file);
   const InoKey key{st.st_dev, st.st_ino};
   std::lock_guard lk(mu_);
   std::shared_ptr<Node> node;
+  bool keep_fd = true;
+  t = Timeouts{};
   if (kind == NodeKind::file) {
-    // One kernel inode per open (PASSTHROUGH-NOTES): every lookup of a
-    // snapshot file gets a fresh nodeid. With entry_timeout 0 the kernel
-    // revalidates each path walk with a LOOKUP; a different nodeid makes it
-    // drop the dentry and look up again, so every open lands on a node that
-    // only its own walk was given. Reusing idle nodes is not safe: a walk
-    // could get a node that a concurrent walk is about to open, and the
-    // kernel's single ESTALE re-walk could then collide again (measured:
-    // ESTALE reached applications under 4 readers + 1 writer). Cost: two
-    // LOOKUPs and a FORGET per walk that ends at a regular file.
+    // One kernel inode per open (PASSTHROUGH-NOTES), with caching for files
+    // nobody has open (docs/design-fuse.md "Caching"):
+    // - The name has an open node (or an OPEN in progress), or caching is
+    //   off: a fresh node, timeouts 0, as before issue #5. This walk is
+    //   likely an open's re-walk after ESTALE; an idle node here could be
+    //   shared with a concurrent walk that is about to open it (measured:
+    //   ESTALE then reached applications under 4 readers + 1 writer).
+    // - Otherwise an idle node of the name is reused, with positive
+    //   timeouts, so the kernel's dentry revalidation succeeds and repeated
+    //   stats are served from its cache. An OPEN never takes such a node:
+    //   it answers ESTALE and the re-walk gets a fresh node (begin_open()).
+    // - A node the kernel does not know yet gets attr_timeout 0: if a commit
+    //   invalidated it before the kernel made its inode, the notification
+    //   found nothing and this reply's (older) attributes would stick.
+    // - Two OPENs met on a node of the name a moment ago: the one that got
+    //   ESTALE is walking again, and its LOOKUPs must not hand out a node
+    //   that another walk may open first (its retry is the last one), so
+    //   the name is treated as open for kContention after a collision.
+    bool contended = cache_ <= 0 || intent == Intent::open;
+    const auto now = std::chrono::steady_clock::now();
+    std::shared_ptr<Node> idle;
+    if (!contended) {
+      auto c = contended_.find(NameKey{parent->id(), name});
+      if (c != contended_.end()) {
+        if (c->second > now)
+          contended = true;
+        else
+          contended_.erase(c);
+      }
+    }
+    if (!contended) {
+      auto [b, e] = names_.equal_range(NameKey{parent->id(), name});
+      for (auto it = b; it != e && !contended; ++it) {
+        const auto& n = nodes_.at(it->second);
+        if (n->kind() != NodeKind::file) continue;
+        if (busy_locked(*n)) {
+          contended = true;
+        } else if (n->holds_ == 0 && (!idle || (idle->nlookup_ == 0 && n->nlookup_ > 0))) {
+          idle = n;
+        }
+      }
+    }
+    if (contended) {
+      node = make_locked(kind, st);
+      keep_fd = intent == Intent::open;
+    } else {
+      node = idle ? idle : make_locked(kind, st);
+      rekey_locked(*node, st.st_dev, st.st_ino);
+      t.entry = cache_;
+      t.attr = node->nlookup_ > 0 ? cache_ : 0;
+      node->entry_cached_ = true;
+      node->attr_cached_ = node->attr_cached_ || t.attr > 0;
+      keep_fd = false;
+    }
   } else {
     auto it = shared_.find(key);
     if (it != shared_.end()) {
       auto& n = nodes_.at(it->second);
       if (n->kind() == kind) node = n;
     }
+    if (!node) node = make_locked(kind, st);
+    if (kind == NodeKind::dir) {
+      t.entry = t.attr = cache_ > 0 ? cache_ : 1.0;
+    } else if (kind == NodeKind::other) {
+      t.entry = t.attr = cache_;
+    }  // shared_file: 0, coherent with B for processes sharing it directly
   }
-  if (!node) {
-    node = make_locked(kind, st);  // kind file: always
-    node->fd_ = std::make_shared<const core::UniqueFd>(std::move(fd));
-  }
-  // else: `fd` is another handle of the same inode; it closes here.
+  if (keep_fd && !node->fd_) node->fd_ = std::make_shared<const core::UniqueFd>(std::move(fd));
+  // else: `fd` is another handle of the same inode, or an idle file node's
+  // (which resolves its name when it needs the inode); it closes here.
   if (node->id() != FUSE_ROOT_ID) set_place_locked(*node, parent, name);
   ++node->nlookup_;
   return node;
+}
+
+void InodeTable::rekey_locked(Node& n, dev_t dev, ino_t ino) {
+  if (n.dev_ == dev && n.ino_ == ino) return;
+  unindex_ino_locked(n);
+  n.dev_ = dev;
+  n.ino_ = ino;
+  index_ino_locked(n);
+}
+
+FdRef InodeTable::unbind_if_idle_locked(Node& n) {
+  if (n.kind() != NodeKind::file || busy_locked(n) || n.holds_ > 0 || n.unlinked_) return nullptr;
+  std::lock_guard fl(n.fd_mu_);
+  return std::exchange(n.fd_, nullptr);
+}
+
+double InodeTable::attr_timeout(Node& node) {
+  std::lock_guard lk(mu_);
+  switch (node.kind()) {
+    case NodeKind::dir:
+      return cache_ > 0 ? cache_ : 1.0;
+    case NodeKind::other:
+      return cache_;
+    case NodeKind::shared_file:
+      return 0;
+    case NodeKind::file:
+      break;
+  }
+  // Nodes with an open: every reply about them has timeout 0 (fstat shows
+  // the open's own snapshot, FUSE-NOTES §5). Unlinked nodes: nothing to cache.
+  if (busy_locked(node) || node.unlinked_ || cache_ <= 0) return 0;
+  node.attr_cached_ = true;
+  return cache_;
+}
+
+OpenStart InodeTable::begin_open(Node& node, FdRef fd) {
+  OpenStart out;
+  std::lock_guard lk(mu_);
+  out.was_idle = !busy_locked(node);
+  // The kernel may hold a dentry for this node: opening it would let later
+  // path walks by others (stat) reach an open node, whose attributes are
+  // the open's own (SPEC §2.2). So it is not opened: ESTALE makes the kernel
+  // walk again with LOOKUP_REVAL; that LOOKUP gets a fresh, uncached node
+  // (the name is contended now), the kernel drops this dentry itself, and
+  // the open lands on the fresh node. No dentry notification is needed
+  // (notify_inval_entry would take the parent's lock, and a daemon blocked
+  // in it cannot even be killed while that lock's holder waits for it).
+  const bool retire = out.was_idle && node.entry_cached_;
+  if ((!out.was_idle || retire) && node.parent_ && !node.unlinked_) {
+    // Two OPENs met on this node, or this one is sent back to walk again:
+    // the re-walk's LOOKUPs must get fresh nodes (intern()).
+    const auto now = std::chrono::steady_clock::now();
+    try {
+      if (contended_.size() > 4096)
+        std::erase_if(contended_, [&](const auto& kv) { return kv.second <= now; });
+      contended_[NameKey{node.parent_->id(), node.name_}] = now + kContention;
+    } catch (const std::bad_alloc&) {
+      // Then a re-walk may meet another open once more (ESTALE): not worse
+      // than without caching.
+    }
+  }
+  if (retire) {
+    out.retire = true;
+    return out;
+  }
+  if (out.was_idle) out.attr_cached = std::exchange(node.attr_cached_, false);
+  ++node.opening_;
+  std::lock_guard fl(node.fd_mu_);
+  if (!node.fd_) node.fd_ = std::move(fd);
+  return out;
+}
+
+void InodeTable::end_open(Node& node) {
+  FdRef dropped;  // closed after the lock is dropped
+  std::lock_guard lk(mu_);
+  if (node.opening_ == 0) broken("end_open without begin_open", node.id());
+  --node.opening_;
+  if (!busy_locked(node)) node.estaled_ = false;
+  dropped = unbind_if_idle_locked(node);
+}
+
+void InodeTable::hold(Node& node, FdRef fd) {
+  std::lock_guard lk(mu_);
+  ++node.holds_;
+  std::lock_guard fl(node.fd_mu_);
+  if (!node.fd_) node.fd_ = std::move(fd);
+}
+
+void InodeTable::release(Node& node) {
+  FdRef dropped;
+  std::lock_guard lk(mu_);
+  if (node.holds_ == 0) broken("release without hold", node.id());
+  --node.holds_;
+  dropped = unbind_if_idle_locked(node);
+}
+
+void InodeTable::observe(const Node& node, const struct stat& st) {
+  std::lock_guard lk(mu_);
+  // Nodes are never const objects (make_locked); the index is the table's.
+  Node& n = const_cast<Node&>(node);
+  if (n.kind() == NodeKind::file && !n.unlinked_ && !n.fd_) rekey_locked(n, st.st_dev, st.st_ino);
+}
+
+std::vector<fuse_ino_t> InodeTable::file_nodes_of(dev_t dev, ino_t ino) const {
+  std::vector<fuse_ino_t> out;
+  std::lock_guard lk(mu_);
+  auto [b, e] = files_.equal_range(InoKey{dev, ino});
+  for (auto it = b; it != e; ++it) out.push_back(it->second);
+  return out;
+}
+
+std::vector<fuse_ino_t> InodeTable::file_nodes_named(fuse_ino_t parent,
+                                                     const std::string& name) const {
+  std::vector<fuse_ino_t> out;
+  std::lock_guard lk(mu_);
+  auto [b, e] = names_.equal_range(NameKey{parent, name});
+  for (auto it = b; it != e; ++it)
+    if (nodes_.at(it->second)->kind() == NodeKind::file) out.push_back(it->second);
+  return out;
+}
+
+std::pair<dev_t, ino_t> InodeTable::take_replaced(Node& node) {
+  std::lock_guard lk(mu_);
+  return {std::exchange(node.replaced_dev_, 0), std::exchange(node.replaced_ino_, 0)};
+}
+
+std::pair<dev_t, ino_t> InodeTable::key_of(const Node& node) const {
+  std::lock_guard lk(mu_);
+  return {node.dev_, node.ino_};
+}
+
+bool InodeTable::busy(const Node& node) const {
+  std::lock_guard lk(mu_);
+  return busy_locked(node);
 }
 
 void InodeTable::forget(fuse_ino_t id, std::uint64_t n) {
@@ -168,9 +359,13 @@ bool InodeTable::attach_open(Node& node, const std::shared_ptr<Handle>& h,
 }
 
 void InodeTable::detach_open(Node& node, const Handle* h) {
+  FdRef dropped;  // closed after the lock is dropped
   std::lock_guard lk(mu_);
   if (node.open_count_ == 0) broken("release without open", node.id());
   --node.open_count_;
+  if (!busy_locked(node)) node.estaled_ = false;
+  // Idle again: the node gives up its descriptor and stands for its name.
+  dropped = unbind_if_idle_locked(node);
   for (auto it = node.opens_.begin(); it != node.opens_.end();) {
     auto cur = it->lock();
     if (!cur || cur.get() == h)
@@ -237,12 +432,14 @@ void InodeTable::rebind(Node& node, FdRef fd, const struct stat& st) {
         follow.push_back(n);
     }
   }
+  node.replaced_dev_ = node.dev_;
+  node.replaced_ino_ = node.ino_;
   for (Node* n : follow) {
-    unindex_ino_locked(*n);
-    n->dev_ = st.st_dev;
-    n->ino_ = st.st_ino;
-    index_ino_locked(*n);
-    n->set_fd(fd);
+    rekey_locked(*n, st.st_dev, st.st_ino);
+    // Idle nodes hold no descriptor: they resolve their name, which now
+    // holds the published inode.
+    std::lock_guard fl(n->fd_mu_);
+    if (n == &node || n->fd_) n->fd_ = fd;
   }
 }
 

@@ -1,5 +1,6 @@
 // Nodes (FUSE nodeids) and their lifetime: lookup counts, the (dev, ino) and
-// (parent, name) indexes, and the one-open-per-node rule.
+// (parent, name) indexes, the one-open-per-node rule, and which replies may
+// let the kernel cache a node (docs/design-fuse.md "Caching").
 //
 // Lock order (docs/design-fuse.md): Handle::mu -> commit stripe -> Daemon::ns_mu ->
 // InodeTable::mu -> Node::fd_mu. InodeTable::mu guards map and node-field
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -28,7 +30,9 @@ struct Handle;
 
 enum class NodeKind {
   dir,          // shared by (dev, ino)
-  file,         // a regular file served from per-open snapshots: one node per open
+  file,         // a regular file served from per-open snapshots: one node per open;
+                // without an open ("idle") it stands for its name (parent, name)
+                // and holds no descriptor
   shared_file,  // a regular file matching -o passthrough=GLOB: shared by (dev, ino)
   other,        // symlink, fifo, socket, device: shared by (dev, ino)
 };
@@ -47,6 +51,11 @@ public:
   // The O_PATH|O_NOFOLLOW handle of the backing inode. Callers keep the
   // returned reference for as long as they use the descriptor: a commit may
   // swap in the published inode meanwhile.
+  // Null for an idle kind-file node: it holds no descriptor (so a walk over
+  // more files than RLIMIT_NOFILE works) and is resolved by name when needed
+  // (ops::node_fd()). A kind-file node is bound while it has an open, while
+  // an OPEN or truncate(path) holds it (InodeTable::hold) and once it was
+  // unlinked through M (an unlinked open file must stay reachable).
   FdRef fd() const {
     std::lock_guard lk(fd_mu_);
     return fd_;
@@ -75,6 +84,19 @@ private:
   std::vector<std::weak_ptr<Handle>> opens_;
   unsigned open_count_ = 0;
   bool estaled_ = false;  // an OPEN on this node was answered ESTALE
+  // Requests that need the node bound: OPENs in progress (`opening_`, which
+  // also count as "open" for the cache rules) and other holders.
+  unsigned opening_ = 0;
+  unsigned holds_ = 0;
+  // A reply let the kernel cache its dentry (cache_timeout > 0): an OPEN
+  // never takes this node (begin_open sends it back to walk again), so no
+  // cached dentry ever leads to an open node. Its attributes: its next
+  // first open invalidates them.
+  bool entry_cached_ = false;
+  bool attr_cached_ = false;
+  // The inode a commit's rebind replaced (for after_commit's invalidation).
+  dev_t replaced_dev_ = 0;
+  ino_t replaced_ino_ = 0;
 };
 
 // Where a commit of a node goes, read atomically under the table mutex.
@@ -84,21 +106,74 @@ struct NodePlace {
   bool unlinked = false;
 };
 
+// The timeouts of one reply about a node.
+struct Timeouts {
+  double entry = 0;
+  double attr = 0;
+};
+
+enum class Intent {
+  lookup,  // LOOKUP, LINK, MKNOD...: an idle node of the name may be reused
+  open,    // CREATE: a fresh node, bound, that is opened before the reply
+};
+
+// What an OPEN learnt when it took its node (InodeTable::begin_open).
+struct OpenStart {
+  bool retire = false;         // not taken: answer ESTALE (the kernel may cache its dentry)
+  bool was_idle = false;       // no open and no other OPEN in progress
+  bool attr_cached = false;    // the kernel may hold its attributes: invalidate
+};
+
 class InodeTable {
 public:
-  // The root node (FUSE_ROOT_ID) for the O_PATH handle of B.
-  void init_root(core::UniqueFd fd, const struct stat& st);
+  // The root node (FUSE_ROOT_ID) for the O_PATH handle of B. `cache`:
+  // Config::cache_timeout.
+  void init_root(core::UniqueFd fd, const struct stat& st, double cache = 0);
 
   // The node for `id`; aborts on an id the kernel should not have.
   std::shared_ptr<Node> get(fuse_ino_t id) const;
 
   // Finds or makes the node for `name` in `parent` whose backing inode is
-  // `fd`/`st`, and counts one kernel lookup on it. `shared_file`: the path
-  // matches a passthrough glob.
+  // `fd`/`st`, counts one kernel lookup on it and says how long the reply
+  // may let the kernel cache it. `shared_file`: the path matches a
+  // passthrough glob. Kind file (docs/design-fuse.md "Caching"): with
+  // Intent::lookup an idle node of the name is reused (cached) unless the
+  // name has an open node (then a fresh node, not cached); `fd` is dropped
+  // unless the node is bound. Intent::open: a fresh, bound node, not cached.
   std::shared_ptr<Node> intern(const std::shared_ptr<Node>& parent, const std::string& name,
-                               core::UniqueFd fd, const struct stat& st, bool shared_file);
+                               core::UniqueFd fd, const struct stat& st, bool shared_file,
+                               Intent intent, Timeouts& t);
+
+  // The attribute timeout of a reply about `node` (GETATTR, SETATTR), and
+  // records that the kernel may cache it.
+  double attr_timeout(Node& node);
+
+  // An OPEN of a kind-file node: binds `fd` if the node is idle and keeps
+  // it bound (and "open" for the cache rules) until end_open(). Unless the
+  // kernel may cache the node's dentry: then nothing is taken, the name is
+  // marked contended and OpenStart::retire says to answer ESTALE.
+  OpenStart begin_open(Node& node, FdRef fd);
+  void end_open(Node& node);
+  // Keeps a kind-file node bound (binding `fd` if it is idle) until release().
+  void hold(Node& node, FdRef fd);
+  void release(Node& node);
+
+  // An idle node was resolved by name to the inode `st`: index it there.
+  void observe(const Node& node, const struct stat& st);
+
+  // The kind-file nodes that stand for (dev, ino) (their last known inode),
+  // and those of one name; for invalidations. May throw std::bad_alloc.
+  std::vector<fuse_ino_t> file_nodes_of(dev_t dev, ino_t ino) const;
+  std::vector<fuse_ino_t> file_nodes_named(fuse_ino_t parent, const std::string& name) const;
+  // The inode replaced by the last rebind() of `node` ({0, 0} if none), cleared.
+  std::pair<dev_t, ino_t> take_replaced(Node& node);
+  // (dev, ino) the node stands for (its last known inode if idle).
+  std::pair<dev_t, ino_t> key_of(const Node& node) const;
 
   void forget(fuse_ino_t id, std::uint64_t n);
+
+  // Whether the node has opens (or an OPEN in progress).
+  bool busy(const Node& node) const;
 
   // Registers an open on `node`. For a kind-file node that already has an
   // open this succeeds only if `share_with` is one of them (a reader sharing
@@ -150,13 +225,24 @@ private:
   void unindex_ino_locked(Node& n);
   void index_ino_locked(Node& n);
   void set_place_locked(Node& n, const std::shared_ptr<Node>& parent, const std::string& name);
+  void rekey_locked(Node& n, dev_t dev, ino_t ino);
+  bool busy_locked(const Node& n) const noexcept { return n.open_count_ > 0 || n.opening_ > 0; }
+  // An idle kind-file node gives up its descriptor (returned, to be closed
+  // by the caller after unlocking).
+  FdRef unbind_if_idle_locked(Node& n);
 
   mutable std::mutex mu_;
+  double cache_ = 0;  // Config::cache_timeout
   fuse_ino_t next_id_ = FUSE_ROOT_ID + 1;
   std::unordered_map<fuse_ino_t, std::shared_ptr<Node>> nodes_;
   std::unordered_map<InoKey, fuse_ino_t, InoHash> shared_;         // dir, other, shared_file
   std::unordered_multimap<InoKey, fuse_ino_t, InoHash> files_;     // kind file
   std::multimap<NameKey, fuse_ino_t> names_;
+  // Names on which two OPENs met (one got ESTALE, or shares a reader's
+  // snapshot), until when lookups of them make fresh, uncached nodes
+  // (intern()). Kept by name: the nodes involved are often forgotten by the
+  // kernel before the ESTALE'd open walks again.
+  std::map<NameKey, std::chrono::steady_clock::time_point> contended_;
 };
 
 }  // namespace snapfs::fuse

@@ -33,7 +33,7 @@ Lingering::~Lingering() {
   }
   cv_.notify_all();
   watcher_.join();
-  for (const auto& h : parked_) settle(*h);
+  for (const auto& p : parked_) settle(*p.h);
 }
 
 bool Lingering::park_if_mapped(const std::shared_ptr<Handle>& h) {
@@ -41,10 +41,12 @@ bool Lingering::park_if_mapped(const std::shared_ptr<Handle>& h) {
   // An error asking: treat as unmapped (publish now, as before passthrough).
   if (!sole) d_.log->debug("release: lease probe: {}", sole.error().message());
   if (!sole || *sole) return false;
+  auto claim = hold_node(d_, h->node);
+  if (!claim) return false;  // publish now, as if unmapped
   {
     std::lock_guard lk(mu_);
     try {
-      parked_.push_back(h);
+      parked_.push_back(Parked{h, std::move(*claim)});
     } catch (const std::bad_alloc&) {
       return false;
     }
@@ -88,9 +90,9 @@ void Lingering::run() {
     if (stop_) return;
     cv_.wait_for(lk, kPoll, [&] { return stop_; });
     if (stop_) return;
-    std::vector<std::shared_ptr<Handle>> done;
+    std::vector<Parked> done;
     for (std::size_t i = 0; i < parked_.size();) {
-      auto sole = sys::sole_writer(parked_[i]->snap.fd());
+      auto sole = sys::sole_writer(parked_[i].h->snap.fd());
       if (!sole || *sole) {
         done.push_back(std::move(parked_[i]));
         parked_[i] = std::move(parked_.back());
@@ -100,8 +102,8 @@ void Lingering::run() {
       }
     }
     lk.unlock();
-    for (const auto& h : done) settle(*h);
-    done.clear();  // the snapshots go with the last reference
+    for (const auto& p : done) settle(*p.h);
+    done.clear();  // the snapshots go with the last reference; the nodes unbind
     lk.lock();
   }
 }

@@ -10,6 +10,8 @@
 // has, commits what changed (as RELEASE would) and frees the handle.
 #pragma once
 
+#include "cache.hpp"
+
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
@@ -19,7 +21,6 @@
 
 namespace snapfs::fuse {
 
-struct Daemon;
 struct Handle;
 
 class Lingering {
@@ -43,7 +44,13 @@ private:
   Daemon& d_;
   mutable std::mutex mu_;  // leaf lock (commit() runs outside it)
   std::condition_variable cv_;
-  std::vector<std::shared_ptr<Handle>> parked_;
+  // Each parked handle keeps its node bound (an idle node gives up its
+  // descriptor, which the commit needs).
+  struct Parked {
+    std::shared_ptr<Handle> h;
+    NodeClaim claim;
+  };
+  std::vector<Parked> parked_;
   bool stop_ = false;
   std::thread watcher_;
 };

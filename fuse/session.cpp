@@ -166,8 +166,10 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   // (like libfuse's passthrough_hp), so a walk over many files needs many
   // descriptors: take all the soft limit may have. The hard limit stays a
   // limit (docs/user-guide.md, "Limits").
-  if (auto n = sys::raise_nofile_limit())
+  if (auto n = sys::raise_nofile_limit()) {
     log->debug("snapfs: up to {} open descriptors", *n);
+    d->warm.limit_capacity(static_cast<std::size_t>(*n / 10));
+  }
 
   auto root = core::sys::openat(AT_FDCWD, cfg.backing.c_str(), O_PATH | O_DIRECTORY);
   if (!root) {
@@ -186,7 +188,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   if (!d->reflink)
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
               cfg.backing);
-  d->table.init_root(std::move(*root), *root_st);
+  d->table.init_root(std::move(*root), *root_st, cfg.cache_timeout);
 
   std::vector<std::string> argv_s{"snapfs"};
   std::string opts = "fsname=" + escape_opt(cfg.fsname.empty() ? cfg.backing : cfg.fsname) +
@@ -207,6 +209,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     log->error("snapfs: fuse_session_new failed (options: {})", opts);
     return 1;
   }
+  d->notifier.attach(se);  // issue #5 (notifier.hpp)
   int ret = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     log->error("snapfs: cannot install signal handlers");
@@ -249,6 +252,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   d->lingering.reset();
   for (void* holder : d->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
   d->warm.clear();
+  d->notifier.attach(nullptr);  // issue #5: before the session goes
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);
   return ret;

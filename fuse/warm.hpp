@@ -18,6 +18,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -45,6 +46,9 @@ public:
   WarmSnapshots(Clock::duration ttl, std::size_t capacity) : ttl_(ttl), capacity_(capacity) {}
 
   bool enabled() const noexcept { return ttl_.count() > 0 && capacity_ > 0; }
+  // At start, before any request: each entry holds a descriptor, so the
+  // cache takes at most a tenth of what the daemon may open.
+  void limit_capacity(std::size_t n) noexcept { capacity_ = std::min(capacity_, n); }
   // The shared snapshot of the version `st` (an fstat of B/p), if any.
   std::shared_ptr<WarmSnapshot> find(const struct stat& st);
   // Keeps `snap` as the snapshot of version `st` (replacing an older one).
@@ -74,7 +78,7 @@ private:
   void expire_locked(Clock::time_point now);
 
   const Clock::duration ttl_;
-  const std::size_t capacity_;
+  std::size_t capacity_;
   mutable std::mutex mu_;  // leaf lock
   std::list<Entry> lru_;   // most recently used first
   std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;

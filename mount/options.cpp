@@ -125,6 +125,9 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
     opts.fsname = std::string(*f);
   } else if (auto t = value_of(opt, "threads")) {
     opts.threads = parse_threads(*t);
+  } else if (auto ct = value_of(opt, "cache_timeout") ? value_of(opt, "cache_timeout")
+                                                      : value_of(opt, "cache-timeout")) {
+    opts.cache_timeout = parse_cache_timeout(*ct);
   } else if (auto l = value_of(opt, "log_level") ? value_of(opt, "log_level")
                                                  : value_of(opt, "log-level")) {
     opts.log_level = parse_log_level(*l);
@@ -135,7 +138,7 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
                 "' refused: the subtype is always 'snapfs' (umount and status look for it)");
   } else if (opt == "fsname" || opt == "passthrough" || opt == "durability" ||
              opt == "on-conflict" || opt == "threads" || opt == "log_level" ||
-             opt == "kernel_io") {
+             opt == "kernel_io" || opt == "cache_timeout") {
     usage_error("mount option '" + std::string(opt) + "' needs a value (" + std::string(opt) +
                 "=...)");
   } else if (sloppy) {
@@ -175,6 +178,26 @@ unsigned parse_threads(std::string_view value) {
                 std::to_string(kMaxThreads) + "; 0 means libfuse's default)");
   }
   return n;
+}
+
+double parse_cache_timeout(std::string_view value) {
+  // Digits with at most one inner '.': no sign, no exponent, no "inf".
+  constexpr double kMax = 3600;
+  bool ok = !value.empty() && value.size() <= 16 && value.front() != '.' && value.back() != '.' &&
+            std::count(value.begin(), value.end(), '.') <= 1 &&
+            std::all_of(value.begin(), value.end(),
+                        [](char c) { return c == '.' || (c >= '0' && c <= '9'); });
+  double v = 0;
+  if (ok) {
+    const auto* end = value.data() + value.size();
+    const auto [ptr, ec] = std::from_chars(value.data(), end, v);  // locale-independent
+    ok = ec == std::errc() && ptr == end && v <= kMax;
+  }
+  if (!ok) {
+    usage_error("invalid cache_timeout '" + std::string(value) +
+                "' (expected seconds from 0 to 3600, e.g. 1 or 0.5; 0 caches nothing)");
+  }
+  return v;
 }
 
 std::string parse_log_level(std::string_view value) {
@@ -220,6 +243,7 @@ fuse::Config make_config(const MountOptions& opts, std::string backing_canonical
   cfg.on_conflict = opts.on_conflict;
   cfg.durability = opts.durability;
   cfg.threads = opts.threads;
+  cfg.cache_timeout = opts.cache_timeout;
   cfg.debug = opts.debug;
   cfg.fsname = opts.fsname.empty() ? cfg.backing : opts.fsname;
   return cfg;

@@ -21,6 +21,7 @@ struct MountOptions {
   fuse::OnConflict on_conflict = fuse::OnConflict::fail;
   core::Durability durability = core::Durability::atomic;
   unsigned threads = 0;
+  double cache_timeout = 1.0;  // seconds; fuse::Config::cache_timeout
   bool debug = false;
   bool allow_other = false;          // asked for explicitly
   bool default_permissions = false;  // asked for explicitly
@@ -43,6 +44,8 @@ void apply_option_list(std::string_view list, MountOptions& opts, bool sloppy = 
 core::Durability parse_durability(std::string_view value);
 fuse::OnConflict parse_on_conflict(std::string_view value);
 unsigned parse_threads(std::string_view value);
+// Seconds, a decimal number from 0 to 3600 ("0", "1", "0.5").
+double parse_cache_timeout(std::string_view value);
 std::string parse_log_level(std::string_view value);  // returns the canonical name
 // Splits `a:b:c`, drops one leading '/' from each glob (globs are relative to
 // M), rejects empty globs.

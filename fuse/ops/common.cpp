@@ -47,24 +47,26 @@ Result<core::UniqueFd> reopen_path(int fd) noexcept {
 
 Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
                                         const char* name, core::UniqueFd fd,
-                                        fuse_entry_param& e) noexcept {
+                                        fuse_entry_param& e, Intent intent) noexcept {
   auto st = core::sys::fstat(fd.get());
   if (!st) return std::move(st).error();
   try {
     const bool glob = S_ISREG(st->st_mode) && is_passthrough(d, *parent, name);
-    auto node = d.table.intern(parent, name, std::move(fd), *st, glob);
+    Timeouts t;
+    auto node = d.table.intern(parent, name, std::move(fd), *st, glob, intent, t);
     std::memset(&e, 0, sizeof e);
     e.ino = node->id();
     e.generation = 0;  // node ids are never reused
     e.attr = *st;
     // Only fresh or idle nodes come back from a lookup of a snapshot file
     // (inode_table.cpp); a shared node may have opens, whose view is B/p.
+    // (A CREATE's node gets its open after this.)
     if (auto h = d.table.open_of(*node)) {
       std::shared_lock lk(h->mu);
       if (auto a = handle_attr(*h)) e.attr = *a;
     }
-    e.attr_timeout = attr_timeout(*node);
-    e.entry_timeout = entry_timeout(*node);
+    e.attr_timeout = t.attr;
+    e.entry_timeout = t.entry;
     return node;
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "lookup", name);
@@ -101,8 +103,8 @@ Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info*
     std::shared_lock lk(h->mu);
     return handle_attr(*h);
   }
-  const FdRef fd = node.fd();
-  return core::sys::fstat(fd->get());
+  // Idle file nodes: whatever their name holds now (cache.hpp).
+  return node_stat(d, node);
 }
 
 }  // namespace snapfs::fuse::ops

@@ -2,6 +2,7 @@
 // ownership of what we create.
 #pragma once
 
+#include "cache.hpp"
 #include "daemon_state.hpp"
 #include "handle.hpp"
 
@@ -19,9 +20,11 @@ core::Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_pt
 
 // Registers the backing inode `fd` (O_PATH, or any fd of a file we just
 // created) as `name` in `parent`, counts a kernel lookup and fills `e`.
+// `intent`: Intent::open for CREATE (a fresh node, bound, not cached).
 core::Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
                                               const char* name, core::UniqueFd fd,
-                                              fuse_entry_param& e) noexcept;
+                                              fuse_entry_param& e,
+                                              Intent intent = Intent::lookup) noexcept;
 
 // As root, gives the just-created inode `fd` (in directory `dirfd`) to the
 // caller: its uid, and its gid unless the directory is setgid. Acts on the

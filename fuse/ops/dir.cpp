@@ -1,6 +1,7 @@
 // OPENDIR, READDIR, RELEASEDIR, FSYNCDIR, STATFS, ACCESS.
 // Symlink-safe: the directory stream is opened as "." relative to the node's
-// held O_PATH handle; STATFS/ACCESS act on held handles (AT_EMPTY_PATH).
+// held O_PATH handle; STATFS/ACCESS act on the node's handle (AT_EMPTY_PATH;
+// an idle file node's is opened for the request, cache.hpp).
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -115,7 +116,9 @@ void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) 
 void statfs(fuse_req_t req, fuse_ino_t ino) noexcept {
   Daemon& d = daemon_of(req);
   auto node = d.table.get(ino ? ino : FUSE_ROOT_ID);
-  const FdRef fd = node->fd();
+  auto fdr = node_fd(d, *node);
+  if (!fdr) return reply_error(req, fdr.error(), "statfs", ino);
+  const FdRef fd = std::move(*fdr);
   auto st = sys::fstatvfs(fd->get());
   if (!st) return reply_error(req, st.error(), "statfs", ino);
   reply_statfs(req, *st);
@@ -126,7 +129,9 @@ void access(fuse_req_t req, fuse_ino_t ino, int mask) noexcept {
   // mounting user, whose rights are then the ones that count.
   Daemon& d = daemon_of(req);
   auto node = d.table.get(ino);
-  const FdRef fd = node->fd();
+  auto fdr = node_fd(d, *node);
+  if (!fdr) return reply_error(req, fdr.error(), "access", ino);
+  const FdRef fd = std::move(*fdr);
   auto r = sys::faccessat(fd->get(), "", mask, AT_EMPTY_PATH | AT_EACCESS);
   if (!r) return reply_error(req, r.error(), "access", ino);
   reply_ok(req);

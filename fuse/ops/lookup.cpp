@@ -1,6 +1,7 @@
 // LOOKUP, FORGET, GETATTR.
 // Symlink-safe: lookups open one component beneath the parent's O_PATH fd
-// with O_NOFOLLOW (ops/common.cpp); GETATTR fstat()s held descriptors only.
+// with O_NOFOLLOW (ops/common.cpp); GETATTR fstat()s held descriptors, or,
+// for an idle file node, fstatat()s its one name with AT_SYMLINK_NOFOLLOW.
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -15,6 +16,7 @@ namespace snapfs::fuse::ops {
 
 void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
   Daemon& d = daemon_of(req);
+  d.stats.lookups.fetch_add(1, std::memory_order_relaxed);
   // B/.snapfs is not part of the view.
   if (is_meta_name(parent, name)) return reply_errno(req, ENOENT, "lookup", parent);
   fuse_entry_param e{};
@@ -51,12 +53,18 @@ void forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) noexc
 
 void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   Daemon& d = daemon_of(req);
+  d.stats.getattrs.fetch_add(1, std::memory_order_relaxed);
   auto node = d.table.get(ino);
   // fstat() arrives without fi (FUSE-NOTES §5): node_attr() then finds the
-  // node's own open, which is why each open has its own node.
+  // node's own open, which is why each open has its own node. An idle file
+  // node shows what its name holds now (ESTALE if that is no regular file:
+  // the kernel then walks again).
   auto st = node_attr(d, *node, fi);
   if (!st) return reply_error(req, st.error(), "getattr", ino);
-  reply_attr(req, *st, attr_timeout(*node));
+  // The timeout is decided after the attributes were read: an OPEN that
+  // starts in between invalidates them (cache.hpp), and the kernel drops
+  // this older reply (attr_version).
+  reply_attr(req, *st, d.table.attr_timeout(*node));
 }
 
 }  // namespace snapfs::fuse::ops

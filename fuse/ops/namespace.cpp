@@ -2,7 +2,8 @@
 // Symlink-safe: every call is an *at() on the parent's held O_PATH directory
 // handle with one final component (valid_name()); new entries are re-opened
 // with O_PATH|O_NOFOLLOW beneath the parent; LINK and READLINK act on the
-// node's held handle (AT_EMPTY_PATH, /proc/self/fd), never on a path.
+// node's handle (AT_EMPTY_PATH, /proc/self/fd), never on a path (an idle
+// file node's handle is opened for the request, cache.hpp).
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -79,7 +80,9 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newn
   if (is_meta_name(newparent, newname)) return reply_errno(req, EPERM, "link", ino);
   auto node = d.table.get(ino);
   auto pnode = d.table.get(newparent);
-  const FdRef fd = node->fd();
+  auto fdr = node_fd(d, *node);
+  if (!fdr) return reply_error(req, fdr.error(), "link", ino);
+  const FdRef fd = std::move(*fdr);
   const FdRef pfd = pnode->fd();
   Result<void> r;
   if (node->type() == S_IFLNK) {
@@ -91,6 +94,10 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newn
     r = core::sys::linkat(AT_FDCWD, proc.c_str(), pfd->get(), newname, AT_SYMLINK_FOLLOW);
   }
   if (!r) return reply_error(req, r.error(), "link", ino);
+  // The link count changed for every node of the inode.
+  if (node->kind() == NodeKind::file) {
+    if (auto st = core::sys::fstat(fd->get())) after_inode_change(d, st->st_dev, st->st_ino);
+  }
   fuse_entry_param e{};
   auto n = lookup_child(d, pnode, newname, e);
   if (!n) return reply_error(req, n.error(), "link", ino);
@@ -106,10 +113,12 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
   if (is_meta_name(parent, name)) return reply_errno(req, ENOENT, op, parent);  // not in the view
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
+  core::Result<struct stat> gone = core::Error::of(ENOENT, op);
   {
     // Exclusive against commits: once the name is gone, an open description
     // of it commits nothing (SPEC §2.4) and is never resurrected.
     std::unique_lock ns(d.ns_mu);
+    if (!flags && d.cfg.cache_timeout > 0) gone = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
     if (auto r = core::sys::unlinkat(pfd->get(), name, flags); !r)
       return reply_error(req, r.error(), op, parent);
     try {
@@ -117,6 +126,10 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
     } catch (const std::bad_alloc&) {
     }
   }
+  // The kernel drops this name's dentry and counts one link less on its
+  // node; the file's other names (hard links) have nodes of their own.
+  if (gone && S_ISREG(gone->st_mode) && gone->st_nlink > 1)
+    after_inode_change(d, gone->st_dev, gone->st_ino);
   reply_ok(req);
 }
 

@@ -152,6 +152,9 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   auto node = d.table.get(ino);
   if (node->kind() != NodeKind::file && node->kind() != NodeKind::shared_file)
     return reply_errno(req, node->is_dir() ? EISDIR : EINVAL, "open", ino);
+  // Issue #5 (cache.hpp): bind an idle node, take it out of the kernel's caches.
+  const auto claim = before_open(d, node);
+  if (!claim) return reply_error(req, claim.error(), "open", ino);
   // One open per node: the kernel re-walks on ESTALE (LOOKUP_REVAL) and the
   // lookup then makes a fresh node (PASSTHROUGH-NOTES). Checked before the
   // snapshot is made, and again atomically in install(). The exception:
@@ -233,7 +236,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto pathfd = reopen_path(fd->get());
   if (!pathfd) return fail(pathfd.error(), "create");
   fuse_entry_param e{};
-  auto node = intern_fd(d, pnode, name, std::move(*pathfd), e);
+  auto node = intern_fd(d, pnode, name, std::move(*pathfd), e, Intent::open);  // issue #5
   if (!node) return fail(node.error(), "create");
 
   if ((*node)->kind() != NodeKind::file && (*node)->kind() != NodeKind::shared_file) {

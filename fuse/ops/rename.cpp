@@ -29,11 +29,17 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   auto to = d.table.get(newparent);
   const FdRef from_fd = from->fd();
   const FdRef to_fd = to->fd();
+  core::Result<struct stat> moved = core::Error::of(ENOENT, "rename");
+  core::Result<struct stat> target = core::Error::of(ENOENT, "rename");
   {
     // Exclusive against commits: an open description follows its file to
     // the new name (SPEC §2.4), and one whose name was replaced commits
     // nothing; a commit in flight finishes before or after, never between.
     std::unique_lock ns(d.ns_mu);
+    if (d.cfg.cache_timeout > 0) {
+      moved = core::sys::fstatat(from_fd->get(), name, AT_SYMLINK_NOFOLLOW);
+      target = core::sys::fstatat(to_fd->get(), newname, AT_SYMLINK_NOFOLLOW);
+    }
     if (auto r = core::sys::renameat(from_fd->get(), name, to_fd->get(), newname, flags); !r)
       return reply_error(req, r.error(), "rename", parent);
     try {
@@ -41,6 +47,13 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
     } catch (const std::bad_alloc&) {
     }
   }
+  // The kernel moves the dentries and fixes the nodes it renamed or
+  // replaced; other names (hard links) of those files have nodes of their
+  // own whose ctime or link count is now stale (cache.hpp).
+  if (moved && S_ISREG(moved->st_mode) && moved->st_nlink > 1)
+    after_inode_change(d, moved->st_dev, moved->st_ino);
+  if (target && S_ISREG(target->st_mode) && target->st_nlink > 1)
+    after_inode_change(d, target->st_dev, target->st_ino);
   reply_ok(req);
 }
 

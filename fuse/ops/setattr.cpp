@@ -1,6 +1,8 @@
 // SETATTR: chmod, chown, truncate/ftruncate, utimens.
-// Symlink-safe: acts on the node's held O_PATH handle (AT_EMPTY_PATH or
-// /proc/self/fd/N), never on a name; AT_SYMLINK_NOFOLLOW throughout.
+// Symlink-safe: acts on the node's O_PATH handle (AT_EMPTY_PATH or
+// /proc/self/fd/N), held or, for an idle file node, opened for this request
+// one component beneath its parent with O_NOFOLLOW (cache.hpp);
+// AT_SYMLINK_NOFOLLOW throughout.
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -62,6 +64,10 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   Daemon& d = daemon_of(req);
   auto node = d.table.get(ino);
   const bool file = node->kind() == NodeKind::file || node->kind() == NodeKind::shared_file;
+  // An idle file node is bound to what its name holds now for the whole
+  // request (truncate_published() and rebind() use node->fd()).
+  auto claim = hold_node(d, node);
+  if (!claim) return reply_error(req, claim.error(), "setattr", ino);
   // Metadata changes of a file exclude commits (Daemon::ns_mu): a commit
   // copies the metadata of the file it replaces, and a chmod landing between
   // that copy and the rename would be lost (docs/commit-protocol.md).
@@ -79,6 +85,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       return reply_error(req, r.error(), "setattr(owner)", ino);
   }
   if (ns.owns_lock()) ns.unlock();
+  bool published = false;
   if (to_set & FUSE_SET_ATTR_SIZE) {
     const auto size = static_cast<std::uint64_t>(attr->st_size);
     Result<void> r;
@@ -91,6 +98,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       // truncate(path), even by a process that has the file open: it is the
       // published file's size that changes (FUSE-NOTES §4), atomically.
       r = truncate_published(d, node, size);
+      published = r.has_value();
     }
     if (!r) return reply_error(req, r.error(), "setattr(size)", ino);
   }
@@ -128,7 +136,17 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   }
   auto st = node_attr(d, *node, fi);
   if (!st) return reply_error(req, st.error(), "setattr", ino);
-  reply_attr(req, *st, attr_timeout(*node));
+  if (node->kind() == NodeKind::file) {
+    // The kernel updates this node from the reply; other nodes of the
+    // inode (hard links), and after truncate(path) every node of the name
+    // and of the replaced inode, hold stale attributes (cache.hpp).
+    if (published) {
+      if (auto pst = core::sys::fstat(node->fd()->get())) after_commit(d, *node, *pst);
+    }
+    const auto [dev, ino_b] = d.table.key_of(*node);
+    after_inode_change(d, dev, ino_b, node->id());
+  }
+  reply_attr(req, *st, d.table.attr_timeout(*node));
 }
 
 }  // namespace snapfs::fuse::ops

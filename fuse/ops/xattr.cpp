@@ -1,12 +1,15 @@
 // GETXATTR, SETXATTR, LISTXATTR, REMOVEXATTR, and the virtual status
 // attributes of the root (user.snapfs.status, user.snapfs.conflicts).
-// Symlink-safe: every call goes through /proc/self/fd/N of the node's held
-// O_PATH handle, which names the inode itself, never a path in B.
+// Symlink-safe: every call goes through /proc/self/fd/N of the node's O_PATH
+// handle (held, or for an idle file node opened for this request one
+// component beneath its parent with O_NOFOLLOW), which names the inode
+// itself, never a path in B.
 #include "conflicts.hpp"
 #include "lingering.hpp"
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
+#include "sys/sys.hpp"
 #include "sys_extra.hpp"
 
 #include <cstring>
@@ -43,8 +46,18 @@ std::string status_json(const Daemon& d) {
   j += ",\"warm_snapshots\":" + std::to_string(d.warm.size());
   j += ",\"warm_hits\":" + std::to_string(d.warm.hits());
   j += ",\"lingering\":" + std::to_string(d.lingering ? d.lingering->size() : 0);
+  j += ",\"lookups\":" + std::to_string(d.stats.lookups.load());
+  j += ",\"getattrs\":" + std::to_string(d.stats.getattrs.load());
+  j += ",\"inval_inodes\":" + std::to_string(d.notifier.inode_count());
   j += "}";
   return j;
+}
+
+// An xattr change (ctime; a POSIX ACL also changes the mode) of a file's
+// inode: every node of it, this one included, drops its cached attributes.
+void changed(Daemon& d, const Node& node, int fd) {
+  if (node.kind() != NodeKind::file) return;
+  if (auto st = core::sys::fstat(fd)) after_inode_change(d, st->st_dev, st->st_ino);
 }
 
 void reply_value(fuse_req_t req, const char* data, size_t len, size_t size) noexcept {
@@ -66,7 +79,9 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
     }
   }
   auto node = d.table.get(ino);
-  const FdRef fd = node->fd();
+  auto fdr = node_fd(d, *node);
+  if (!fdr) return reply_error(req, fdr.error(), "getxattr", ino);
+  const FdRef fd = std::move(*fdr);
   std::vector<char> buf;
   try {
     buf.resize(size);
@@ -82,7 +97,9 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
   Daemon& d = daemon_of(req);
   auto node = d.table.get(ino);
-  const FdRef fd = node->fd();
+  auto fdr = node_fd(d, *node);
+  if (!fdr) return reply_error(req, fdr.error(), "listxattr", ino);
+  const FdRef fd = std::move(*fdr);
   std::vector<char> buf;
   try {
     buf.resize(size);
@@ -106,10 +123,13 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
   // ordered against commits like chmod (ops/setattr.cpp).
   std::unique_lock ns(d.ns_mu, std::defer_lock);
   if (!node->is_dir()) ns.lock();
-  const FdRef fd = node->fd();
+  auto fdr = node_fd(d, *node);  // under the lock: a commit may have rebound it
+  if (!fdr) return reply_error(req, fdr.error(), "setxattr", ino);
+  const FdRef fd = std::move(*fdr);
   auto r = sys::setxattr_fd(fd->get(), name, std::span<const char>(value, size), flags);
   if (ns.owns_lock()) ns.unlock();
   if (!r) return reply_error(req, r.error(), "setxattr", ino);
+  changed(d, *node, fd->get());
   reply_ok(req);
 }
 
@@ -119,10 +139,13 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
   auto node = d.table.get(ino);
   std::unique_lock ns(d.ns_mu, std::defer_lock);
   if (!node->is_dir()) ns.lock();
-  const FdRef fd = node->fd();
+  auto fdr = node_fd(d, *node);
+  if (!fdr) return reply_error(req, fdr.error(), "removexattr", ino);
+  const FdRef fd = std::move(*fdr);
   auto r = sys::removexattr_fd(fd->get(), name);
   if (ns.owns_lock()) ns.unlock();
   if (!r) return reply_error(req, r.error(), "removexattr", ino);
+  changed(d, *node, fd->get());
   reply_ok(req);
 }
 

@@ -30,6 +30,25 @@ TEST(UnitOptions, Defaults) {
   EXPECT_EQ(o.on_conflict, fuse::OnConflict::fail);
   EXPECT_TRUE(o.auto_unmount);
   EXPECT_FALSE(o.allow_other);
+  EXPECT_EQ(o.cache_timeout, 1.0);
+}
+
+// Issue #5: how long the kernel may cache names and attributes of idle files.
+TEST(UnitOptions, CacheTimeout) {
+  MountOptions o;
+  apply_option_list("cache_timeout=0", o);
+  EXPECT_EQ(o.cache_timeout, 0.0);
+  apply_option_list("cache_timeout=2.5", o);
+  EXPECT_EQ(o.cache_timeout, 2.5);
+  apply_option_list("cache-timeout=10", o);
+  EXPECT_EQ(o.cache_timeout, 10.0);
+  EXPECT_EQ(make_config(o, "/b", "/m", true).cache_timeout, 10.0);
+  for (const char* bad : {"cache_timeout=", "cache_timeout", "cache_timeout=-1",
+                          "cache_timeout=1e3", "cache_timeout=.5", "cache_timeout=1.",
+                          "cache_timeout=1.2.3", "cache_timeout=3601", "cache_timeout=x"}) {
+    MountOptions b;
+    EXPECT_EQ(usage_code_of([&] { apply_option_list(bad, b); }), exit_code::usage) << bad;
+  }
 }
 
 TEST(UnitOptions, SnapfsOptions) {

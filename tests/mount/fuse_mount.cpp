@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/xattr.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -154,6 +155,7 @@ bool FuseMount::start_daemon(std::string& why) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  const unsigned nofile = daemon_nofile();
   const int logfd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (logfd < 0) {
     why = "cannot create the daemon log";
@@ -165,6 +167,10 @@ bool FuseMount::start_daemon(std::string& why) {
     ::dup2(logfd, 2);
     const int nul = ::open("/dev/null", O_RDONLY);
     ::dup2(nul, 0);
+    if (nofile > 0) {
+      const struct rlimit rl{nofile, nofile};
+      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
+    }
     ::execv(argv[0], argv.data());
     _exit(127);
   }

@@ -4,7 +4,7 @@
 //   snapfs_testd [-o opt[,opt...]] B M
 //
 // Options: passthrough=GLOB[:GLOB...], exclusive, durability=fast|atomic|full,
-// on-conflict=fail|overwrite,
+// on-conflict=fail|overwrite, cache_timeout=SECONDS,
 // noallow_other, debug. Always in the foreground; logs go to stderr as
 // "<time> [<level>] <message>" so the fixture can fail on warn-or-worse lines.
 #include <snapfs/fuse/daemon.hpp>
@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
           cfg.kernel_io = false;
         } else if (o == "kernel_io=auto") {
           cfg.kernel_io = true;
+        } else if (o.rfind("cache_timeout=", 0) == 0) {
+          cfg.cache_timeout = std::stod(o.substr(14));
         } else if (o == "noallow_other") {
           cfg.allow_other = cfg.default_permissions = false;
         } else if (o == "debug") {

@@ -30,6 +30,13 @@ struct Config {
   bool kernel_io = true;
   OnConflict on_conflict = OnConflict::fail;
   core::Durability durability = core::Durability::atomic;
+  // Seconds the kernel may keep names and attributes of files nobody has
+  // open (and of directories, symlinks, specials). Changes made through M
+  // are invalidated exactly; changes made directly in B show after at most
+  // this long (docs/design-fuse.md "Caching"). 0: nothing about a file is
+  // cached and every path walk asks the daemon (directories: 1 s), as before
+  // issue #5.
+  double cache_timeout = 1.0;
   unsigned threads = 0;              // 0: libfuse's default for the multithreaded loop
   bool debug = false;                // libfuse's request trace (-d)
   std::string fsname;                // shown in /proc/mounts; default: backing

@@ -1,0 +1,147 @@
+// Kernel cache coherence (cache.hpp, docs/design-fuse.md "Caching").
+// Symlink-safe: names are resolved one component beneath the parent's held
+// directory descriptor, with O_NOFOLLOW / AT_SYMLINK_NOFOLLOW.
+#include "cache.hpp"
+
+#include "sys/sys.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <new>
+#include <vector>
+
+namespace snapfs::fuse {
+
+using core::Error;
+using core::Result;
+
+namespace {
+
+bool caching(const Daemon& d) noexcept { return d.cfg.cache_timeout > 0; }
+
+// A name that no longer leads to a regular file: the kernel's dentry is
+// stale, and ESTALE makes it walk again (path syscalls retry once with
+// LOOKUP_REVAL) instead of failing with what the old name held.
+Error stale(const char* op, const std::string& name) { return Error::of(ESTALE, op, name); }
+
+bool gone(int err) noexcept { return err == ENOENT || err == ENOTDIR || err == ELOOP; }
+
+void inval_all(Daemon& d, std::vector<fuse_ino_t>& ids, fuse_ino_t except) noexcept {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  for (auto id : ids)
+    if (id != except) d.notifier.inval_inode(id);
+}
+
+}  // namespace
+
+Result<FdRef> node_fd(Daemon& d, const Node& node) noexcept {
+  if (FdRef fd = node.fd()) return fd;
+  try {
+    const NodePlace p = d.table.place(node);
+    if (!p.parent) return stale("resolve", p.name);
+    const FdRef pfd = p.parent->fd();
+    // SAFETY: one component, O_NOFOLLOW, RESOLVE_BENEATH (ops/common.cpp).
+    auto fd = core::sys::openat_beneath(pfd->get(), p.name.c_str(), O_PATH | O_NOFOLLOW, 0);
+    if (!fd) return gone(fd.error().value()) ? stale("resolve", p.name) : std::move(fd).error();
+    auto st = core::sys::fstat(fd->get());
+    if (!st) return std::move(st).error();
+    if (!S_ISREG(st->st_mode)) return stale("resolve", p.name);
+    d.table.observe(node, *st);
+    return FdRef(std::make_shared<const core::UniqueFd>(std::move(*fd)));
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "resolve");
+  }
+}
+
+Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept {
+  if (FdRef fd = node.fd()) return core::sys::fstat(fd->get());
+  try {
+    const NodePlace p = d.table.place(node);
+    if (!p.parent) return stale("stat", p.name);
+    const FdRef pfd = p.parent->fd();
+    // One final component (never '/', '.' or '..': valid_name()) and no
+    // symlink followed: cannot leave the parent.
+    auto st = core::sys::fstatat(pfd->get(), p.name.c_str(), AT_SYMLINK_NOFOLLOW);
+    if (!st) return gone(st.error().value()) ? stale("stat", p.name) : std::move(st).error();
+    if (!S_ISREG(st->st_mode)) return stale("stat", p.name);
+    d.table.observe(node, *st);
+    return st;
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "stat");
+  }
+}
+
+NodeClaim::~NodeClaim() {
+  if (!d_) return;
+  if (open_)
+    d_->table.end_open(*node_);
+  else
+    d_->table.release(*node_);
+}
+
+Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node) noexcept {
+  if (node->kind() != NodeKind::file) return NodeClaim{};
+  auto fd = node_fd(d, *node);
+  if (!fd) return std::move(fd).error();
+  OpenStart s;
+  try {
+    s = d.table.begin_open(*node, std::move(*fd));
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "open");
+  }
+  // A node the kernel may cache a dentry for: walk again (InodeTable::begin_open).
+  if (s.retire) return Error::of(ESTALE, "open");
+  NodeClaim claim(d, node, true);
+  // Attributes cached from its idle time (a GETATTR or LOOKUP reply with a
+  // positive timeout): dropped now, synchronously (no lock in the kernel);
+  // from now on every reply about this node has timeout 0
+  // (InodeTable::attr_timeout), and one sent before this point is discarded
+  // by the kernel's attr_version check.
+  if (s.was_idle && s.attr_cached && caching(d)) d.notifier.inval_inode(node->id());
+  return claim;
+}
+
+Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node) noexcept {
+  if (node->kind() != NodeKind::file) return NodeClaim{};
+  auto fd = node_fd(d, *node);
+  if (!fd) return std::move(fd).error();
+  d.table.hold(*node, std::move(*fd));
+  return NodeClaim(d, node, false);
+}
+
+void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept {
+  const auto replaced = d.table.take_replaced(node);
+  if (!caching(d)) return;
+  try {
+    const NodePlace p = d.table.place(node);
+    std::vector<fuse_ino_t> ids = d.table.file_nodes_of(published.st_dev, published.st_ino);
+    if (replaced.second != 0) {
+      auto more = d.table.file_nodes_of(replaced.first, replaced.second);
+      ids.insert(ids.end(), more.begin(), more.end());
+    }
+    if (p.parent) {
+      auto more = d.table.file_nodes_named(p.parent->id(), p.name);
+      ids.insert(ids.end(), more.begin(), more.end());
+      ids.push_back(p.parent->id());  // its mtime and ctime changed (rename)
+    }
+    inval_all(d, ids, 0);
+  } catch (const std::bad_alloc&) {
+    // Without the lists nothing can be targeted: the cached attributes of
+    // those nodes may lag by up to cache_timeout (logged; not expected).
+    d.log->debug("commit: no memory for the cache invalidation of ino {}", node.id());
+  }
+}
+
+void after_inode_change(Daemon& d, dev_t dev, ino_t ino, fuse_ino_t except) noexcept {
+  if (!caching(d)) return;
+  try {
+    auto ids = d.table.file_nodes_of(dev, ino);
+    inval_all(d, ids, except);
+  } catch (const std::bad_alloc&) {
+    d.log->debug("no memory for the cache invalidation of inode {}", static_cast<unsigned long>(ino));
+  }
+}
+
+}  // namespace snapfs::fuse

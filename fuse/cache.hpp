@@ -1,0 +1,86 @@
+// Coherence of the kernel's name and attribute caches with what snapfs does
+// (issue #5, docs/design-fuse.md "Caching"):
+// - idle kind-file nodes hold no descriptor and are resolved by name;
+// - an OPEN never takes a node the kernel may cache a dentry for (ESTALE,
+//   the re-walk gets a fresh node: before_open);
+// - a commit, and metadata and link-count changes made through M, drop the
+//   attributes the kernel holds for every node they made stale.
+// Everything here is a no-op for invalidations when cache_timeout is 0:
+// nothing about a file is cached then.
+#pragma once
+
+#include "daemon_state.hpp"
+
+#include <snapfs/core/result.hpp>
+
+#include <sys/stat.h>
+
+#include <memory>
+#include <utility>
+
+namespace snapfs::fuse {
+
+// The descriptor of `node`'s backing inode: the node's own if it is bound,
+// else B/<parent>/<name> resolved now (openat2 RESOLVE_BENEATH, O_NOFOLLOW,
+// one component beneath the parent's descriptor). ESTALE if the name no
+// longer holds a regular file (or was unlinked through M): the kernel then
+// walks the path again (LOOKUP_REVAL) and finds what is there now.
+core::Result<FdRef> node_fd(Daemon& d, const Node& node) noexcept;
+
+// fstat of node_fd() without opening anything for an idle node (fstatat of
+// the single name, AT_SYMLINK_NOFOLLOW).
+core::Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept;
+
+// Keeps a node bound (InodeTable::begin_open/hold) for as long as it lives.
+class NodeClaim {
+public:
+  NodeClaim() = default;
+  NodeClaim(Daemon& d, std::shared_ptr<Node> n, bool open) noexcept
+      : d_(&d), node_(std::move(n)), open_(open) {}
+  NodeClaim(NodeClaim&& o) noexcept
+      : d_(std::exchange(o.d_, nullptr)), node_(std::move(o.node_)), open_(o.open_) {}
+  NodeClaim& operator=(NodeClaim&& o) noexcept {
+    if (this != &o) {
+      NodeClaim old(std::move(*this));  // released at the end of this scope
+      d_ = std::exchange(o.d_, nullptr);
+      node_ = std::move(o.node_);
+      open_ = o.open_;
+    }
+    return *this;
+  }
+  NodeClaim(const NodeClaim&) = delete;
+  ~NodeClaim();
+
+private:
+  Daemon* d_ = nullptr;
+  std::shared_ptr<Node> node_;
+  bool open_ = false;
+};
+
+// OPEN of `node` (before the snapshot is made). A node the kernel may hold
+// a cached dentry for is never opened: ESTALE, and the kernel's re-walk
+// (LOOKUP_REVAL) gets a fresh node and drops that dentry itself, so no path
+// walk by others ever reaches an open node (stat by anyone else shows the
+// published file, SPEC §2.2). Otherwise binds an idle node to the inode its
+// name holds now and drops the attributes the kernel may have cached for
+// it. The claim keeps the node "open" for the cache rules until the OPEN
+// handler returns.
+core::Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node) noexcept;
+
+// Keeps a file node bound while a handler calls code that uses node->fd()
+// (truncate(path)). Not an open: the cache rules do not change.
+core::Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node) noexcept;
+
+// After a publish to `node`'s name (commit, truncate(path)), before the
+// reply: the attributes cached for every node of that name, of the
+// published inode (other hard links, for an in-place publish) and of the
+// replaced inode (its link count fell), and of the parent directory
+// (mtime), are dropped. Synchronous (no directory lock, notifier.hpp).
+void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept;
+
+// A change of the inode (dev, ino) made through M (chmod, chown, utimens,
+// xattrs, link, unlink, rename) that the kernel applied to one node only:
+// drop the cached attributes of every other kind-file node of it.
+void after_inode_change(Daemon& d, dev_t dev, ino_t ino, fuse_ino_t except = 0) noexcept;
+
+}  // namespace snapfs::fuse

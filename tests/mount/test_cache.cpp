@@ -1,0 +1,289 @@
+// Issue #5: the kernel caches names and attributes of files nobody has open
+// (-o cache_timeout), and everything done through M still shows at once
+// (SPEC §2.2: stat by anyone else shows the published file; §2.6). Also: a
+// walk over more files than the daemon may open descriptors.
+#include "fuse_mount.hpp"
+#include "mount_util.hpp"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+namespace snapfs::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A long timeout: whatever the daemon forgets to invalidate stays wrong
+// for the whole test, so these tests see it.
+class Cache : public FuseMount {
+protected:
+  std::string mount_options() const override { return "cache_timeout=30"; }
+};
+class NoCache : public FuseMount {
+protected:
+  std::string mount_options() const override { return "cache_timeout=0"; }
+};
+class ShortCache : public FuseMount {
+protected:
+  std::string mount_options() const override { return "cache_timeout=0.2"; }
+};
+// The default timeout, and a daemon allowed 1000 descriptors.
+class CacheFdLimit : public FuseMount {
+protected:
+  unsigned daemon_nofile() const override { return 1000; }
+};
+
+struct stat stat_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p << ": " << errno_name(errno);
+  return st;
+}
+
+int stat_errno(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? 0 : errno;
+}
+
+// What stat through M must show for a file nobody is writing: B's stat.
+void expect_same_stat(const fs::path& m, const fs::path& b) {
+  const struct stat ms = stat_of(m), bs = stat_of(b);
+  EXPECT_EQ(ms.st_ino, bs.st_ino) << m;
+  EXPECT_EQ(ms.st_size, bs.st_size) << m;
+  EXPECT_EQ(ms.st_mode, bs.st_mode) << m;
+  EXPECT_EQ(ms.st_nlink, bs.st_nlink) << m;
+  EXPECT_TRUE(same_time(ms.st_mtim, bs.st_mtim)) << m;
+  EXPECT_TRUE(same_time(ms.st_ctim, bs.st_ctim)) << m;
+}
+
+// A counter from the daemon's status attribute (Stats in daemon_state.hpp).
+std::uint64_t counter(const fs::path& mnt, const std::string& key) {
+  std::string buf(1 << 16, '\0');
+  const ssize_t n = ::getxattr(mnt.c_str(), "user.snapfs.status", buf.data(), buf.size());
+  if (n < 0) return ~0ull;
+  buf.resize(static_cast<std::size_t>(n));
+  const auto at = buf.find("\"" + key + "\":");
+  if (at == std::string::npos) return ~0ull;
+  return std::stoull(buf.substr(at + key.size() + 3));
+}
+
+std::uint64_t requests(const fs::path& mnt) {
+  return counter(mnt, "lookups") + counter(mnt, "getattrs");
+}
+
+TEST_P(Cache, RepeatedStatIsServedByTheKernel) {
+  write_file(b("f"), "abc");
+  ASSERT_EQ(stat_of(m("f")).st_size, 3);
+  const auto before = requests(mnt());
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(stat_of(m("f")).st_size, 3);
+  EXPECT_EQ(requests(mnt()), before) << "a cached stat reached the daemon";
+  // An open of the file does not make later stats by path slower for long:
+  // once its (asynchronous) RELEASE is done, a walk finds an idle node again
+  // and the kernel caches it. Until then lookups get fresh, uncached nodes.
+  const int fd = xopen(m("f"), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(xclose(fd), 0);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  bool cached = false;
+  while (!cached && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_EQ(stat_of(m("f")).st_size, 3);
+    const auto again = requests(mnt());
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(stat_of(m("f")).st_size, 3);
+    cached = requests(mnt()) == again;
+  }
+  EXPECT_TRUE(cached) << "stats after an open and close never became kernel-served";
+}
+
+TEST_P(NoCache, EveryStatAsksTheDaemon) {
+  write_file(b("f"), "abc");
+  ASSERT_EQ(stat_of(m("f")).st_size, 3);
+  const auto before = requests(mnt());
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(stat_of(m("f")).st_size, 3);
+  EXPECT_GE(requests(mnt()) - before, 20u);
+}
+
+// A commit replaces the inode behind a cached name: stat right after
+// close() returns shows the new size, times and inode, and the directory's
+// new mtime.
+TEST_P(Cache, StatAfterCommitShowsTheNewFile) {
+  fs::create_directory(b("d"));
+  write_file(b("d/f"), "old");
+  expect_same_stat(m("d/f"), b("d/f"));
+  expect_same_stat(m("d"), b("d"));
+  for (int round = 0; round < 3; ++round) {
+    const int fd = xopen(m("d/f"), O_RDWR);
+    ASSERT_GE(fd, 0);
+    const std::string v = "new content " + std::string(static_cast<std::size_t>(round) * 7, 'x');
+    ASSERT_TRUE(pwrite_str(fd, v, 0));
+    ASSERT_EQ(xclose(fd), 0);
+    EXPECT_EQ(stat_of(m("d/f")).st_size, static_cast<off_t>(v.size())) << "round " << round;
+    expect_same_stat(m("d/f"), b("d/f"));
+    expect_same_stat(m("d"), b("d"));
+    EXPECT_EQ(read_file(m("d/f")), v);
+  }
+}
+
+// SPEC §2.2 with a cached name: once a writer has the file open, stat by
+// anyone else (here: another process, by path) shows the published file,
+// while fstat of the writer shows its own snapshot.
+TEST_P(Cache, StatByOthersWhileAWriterHasItOpenShowsThePublishedFile) {
+  write_file(b("f"), "published");
+  expect_same_stat(m("f"), b("f"));
+  ASSERT_EQ(stat_of(m("f")).st_size, 9);  // cached now
+  const int fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const std::string priv = "a much longer private content";
+  ASSERT_TRUE(pwrite_str(fd, priv, 0));
+  EXPECT_EQ(fstat_of(fd).st_size, static_cast<off_t>(priv.size()));
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    struct stat st {};
+    if (::stat(m("f").c_str(), &st) != 0) _exit(2);
+    _exit(st.st_size == 9 ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  expect_same_stat(m("f"), b("f"));
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(stat_of(m("f")).st_size, static_cast<off_t>(priv.size()));
+  expect_same_stat(m("f"), b("f"));
+}
+
+TEST_P(Cache, RenameAndUnlinkThroughMAreSeenAtOnce) {
+  write_file(b("a"), "aaaa");
+  write_file(b("c"), "cc");
+  ASSERT_EQ(stat_of(m("a")).st_size, 4);
+  ASSERT_EQ(stat_of(m("c")).st_size, 2);
+  ASSERT_EQ(::rename(m("a").c_str(), m("b").c_str()), 0);
+  EXPECT_EQ(stat_errno(m("a")), ENOENT);
+  EXPECT_EQ(stat_of(m("b")).st_size, 4);
+  ASSERT_EQ(::rename(m("b").c_str(), m("c").c_str()), 0);  // replaces c
+  EXPECT_EQ(stat_errno(m("b")), ENOENT);
+  expect_same_stat(m("c"), b("c"));
+  ASSERT_EQ(::unlink(m("c").c_str()), 0);
+  EXPECT_EQ(stat_errno(m("c")), ENOENT);
+  // A new file under a name whose old node the kernel still caches.
+  write_file(m("c"), "new");
+  expect_same_stat(m("c"), b("c"));
+}
+
+// Changes through one name of a file reach the cached attributes of its
+// other names (each name has its own node).
+TEST_P(Cache, HardLinksSeeEachOthersChanges) {
+  write_file(b("a"), "x");
+  ASSERT_EQ(stat_of(m("a")).st_nlink, 1u);
+  ASSERT_EQ(::link(m("a").c_str(), m("b").c_str()), 0);
+  EXPECT_EQ(stat_of(m("a")).st_nlink, 2u);
+  expect_same_stat(m("b"), b("b"));
+  ASSERT_EQ(::chmod(m("b").c_str(), 0600), 0);
+  expect_same_stat(m("a"), b("a"));
+  EXPECT_EQ(stat_of(m("a")).st_mode & 07777, 0600u);
+  const struct timespec times[2] = {{1000, 0}, {2000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, m("b").c_str(), times, 0), 0);
+  expect_same_stat(m("a"), b("a"));
+  ASSERT_EQ(::setxattr(m("b").c_str(), "user.k", "v", 1, 0), 0);
+  expect_same_stat(m("a"), b("a"));
+  ASSERT_EQ(::truncate(m("b").c_str(), 0), 0);  // publishes a new inode at b
+  expect_same_stat(m("a"), b("a"));
+  expect_same_stat(m("b"), b("b"));
+  ASSERT_EQ(::unlink(m("b").c_str()), 0);
+  expect_same_stat(m("a"), b("a"));
+}
+
+// A commit to one name of a hard-linked file: on XFS it is published into
+// the shared inode (both names show it), elsewhere by rename (the other
+// name keeps the old file, one link less). Either way stat through M
+// equals B at once.
+TEST_P(Cache, CommitToAHardLinkedFile) {
+  write_file(b("a"), "old");
+  ASSERT_EQ(::link(b("a").c_str(), b("b").c_str()), 0);
+  expect_same_stat(m("a"), b("a"));
+  expect_same_stat(m("b"), b("b"));
+  const int fd = xopen(m("a"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "new and longer", 0));
+  ASSERT_EQ(xclose(fd), 0);
+  expect_same_stat(m("a"), b("a"));
+  expect_same_stat(m("b"), b("b"));
+}
+
+// Changes made directly in B are not notified: they show once the cached
+// entry and attributes expire (cache_timeout, here 0.2 s).
+TEST_P(ShortCache, ChangesMadeDirectlyInBShowAfterTheTimeout) {
+  write_file(b("f"), "abc");
+  ASSERT_EQ(stat_of(m("f")).st_size, 3);
+  write_file(b("tmp"), "abcdef");
+  ASSERT_EQ(::rename(b("tmp").c_str(), b("f").c_str()), 0);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (stat_of(m("f")).st_size != 6 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  expect_same_stat(m("f"), b("f"));
+  ASSERT_EQ(::unlink(b("f").c_str()), 0);
+  while (stat_errno(m("f")) != ENOENT && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(stat_errno(m("f")), ENOENT);
+  // A name that became a directory in B: the stale file node is refused
+  // (ESTALE), the kernel walks again and finds the directory.
+  write_file(b("g"), "x");
+  ASSERT_EQ(stat_of(m("g")).st_size, 1);
+  ASSERT_EQ(::unlink(b("g").c_str()), 0);
+  fs::create_directory(b("g"));
+  while (!S_ISDIR(stat_of(m("g")).st_mode) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(S_ISDIR(stat_of(m("g")).st_mode));
+}
+
+// Idle files hold no descriptor in the daemon: a walk over five times more
+// files than it may open works (before issue #5 it failed with EMFILE once
+// the kernel cached ~1000 of them).
+TEST_P(CacheFdLimit, WalkBeyondTheDescriptorLimit) {
+  constexpr int kDirs = 50, kPerDir = 100;
+  for (int d = 0; d < kDirs; ++d) {
+    const fs::path dir = b("d" + std::to_string(d));
+    fs::create_directory(dir);
+    for (int i = 0; i < kPerDir; ++i) {
+      const int fd = xopen(dir / ("f" + std::to_string(i)), O_WRONLY | O_CREAT, 0644);
+      ASSERT_GE(fd, 0);
+      ::close(fd);
+    }
+  }
+  int failed = 0, first_errno = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int d = 0; d < kDirs; ++d) {
+      for (int i = 0; i < kPerDir; ++i) {
+        const fs::path p = m("d" + std::to_string(d) + "/f" + std::to_string(i));
+        if (const int e = stat_errno(p); e != 0) {
+          ++failed;
+          if (!first_errno) first_errno = e;
+        }
+        if (i % 10 == 0) {  // and some opens, which bind a descriptor while open
+          const int fd = xopen(p, O_RDONLY);
+          if (fd < 0) {
+            ++failed;
+            if (!first_errno) first_errno = -fd;
+          } else {
+            ::close(fd);
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(failed, 0) << "first error: " << errno_name(first_errno);
+  const auto fds = list_dir("/proc/" + std::to_string(daemon_pid()) + "/fd").size();
+  EXPECT_LT(fds, 500u) << "the daemon holds a descriptor per cached file";
+}
+
+SNAPFS_INSTANTIATE_MOUNT(Cache);
+SNAPFS_INSTANTIATE_MOUNT(NoCache);
+SNAPFS_INSTANTIATE_MOUNT(ShortCache);
+INSTANTIATE_TEST_SUITE_P(Fs, CacheFdLimit, ::testing::Values(FsKind::tmpfs), param_name);
+
+}  // namespace
+}  // namespace snapfs::test
