@@ -132,8 +132,19 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
       // ISOLATION: one instant of B/p, into a file nobody writes (below).
       auto m = core::clone_contents(tmp->fd(), src->get());
       if (!m) return std::move(m).error();
+      auto snap_st = csys::fstat(tmp->fd());
+      if (!snap_st) return std::move(snap_st).error();
       w = std::make_shared<WarmSnapshot>();
-      w->file = std::move(*tmp);
+      w->size = snap_st->st_size;
+      w->blocks = snap_st->st_blocks;
+      // Registered now, the kernel keeps the snapshot; the daemon lets its
+      // descriptor go (WarmSnapshot). Without passthrough it keeps it to
+      // serve the reads.
+      w->backing = d.kpt.open_backing(tmp->fd());
+      // A file that may have holes keeps its descriptor: SEEK_DATA and
+      // SEEK_HOLE must find them (cp and tar keep sparse files sparse).
+      const bool sparse = snap_st->st_blocks * 512 < snap_st->st_size;
+      if (!w->backing || sparse) w->file = std::move(*tmp);
       // Shared only if B/p did not change since `st` was taken (before the
       // clone): the snapshot then is exactly version `st`. Otherwise this
       // reader keeps it alone, as a snapshot of a version at least as new.
@@ -625,6 +636,13 @@ Result<struct stat> handle_attr(const Handle& h) noexcept {
   auto st = csys::fstat(fdref->get());
   if (!st) return st;
   if (h.kind == HandleKind::shared) return st;
+  if (h.warm && h.fd() < 0) {
+    // A warm snapshot the kernel holds alone (WarmSnapshot): never changes.
+    st->st_size = h.warm->size;
+    st->st_blocks = h.warm->blocks;
+    st->st_mtim = h.base_mtime;
+    return st;
+  }
   auto s = csys::fstat(h.fd());
   if (!s) return s;
   st->st_size = s->st_size;

@@ -366,6 +366,7 @@ void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noe
   // Syncs the snapshot's data; it does not publish (the commit at close
   // does, with the durability the mount asked for).
   std::shared_lock lk(h.mu);
+  if (h.fd() < 0) return reply_ok(req);  // a warm snapshot the kernel holds: nothing to sync
   auto r = datasync ? core::sys::fdatasync(h.fd()) : core::sys::fsync(h.fd());
   if (!r) return reply_error(req, r.error(), "fsync", ino);
   reply_ok(req);

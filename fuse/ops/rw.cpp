@@ -24,6 +24,9 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   // Held across the reply: fuse_reply_data reads from the snapshot fd, which
   // a concurrent re-clone must not close meanwhile. Only Handle::mu is held.
   std::shared_lock lk(h.mu);
+  // A reader whose warm snapshot only the kernel holds is always served by
+  // the kernel; a READ for it would mean the passthrough reply was refused.
+  if (h.fd() < 0) return reply_errno(req, EIO, "read", ino);
   reply_fd_data(req, h.fd(), size, off);
 }
 
@@ -88,6 +91,14 @@ void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
   const std::shared_ptr<Handle> hp = handle_ref(fi);
   Handle& h = *hp;
   std::shared_lock lk(h.mu);
+  if (h.fd() < 0 && h.warm) {
+    // A warm snapshot only the kernel holds (WarmSnapshot): reported as all
+    // data, no holes, which lseek(2) allows.
+    lk.unlock();
+    const off_t size = h.warm->size;
+    if (off < 0 || off >= size) return reply_errno(req, ENXIO, "lseek", ino);
+    return reply_lseek(req, whence == SEEK_DATA ? off : size);
+  }
   // SEEK_DATA/SEEK_HOLE of the snapshot (the kernel answers SET/CUR/END).
   auto r = sys::lseek(h.fd(), off, whence);
   if (!r) return reply_error(req, r.error(), "lseek", ino);

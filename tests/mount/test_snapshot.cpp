@@ -349,15 +349,20 @@ TEST_P(Snapshot, MmapSharedIsIsolatedPerOpenOrENODEV) {
 
 // SPEC §2.3: stores through a shared mapping after close() are published
 // when the last mapping goes away (the common mmap-then-close pattern).
+// "hello world" in f, opened read-write through M and mapped shared; the
+// first store ('H') made. Needs kernel passthrough.
+#define SNAPFS_MAP_HELLO(fd, p)                                                              \
+  if (!kernel_passthrough()) GTEST_SKIP() << "MAP_SHARED needs kernel passthrough (ENODEV here)"; \
+  write_file(b("f"), "hello world");                                                         \
+  const int fd = xopen(m("f"), O_RDWR);                                                      \
+  ASSERT_GE(fd, 0);                                                                          \
+  void* p = ::mmap(nullptr, 11, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);                  \
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);                                          \
+  static_cast<char*>(p)[0] = 'H'
+
 TEST_P(Snapshot, MmapStoresAfterCloseArePublishedAtMunmap) {
-  if (!kernel_passthrough()) GTEST_SKIP() << "MAP_SHARED needs kernel passthrough (ENODEV here)";
-  write_file(b("f"), "hello world");
-  const int fd = xopen(m("f"), O_RDWR);
-  ASSERT_GE(fd, 0);
-  void* p = ::mmap(nullptr, 11, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  SNAPFS_MAP_HELLO(fd, p);
   auto* c = static_cast<char*>(p);
-  c[0] = 'H';
   ASSERT_EQ(xclose(fd), 0);
   EXPECT_EQ(read_file(b("f")), "Hello world");  // the close published the first store
   c[6] = 'W';
@@ -373,13 +378,7 @@ TEST_P(Snapshot, MmapStoresAfterCloseArePublishedAtMunmap) {
 
 // A mapping that never stores after close publishes nothing more.
 TEST_P(Snapshot, MmapReadOnlyAfterClosePublishesNothingMore) {
-  if (!kernel_passthrough()) GTEST_SKIP() << "MAP_SHARED needs kernel passthrough (ENODEV here)";
-  write_file(b("f"), "hello world");
-  const int fd = xopen(m("f"), O_RDWR);
-  ASSERT_GE(fd, 0);
-  void* p = ::mmap(nullptr, 11, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
-  static_cast<char*>(p)[0] = 'H';
+  SNAPFS_MAP_HELLO(fd, p);
   ASSERT_EQ(xclose(fd), 0);
   const struct stat before = stat_of(b("f"));
   EXPECT_EQ(static_cast<char*>(p)[1], 'e');
