@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -228,6 +229,12 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
       if (cfg.threads > 0) fuse_loop_cfg_set_max_threads(lc, cfg.threads);
       ret = fuse_session_loop_mt(se, lc);
       fuse_loop_cfg_destroy(lc);
+      // The kernel ends the connection when the mount goes away. With
+      // requests in flight at that moment (the RELEASEs of many closes) the
+      // device read may fail with ECONNABORTED rather than ENODEV: still an
+      // unmount, which the mount point shows (libfuse: "check if the
+      // filesystem is still mounted"). Aborted while mounted stays an error.
+      if (ret == -ECONNABORTED && !sys::is_fuse_mount(cfg.mountpoint.c_str())) ret = 0;
       fuse_session_unmount(se);
       // Snapshots still mapped after their close: published now.
       d->lingering.reset();

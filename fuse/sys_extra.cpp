@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -61,6 +62,13 @@ Result<bool> sole_writer(int fd) noexcept {
   }
   (void)::fcntl(fd, F_SETLEASE, F_UNLCK);
   return true;
+}
+
+bool is_fuse_mount(const char* path) noexcept {
+  constexpr long kFuseSuperMagic = 0x65735546;
+  struct statfs sfs {};
+  if (::statfs(path, &sfs) == -1) return errno == ENOTCONN;
+  return sfs.f_type == kFuseSuperMagic;
 }
 
 Result<void> writeback(int fd) noexcept {

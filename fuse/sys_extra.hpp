@@ -68,6 +68,10 @@ Result<bool> sole_writer(int fd) noexcept;
 // Writes back the dirty pages of `fd` and waits (sync_file_range), without
 // a device flush: what fdatasync does minus durability.
 Result<void> writeback(int fd) noexcept;
+// Whether `path` is (still) the root of a FUSE mount: statfs(2) answers
+// with FUSE's magic, or fails with ENOTCONN (a connection aborted while
+// mounted). false once the mount is gone.
+bool is_fuse_mount(const char* path) noexcept;
 // The thread group (process) of thread `tid`, from /proc/<tid>/status.
 Result<pid_t> tgid_of(pid_t tid) noexcept;
 // read(2) and writev(2) of the /dev/fuse descriptor, for the custom I/O of
