@@ -149,12 +149,7 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
       // clone): the snapshot then is exactly version `st`. Otherwise this
       // reader keeps it alone, as a snapshot of a version at least as new.
       auto after = csys::fstat(src->get());
-      if (after && after->st_dev == st.st_dev && after->st_ino == st.st_ino &&
-          after->st_size == st.st_size && after->st_mtim.tv_sec == st.st_mtim.tv_sec &&
-          after->st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
-          after->st_ctim.tv_sec == st.st_ctim.tv_sec &&
-          after->st_ctim.tv_nsec == st.st_ctim.tv_nsec)
-        d.warm.insert(st, w);
+      if (after && WarmSnapshots::same_version(*after, st)) d.warm.insert(st, w);
     }
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "open");
@@ -260,6 +255,12 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   return h;
 }
 
+Result<void> prepare_change(Daemon& d, Handle& h) noexcept {
+  if (h.kind == HandleKind::exclusive_reader || h.kind == HandleKind::reader_share)
+    return Error::of(EBADF, "write");
+  return ensure_private(d, h);
+}
+
 Result<void> ensure_private(Daemon& d, Handle& h) noexcept {
   if (h.kind != HandleKind::snapshot || !h.published) return {};
   // ISOLATION: after a commit `snap` *is* B/p; writing through it would change
@@ -318,6 +319,27 @@ Result<bool> publish_into(Daemon& d, core::TmpFile& file, int pfd, const char* n
   return std::move(r).error();
 }
 
+// Whether the first `len` bytes of `a` and `b` are equal (both files hold
+// at least that many); an error reading counts as "not equal". O(len).
+Result<bool> same_bytes(int a, int b, std::uint64_t len) noexcept {
+  std::vector<std::byte> x, y;
+  try {
+    x.resize(1 << 16);
+    y.resize(1 << 16);
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "compare");
+  }
+  for (std::uint64_t off = 0; off < len;) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(x.size(), len - off));
+    auto nx = csys::pread(a, std::span(x.data(), want), off);
+    auto ny = csys::pread(b, std::span(y.data(), want), off);
+    if (!nx || !ny || *nx != *ny || *nx == 0) return false;
+    if (std::memcmp(x.data(), y.data(), *nx) != 0) return false;
+    off += *nx;
+  }
+  return true;
+}
+
 // Whether a passthrough writer only appended: its snapshot still starts
 // with the base's bytes (Handle::base_file). O(base size), and only asked
 // when someone else published since the snapshot was taken.
@@ -329,23 +351,8 @@ bool only_appended(const Handle& h) noexcept {
   auto bst = csys::fstat(h.base_file.get());
   auto sst = csys::fstat(h.snap.fd());
   if (!bst || !sst || bst->st_size < h.base.size || sst->st_size < h.base.size) return false;
-  std::vector<std::byte> a, b;
-  try {
-    a.resize(1 << 16);
-    b.resize(1 << 16);
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
-  const auto end = static_cast<std::uint64_t>(h.base.size);
-  for (std::uint64_t off = 0; off < end;) {
-    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(a.size(), end - off));
-    auto na = csys::pread(h.snap.fd(), std::span(a.data(), want), off);
-    auto nb = csys::pread(h.base_file.get(), std::span(b.data(), want), off);
-    if (!na || !nb || *na != *nb || *na == 0) return false;
-    if (std::memcmp(a.data(), b.data(), *na) != 0) return false;
-    off += *na;
-  }
-  return true;
+  auto same = same_bytes(h.snap.fd(), h.base_file.get(), static_cast<std::uint64_t>(h.base.size));
+  return same && *same;
 }
 
 }  // namespace
@@ -605,16 +612,8 @@ bool mapped_stores_unseen(Daemon& d, Handle& h) {
   auto cst = core::sys::fstat(cur->get());
   if (!cst || !h.base.same(*cst)) return false;  // published by someone else since
   if (cst->st_size != st->st_size) return true;
-  std::vector<std::byte> a(1 << 16), b(1 << 16);
-  for (std::uint64_t off = 0; off < static_cast<std::uint64_t>(st->st_size);) {
-    auto na = core::sys::pread(h.snap.fd(), a, off);
-    auto nb = core::sys::pread(cur->get(), b, off);
-    if (!na || !nb || *na != *nb) return true;
-    if (*na == 0) break;
-    if (std::memcmp(a.data(), b.data(), *na) != 0) return true;
-    off += *na;
-  }
-  return false;
+  auto same = same_bytes(h.snap.fd(), cur->get(), static_cast<std::uint64_t>(st->st_size));
+  return !same || !*same;  // cannot compare: publish (identical content at worst)
 }
 
 void touch_bases(Daemon& d, const struct stat& st) noexcept {

@@ -227,6 +227,11 @@ void touch_bases(Daemon& d, const struct stat& st) noexcept;
 // clone. Needs h.mu held exclusively.
 core::Result<void> ensure_private(Daemon& d, Handle& h) noexcept;
 
+// Before a change through a description (write, fallocate, ftruncate),
+// h.mu held exclusively: a reader refuses it (EBADF), a published
+// snapshot is replaced by a private clone (ensure_private).
+core::Result<void> prepare_change(Daemon& d, Handle& h) noexcept;
+
 // What fstat shows for a node with this open (h.mu held, any mode).
 core::Result<struct stat> handle_attr(const Handle& h) noexcept;
 

@@ -258,13 +258,19 @@ OpenStart InodeTable::begin_open(Node& node, FdRef fd) {
   return out;
 }
 
+FdRef InodeTable::settle_if_idle_locked(Node& n) {
+  // Idle again: no ESTALE history, and the node gives up its descriptor and
+  // stands for its name.
+  if (!busy_locked(n)) n.estaled_ = false;
+  return unbind_if_idle_locked(n);
+}
+
 void InodeTable::end_open(Node& node) {
   FdRef dropped;  // closed after the lock is dropped
   std::lock_guard lk(mu_);
   if (node.opening_ == 0) broken("end_open without begin_open", node.id());
   --node.opening_;
-  if (!busy_locked(node)) node.estaled_ = false;
-  dropped = unbind_if_idle_locked(node);
+  dropped = settle_if_idle_locked(node);
 }
 
 void InodeTable::hold(Node& node, FdRef fd) {
@@ -363,9 +369,7 @@ void InodeTable::detach_open(Node& node, const Handle* h) {
   std::lock_guard lk(mu_);
   if (node.open_count_ == 0) broken("release without open", node.id());
   --node.open_count_;
-  if (!busy_locked(node)) node.estaled_ = false;
-  // Idle again: the node gives up its descriptor and stands for its name.
-  dropped = unbind_if_idle_locked(node);
+  dropped = settle_if_idle_locked(node);
   for (auto it = node.opens_.begin(); it != node.opens_.end();) {
     auto cur = it->lock();
     if (!cur || cur.get() == h)

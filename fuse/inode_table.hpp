@@ -230,6 +230,9 @@ private:
   // An idle kind-file node gives up its descriptor (returned, to be closed
   // by the caller after unlocking).
   FdRef unbind_if_idle_locked(Node& n);
+  // After an open or OPEN of `n` ended: unbind_if_idle_locked(), and the
+  // ESTALE record cleared if nothing else has it open.
+  FdRef settle_if_idle_locked(Node& n);
 
   mutable std::mutex mu_;
   double cache_ = 0;  // Config::cache_timeout

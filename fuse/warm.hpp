@@ -62,6 +62,10 @@ public:
   // Keeps `snap` as the snapshot of version `st` (replacing an older one).
   void insert(const struct stat& st, std::shared_ptr<WarmSnapshot> snap);
   std::size_t size() const;
+  // Whether two fstats of B/p show the same version (the cache's key).
+  static bool same_version(const struct stat& a, const struct stat& b) noexcept {
+    return key_of(a) == key_of(b);
+  }
   // Drops every entry (daemon exit, before the FUSE device is closed).
   void clear();
   std::uint64_t hits() const noexcept { return hits_.load(std::memory_order_relaxed); }

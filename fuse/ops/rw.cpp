@@ -38,9 +38,7 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
   const std::shared_ptr<Handle> hp = handle_ref(fi);
   Handle& h = *hp;
   std::unique_lock lk(h.mu);
-  if (h.kind == HandleKind::exclusive_reader || h.kind == HandleKind::reader_share)
-    return reply_errno(req, EBADF, "write", ino);
-  if (auto r = ensure_private(d, h); !r) return reply_error(req, r.error(), "write", ino);
+  if (auto r = prepare_change(d, h); !r) return reply_error(req, r.error(), "write", ino);
   if (h.kind == HandleKind::snapshot && h.append) {
     // O_APPEND: the kernel's offset comes from an i_size other opens can
     // reset (FUSE-NOTES §5); the end of *this* snapshot is what counts.
@@ -70,9 +68,7 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
   const std::shared_ptr<Handle> hp = handle_ref(fi);
   Handle& h = *hp;
   std::unique_lock lk(h.mu);
-  if (h.kind == HandleKind::exclusive_reader || h.kind == HandleKind::reader_share)
-    return reply_errno(req, EBADF, "fallocate", ino);
-  if (auto r = ensure_private(d, h); !r) return reply_error(req, r.error(), "fallocate", ino);
+  if (auto r = prepare_change(d, h); !r) return reply_error(req, r.error(), "fallocate", ino);
   auto r = sys::fallocate(h.fd(), mode, static_cast<std::uint64_t>(off),
                           static_cast<std::uint64_t>(len));
   if (!r) return reply_error(req, r.error(), "fallocate", ino);

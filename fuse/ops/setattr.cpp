@@ -22,17 +22,9 @@ namespace {
 
 Result<void> ftruncate_handle(Daemon& d, Handle& h, std::uint64_t size) noexcept {
   std::unique_lock lk(h.mu);
-  switch (h.kind) {
-    case HandleKind::shared:
-      return core::sys::ftruncate(h.direct.get(), size);
-    case HandleKind::exclusive_reader:
-    case HandleKind::reader_share:
-      return core::Error::of(EBADF, "ftruncate");
-    case HandleKind::snapshot:
-      break;
-  }
+  if (h.kind == HandleKind::shared) return core::sys::ftruncate(h.direct.get(), size);
   // ISOLATION: only this description's snapshot changes (SPEC §2.2).
-  SNAPFS_TRY(ensure_private(d, h));
+  SNAPFS_TRY(prepare_change(d, h));
   SNAPFS_TRY(core::sys::ftruncate(h.snap.fd(), size));
   h.mark_dirty(0);  // SETATTR carries no lock owner in libfuse 3.14
   h.append_only = false;  // not an append: never rebased
