@@ -3,12 +3,14 @@
 // directory descriptor, with O_NOFOLLOW / AT_SYMLINK_NOFOLLOW.
 #include "cache.hpp"
 
+#include "handle.hpp"
 #include "sys/sys.hpp"
 
 #include <fcntl.h>
 
 #include <algorithm>
 #include <new>
+#include <shared_mutex>
 #include <vector>
 
 namespace snapfs::fuse {
@@ -55,8 +57,7 @@ Result<FdRef> node_fd(Daemon& d, const Node& node) noexcept {
   }
 }
 
-Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept {
-  if (FdRef fd = node.fd()) return core::sys::fstat(fd->get());
+Result<struct stat> name_stat(Daemon& d, const Node& node) noexcept {
   try {
     const NodePlace p = d.table.place(node);
     if (!p.parent) return stale("stat", p.name);
@@ -66,11 +67,17 @@ Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept {
     auto st = core::sys::fstatat(pfd->get(), p.name.c_str(), AT_SYMLINK_NOFOLLOW);
     if (!st) return gone(st.error().value()) ? stale("stat", p.name) : std::move(st).error();
     if (!S_ISREG(st->st_mode)) return stale("stat", p.name);
-    d.table.observe(node, *st);
     return st;
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "stat");
   }
+}
+
+Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept {
+  if (FdRef fd = node.fd()) return core::sys::fstat(fd->get());
+  auto st = name_stat(d, node);
+  if (st) d.table.observe(node, *st);
+  return st;
 }
 
 NodeClaim::~NodeClaim() {
@@ -81,13 +88,14 @@ NodeClaim::~NodeClaim() {
     d_->table.release(*node_);
 }
 
-Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node) noexcept {
+Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node, bool shared_reader,
+                              pid_t caller) noexcept {
   if (node->kind() != NodeKind::file) return NodeClaim{};
   auto fd = node_fd(d, *node);
   if (!fd) return std::move(fd).error();
   OpenStart s;
   try {
-    s = d.table.begin_open(*node, std::move(*fd));
+    s = d.table.begin_open(*node, std::move(*fd), shared_reader, caller);
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "open");
   }
@@ -101,6 +109,25 @@ Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node) noex
   // by the kernel's attr_version check.
   if (s.was_idle && s.attr_cached && caching(d)) d.notifier.inval_inode(node->id());
   return claim;
+}
+
+Result<struct stat> shared_reader_attr(Daemon& d, Node& node, double& timeout) noexcept {
+  timeout = 0;
+  const PinState pin = d.table.pin_of(node);
+  auto now = name_stat(d, node);
+  if (now && pin.exact && WarmSnapshots::same_version(*now, pin.version)) {
+    // B/p still is the readers' version: one answer for everyone.
+    timeout = d.table.shared_attr_timeout(node, *now);
+    return now;
+  }
+  // B/p changed: only the readers reach this node now (a change through M
+  // bumped the kernel's dentry epoch, after_commit), or someone through a
+  // dentry that expires within cache_timeout (a change made directly in B).
+  if (const auto h = d.table.open_of(node)) {
+    std::shared_lock lk(h->mu);
+    if (auto mine = handle_attr(*h)) return mine;
+  }
+  return node_stat(d, node);  // the readers went away meanwhile
 }
 
 Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node) noexcept {
@@ -126,6 +153,13 @@ void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept 
       ids.insert(ids.end(), more.begin(), more.end());
       ids.push_back(p.parent->id());  // its mtime and ctime changed (rename)
     }
+    // Shared readers of the version this commit replaced: their node is
+    // cached under the name (InodeTable::attach_open) and must not show
+    // through it any more. Every cached dentry is looked up again at its
+    // next use (the epoch); the LOOKUP of this name then gets another node.
+    // Sent before the reply, like the invalidations: stat after close()
+    // returns sees the new file.
+    if (d.table.any_pinned(ids)) d.notifier.inc_epoch();
     inval_all(d, ids, 0);
   } catch (const std::bad_alloc&) {
     // Without the lists nothing can be targeted: the cached attributes of

@@ -30,6 +30,8 @@ core::Result<FdRef> node_fd(Daemon& d, const Node& node) noexcept;
 // fstat of node_fd() without opening anything for an idle node (fstatat of
 // the single name, AT_SYMLINK_NOFOLLOW).
 core::Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept;
+// What the node's name holds now (fstatat as above), bound or not.
+core::Result<struct stat> name_stat(Daemon& d, const Node& node) noexcept;
 
 // Keeps a node bound (InodeTable::begin_open/hold) for as long as it lives.
 class NodeClaim {
@@ -57,15 +59,29 @@ private:
   bool open_ = false;
 };
 
-// OPEN of `node` (before the snapshot is made). A node the kernel may hold
-// a cached dentry for is never opened: ESTALE, and the kernel's re-walk
+// OPEN of `node` by thread `caller` (before the snapshot is made). A node
+// the kernel may hold a cached dentry for is never opened (unless
+// `shared_reader`, see below): ESTALE, and the kernel's re-walk
 // (LOOKUP_REVAL) gets a fresh node and drops that dentry itself, so no path
 // walk by others ever reaches an open node (stat by anyone else shows the
 // published file, SPEC §2.2). Otherwise binds an idle node to the inode its
 // name holds now and drops the attributes the kernel may have cached for
 // it. The claim keeps the node "open" for the cache rules until the OPEN
 // handler returns.
-core::Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node) noexcept;
+// `shared_reader`: a read-only open that kernel passthrough will serve from
+// the warm snapshot of the version B/p holds: it may take a cached node,
+// whose other opens (if any) read that same snapshot, and whose stat is
+// that version's as long as B/p is (docs/design-fuse.md "Shared readers").
+core::Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node,
+                                    bool shared_reader = false, pid_t caller = 0) noexcept;
+
+// GETATTR without a file handle (fstat and stat carry none, FUSE-NOTES §5)
+// of a node pinned by shared readers. While B/p still is their version,
+// that is the answer for everyone, cacheable (`timeout`). Once it changed,
+// the readers' version, timeout 0: after a commit through M only they
+// reach the node (after_commit bumps the dentry epoch); after a change made
+// directly in B others may for up to cache_timeout, as with any cached name.
+core::Result<struct stat> shared_reader_attr(Daemon& d, Node& node, double& timeout) noexcept;
 
 // Keeps a file node bound while a handler calls code that uses node->fd()
 // (truncate(path)). Not an open: the cache rules do not change.

@@ -149,7 +149,11 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
       // clone): the snapshot then is exactly version `st`. Otherwise this
       // reader keeps it alone, as a snapshot of a version at least as new.
       auto after = csys::fstat(src->get());
-      if (after && WarmSnapshots::same_version(*after, st)) d.warm.insert(st, w);
+      if (after && WarmSnapshots::same_version(*after, st)) {
+        w->exact = true;
+        w->version = st;
+        d.warm.insert(st, w);
+      }
     }
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "open");
@@ -632,6 +636,9 @@ void touch_bases(Daemon& d, const struct stat& st) noexcept {
 
 Result<struct stat> handle_attr(const Handle& h) noexcept {
   const FdRef fdref = h.node->fd();
+  // Unbound: the node's last open went away meanwhile (a GETATTR racing
+  // with RELEASE); the kernel walks again.
+  if (!fdref) return Error::of(ESTALE, "getattr");
   auto st = csys::fstat(fdref->get());
   if (!st) return st;
   if (h.kind == HandleKind::shared) return st;

@@ -1,6 +1,9 @@
 // Node lifetime and indexes. See inode_table.hpp for the lock order.
 #include "inode_table.hpp"
 
+#include "warm.hpp"
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -17,8 +20,9 @@ namespace {
   std::abort();
 }
 
-// How long a name whose node saw two OPENs meet keeps getting fresh,
-// uncached nodes from lookups (intern()).
+// How long a thread whose OPEN of a name was answered ESTALE keeps getting
+// fresh, uncached nodes from its lookups of that name (contend(); its
+// re-walk normally ends with its next OPEN, which clears the mark).
 constexpr std::chrono::seconds kContention{1};
 
 NodeKind kind_of(const struct stat& st, bool shared_file) noexcept {
@@ -105,7 +109,7 @@ void InodeTable::set_place_locked(Node& n, const std::shared_ptr<Node>& parent,
 std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
                                          const std::string& name, core::UniqueFd fd,
                                          const struct stat& st, bool shared_file, Intent intent,
-                                         Timeouts& t) {
+                                         Timeouts& t, pid_t caller) {
   const NodeKind kind = kind_of(st, shared_file);
   const InoKey key{st.st_dev, st.st_ino};
   std::lock_guard lk(mu_);
@@ -113,58 +117,54 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
   bool keep_fd = true;
   t = Timeouts{};
   if (kind == NodeKind::file) {
-    // One kernel inode per open (PASSTHROUGH-NOTES), with caching for files
-    // nobody has open (docs/design-fuse.md "Caching"):
-    // - The name has an open node (or an OPEN in progress), or caching is
-    //   off: a fresh node, timeouts 0, as before issue #5. This walk is
-    //   likely an open's re-walk after ESTALE; an idle node here could be
-    //   shared with a concurrent walk that is about to open it (measured:
-    //   ESTALE then reached applications under 4 readers + 1 writer).
-    // - Otherwise an idle node of the name is reused, with positive
-    //   timeouts, so the kernel's dentry revalidation succeeds and repeated
-    //   stats are served from its cache. An OPEN never takes such a node:
-    //   it answers ESTALE and the re-walk gets a fresh node (begin_open()).
+    // One kernel inode per open, except for readers that share one warm
+    // snapshot (PASSTHROUGH-NOTES; docs/design-fuse.md "Caching"):
+    // - Caching is off, or this caller's OPEN of the name was just answered
+    //   ESTALE (it is walking again, and its retry is the kernel's last):
+    //   a fresh node, timeouts 0, that no other lookup is handed.
+    // - Otherwise a node of the name that is pinned by shared readers to
+    //   exactly the version B/p holds now (`st`) is reused, or else an
+    //   idle node, or else a new one, with positive timeouts: the kernel's
+    //   dentry revalidation succeeds and repeated stats are served from its
+    //   cache. Nodes with other opens (a writer's, a reader's of an older
+    //   version) are never handed out: an OPEN that meets one is answered
+    //   ESTALE and contend()s.
     // - A node the kernel does not know yet gets attr_timeout 0: if a commit
     //   invalidated it before the kernel made its inode, the notification
     //   found nothing and this reply's (older) attributes would stick.
-    // - Two OPENs met on a node of the name a moment ago: the one that got
-    //   ESTALE is walking again, and its LOOKUPs must not hand out a node
-    //   that another walk may open first (its retry is the last one), so
-    //   the name is treated as open for kContention after a collision.
-    bool contended = cache_ <= 0 || intent == Intent::open;
     const auto now = std::chrono::steady_clock::now();
-    std::shared_ptr<Node> idle;
-    if (!contended) {
-      auto c = contended_.find(NameKey{parent->id(), name});
-      if (c != contended_.end()) {
-        if (c->second > now)
-          contended = true;
-        else
-          contended_.erase(c);
-      }
-    }
-    if (!contended) {
+    const bool fresh = cache_ <= 0 || intent == Intent::open ||
+                       contended_locked(parent->id(), name, caller, now);
+    std::shared_ptr<Node> reuse;
+    if (!fresh) {
+      std::shared_ptr<Node> idle;
       auto [b, e] = names_.equal_range(NameKey{parent->id(), name});
-      for (auto it = b; it != e && !contended; ++it) {
+      for (auto it = b; it != e; ++it) {
         const auto& n = nodes_.at(it->second);
-        if (n->kind() != NodeKind::file) continue;
+        if (n->kind() != NodeKind::file || n->holds_ > 0 || n->reserved_) continue;
         if (busy_locked(*n)) {
-          contended = true;
-        } else if (n->holds_ == 0 && (!idle || (idle->nlookup_ == 0 && n->nlookup_ > 0))) {
+          if (!reuse && n->pin_ && n->pin_exact_ && WarmSnapshots::same_version(n->pin_version_, st))
+            reuse = n;
+        } else if (!idle || (idle->nlookup_ == 0 && n->nlookup_ > 0)) {
           idle = n;
         }
       }
+      if (!reuse) reuse = idle;
     }
-    if (contended) {
+    if (fresh) {
       node = make_locked(kind, st);
+      node->reserved_ = intent == Intent::lookup;
       keep_fd = intent == Intent::open;
     } else {
-      node = idle ? idle : make_locked(kind, st);
-      rekey_locked(*node, st.st_dev, st.st_ino);
+      node = reuse ? reuse : make_locked(kind, st);
+      rekey_locked(*node, st.st_dev, st.st_ino);  // a no-op for a pinned node (same version)
       t.entry = cache_;
       t.attr = node->nlookup_ > 0 ? cache_ : 0;
       node->entry_cached_ = true;
-      node->attr_cached_ = node->attr_cached_ || t.attr > 0;
+      if (t.attr > 0) {
+        node->attr_cached_ = true;
+        node->cached_version_ = st;
+      }
       keep_fd = false;
     }
   } else {
@@ -188,6 +188,43 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
   return node;
 }
 
+bool InodeTable::contended_locked(fuse_ino_t parent, const std::string& name, pid_t caller,
+                                  std::chrono::steady_clock::time_point now) {
+  if (contended_.empty()) return false;
+  bool hit = false;
+  for (pid_t who : {caller, pid_t{0}}) {
+    auto c = contended_.find(ContendKey{parent, name, who});
+    if (c != contended_.end()) {
+      if (c->second.until > now) {
+        hit = true;
+        c->second.walked = true;
+      } else {
+        contended_.erase(c);
+      }
+    }
+    if (who == 0) break;
+  }
+  return hit;
+}
+
+void InodeTable::contend_locked(const Node& n, pid_t caller) {
+  if (!n.parent_ || n.unlinked_) return;
+  const auto now = std::chrono::steady_clock::now();
+  try {
+    if (contended_.size() > 4096)
+      std::erase_if(contended_, [&](const auto& kv) { return kv.second.until <= now; });
+    contended_[ContendKey{n.parent_->id(), n.name_, caller}] = Contention{now + kContention, false};
+  } catch (const std::bad_alloc&) {
+    // Then the re-walk may meet another open once more (ESTALE): not worse
+    // than without caching.
+  }
+}
+
+void InodeTable::contend(const Node& node, pid_t caller) {
+  std::lock_guard lk(mu_);
+  contend_locked(node, caller);
+}
+
 void InodeTable::rekey_locked(Node& n, dev_t dev, ino_t ino) {
   if (n.dev_ == dev && n.ino_ == ino) return;
   unindex_ino_locked(n);
@@ -202,7 +239,7 @@ FdRef InodeTable::unbind_if_idle_locked(Node& n) {
   return std::exchange(n.fd_, nullptr);
 }
 
-double InodeTable::attr_timeout(Node& node) {
+double InodeTable::attr_timeout(Node& node, const struct stat& st) {
   std::lock_guard lk(mu_);
   switch (node.kind()) {
     case NodeKind::dir:
@@ -218,51 +255,82 @@ double InodeTable::attr_timeout(Node& node) {
   // the open's own snapshot, FUSE-NOTES §5). Unlinked nodes: nothing to cache.
   if (busy_locked(node) || node.unlinked_ || cache_ <= 0) return 0;
   node.attr_cached_ = true;
+  node.cached_version_ = st;
   return cache_;
 }
 
-OpenStart InodeTable::begin_open(Node& node, FdRef fd) {
+OpenStart InodeTable::begin_open(Node& node, FdRef fd, bool shared_reader, pid_t caller) {
   OpenStart out;
   std::lock_guard lk(mu_);
   out.was_idle = !busy_locked(node);
   // The kernel may hold a dentry for this node: opening it would let later
   // path walks by others (stat) reach an open node, whose attributes are
   // the open's own (SPEC §2.2). So it is not opened: ESTALE makes the kernel
-  // walk again with LOOKUP_REVAL; that LOOKUP gets a fresh, uncached node
-  // (the name is contended now), the kernel drops this dentry itself, and
-  // the open lands on the fresh node. No dentry notification is needed
+  // walk again with LOOKUP_REVAL; that LOOKUP by the same thread gets a
+  // fresh, uncached node (contend()), the kernel drops this dentry itself,
+  // and the open lands on the fresh node. No dentry notification is needed
   // (notify_inval_entry would take the parent's lock, and a daemon blocked
   // in it cannot even be killed while that lock's holder waits for it).
-  const bool retire = out.was_idle && node.entry_cached_;
-  if ((!out.was_idle || retire) && node.parent_ && !node.unlinked_) {
-    // Two OPENs met on this node, or this one is sent back to walk again:
-    // the re-walk's LOOKUPs must get fresh nodes (intern()).
-    const auto now = std::chrono::steady_clock::now();
-    try {
-      if (contended_.size() > 4096)
-        std::erase_if(contended_, [&](const auto& kv) { return kv.second <= now; });
-      contended_[NameKey{node.parent_->id(), node.name_}] = now + kContention;
-    } catch (const std::bad_alloc&) {
-      // Then a re-walk may meet another open once more (ESTALE): not worse
-      // than without caching.
-    }
-  }
-  if (retire) {
+  // The exception: shared readers, whose view is the published version
+  // that path walks show anyway (attach_open(), docs/design-fuse.md).
+  if (out.was_idle && node.entry_cached_ && !shared_reader) {
+    contend_locked(node, caller);
     out.retire = true;
     return out;
   }
-  if (out.was_idle) out.attr_cached = std::exchange(node.attr_cached_, false);
+  node.reserved_ = false;
+  // This caller's re-walk after an ESTALE ended here (an OPEN without a
+  // lookup since keeps the mark: second_open_after_estale()).
+  if (caller != 0 && !contended_.empty() && node.parent_) {
+    auto c = contended_.find(ContendKey{node.parent_->id(), node.name_, caller});
+    if (c != contended_.end() && c->second.walked) contended_.erase(c);
+  }
+  // A shared reader keeps the attributes the kernel holds if they are its
+  // version's (stale_cached_attrs()).
+  if (out.was_idle && !shared_reader) out.attr_cached = std::exchange(node.attr_cached_, false);
   ++node.opening_;
   std::lock_guard fl(node.fd_mu_);
   if (!node.fd_) node.fd_ = std::move(fd);
   return out;
 }
 
-FdRef InodeTable::settle_if_idle_locked(Node& n) {
-  // Idle again: no ESTALE history, and the node gives up its descriptor and
-  // stands for its name.
-  if (!busy_locked(n)) n.estaled_ = false;
-  return unbind_if_idle_locked(n);
+bool InodeTable::stale_cached_attrs(Node& node, const struct stat* v) {
+  std::lock_guard lk(mu_);
+  if (!node.attr_cached_ || (v && WarmSnapshots::same_version(node.cached_version_, *v)))
+    return false;
+  node.attr_cached_ = false;
+  return true;
+}
+
+bool InodeTable::entry_cached(const Node& node) const {
+  std::lock_guard lk(mu_);
+  return node.entry_cached_;
+}
+
+bool InodeTable::any_pinned(const std::vector<fuse_ino_t>& ids) const {
+  std::lock_guard lk(mu_);
+  for (auto id : ids) {
+    auto it = nodes_.find(id);
+    if (it != nodes_.end() && it->second->pin_) return true;
+  }
+  return false;
+}
+
+double InodeTable::shared_attr_timeout(Node& node, const struct stat& st) {
+  std::lock_guard lk(mu_);
+  if (cache_ <= 0 || node.unlinked_) return 0;
+  node.attr_cached_ = true;
+  node.cached_version_ = st;
+  return cache_;
+}
+
+PinState InodeTable::pin_of(const Node& node) const {
+  std::lock_guard lk(mu_);
+  PinState p;
+  p.pinned = node.pin_ != nullptr;
+  p.exact = p.pinned && node.pin_exact_;
+  if (p.exact) p.version = node.pin_version_;
+  return p;
 }
 
 void InodeTable::end_open(Node& node) {
@@ -270,7 +338,7 @@ void InodeTable::end_open(Node& node) {
   std::lock_guard lk(mu_);
   if (node.opening_ == 0) broken("end_open without begin_open", node.id());
   --node.opening_;
-  dropped = settle_if_idle_locked(node);
+  dropped = unbind_if_idle_locked(node);
 }
 
 void InodeTable::hold(Node& node, FdRef fd) {
@@ -345,22 +413,45 @@ void InodeTable::forget(fuse_ino_t id, std::uint64_t n) {
   }
 }
 
-bool InodeTable::second_open_after_estale(Node& node) {
+bool InodeTable::second_open_after_estale(const Node& node, pid_t caller) {
   std::lock_guard lk(mu_);
-  return std::exchange(node.estaled_, true);
+  // No path walk reaches a node unlinked through M: any OPEN of it is a re-open.
+  if (!node.parent_ || node.unlinked_) return true;
+  auto c = contended_.find(ContendKey{node.parent_->id(), node.name_, caller});
+  if (c == contended_.end() || c->second.walked ||
+      c->second.until <= std::chrono::steady_clock::now())
+    return false;
+  contended_.erase(c);
+  return true;
 }
 
 bool InodeTable::attach_open(Node& node, const std::shared_ptr<Handle>& h,
-                             const Handle* share_with, bool force) {
+                             const Handle* share_with, bool force, const Pin& pin) {
   std::lock_guard lk(mu_);
-  if (node.kind() == NodeKind::file && node.open_count_ > 0 && !force) {
-    bool found = false;
-    for (const auto& w : node.opens_)
-      if (share_with && w.lock().get() == share_with) found = true;
-    if (!found) return false;
+  const bool first = node.open_count_ == 0;
+  if (node.kind() == NodeKind::file && !first && !force) {
+    if (pin.id) {
+      // Shared readers: the kernel serves every open of the node from one
+      // backing file, so only the node's own snapshot may join.
+      if (node.pin_ != pin.id) return false;
+    } else {
+      bool found = false;
+      for (const auto& w : node.opens_)
+        if (share_with && w.lock().get() == share_with) found = true;
+      if (!found) return false;
+    }
   }
   node.opens_.emplace_back(h);
   ++node.open_count_;
+  if (node.kind() == NodeKind::file) {
+    if (first) {
+      node.pin_ = pin.id;
+      node.pin_exact_ = pin.id && pin.version;
+      if (node.pin_exact_) node.pin_version_ = *pin.version;
+    } else if (node.pin_ != pin.id) {
+      node.pin_ = nullptr;  // another kind of open joined: no longer shared readers only
+    }
+  }
   return true;
 }
 
@@ -368,8 +459,8 @@ void InodeTable::detach_open(Node& node, const Handle* h) {
   FdRef dropped;  // closed after the lock is dropped
   std::lock_guard lk(mu_);
   if (node.open_count_ == 0) broken("release without open", node.id());
-  --node.open_count_;
-  dropped = settle_if_idle_locked(node);
+  if (--node.open_count_ == 0) node.pin_ = nullptr;
+  dropped = unbind_if_idle_locked(node);
   for (auto it = node.opens_.begin(); it != node.opens_.end();) {
     auto cur = it->lock();
     if (!cur || cur.get() == h)
@@ -389,6 +480,14 @@ std::vector<std::shared_ptr<Handle>> InodeTable::opens_of_inode(dev_t dev, ino_t
     for (const auto& w : n->second->opens_)
       if (auto h = w.lock()) out.push_back(std::move(h));
   }
+  return out;
+}
+
+std::vector<std::shared_ptr<Handle>> InodeTable::opens_of(const Node& node) const {
+  std::vector<std::shared_ptr<Handle>> out;
+  std::lock_guard lk(mu_);
+  for (const auto& w : node.opens_)
+    if (auto h = w.lock()) out.push_back(std::move(h));
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -83,7 +84,6 @@ private:
   // opens that share one snapshot inode (so fstat is the same for all).
   std::vector<std::weak_ptr<Handle>> opens_;
   unsigned open_count_ = 0;
-  bool estaled_ = false;  // an OPEN on this node was answered ESTALE
   // Requests that need the node bound: OPENs in progress (`opening_`, which
   // also count as "open" for the cache rules) and other holders.
   unsigned opening_ = 0;
@@ -94,6 +94,17 @@ private:
   // first open invalidates them.
   bool entry_cached_ = false;
   bool attr_cached_ = false;
+  // Made for a caller walking again after an ESTALE (contend()): no other
+  // lookup is handed it before an OPEN takes it.
+  bool reserved_ = false;
+  struct stat cached_version_ {};  // what the last reply with attr timeout > 0 said
+  // Kernel passthrough readers that share this node (docs/design-fuse.md
+  // "Shared readers"): while `pin_` is set every open of the node reads
+  // that one warm snapshot (the kernel allows one backing file per inode),
+  // which is version `pin_version_` of the name if `pin_exact_`.
+  const void* pin_ = nullptr;
+  bool pin_exact_ = false;
+  struct stat pin_version_ {};
   // The inode a commit's rebind replaced (for after_commit's invalidation).
   dev_t replaced_dev_ = 0;
   ino_t replaced_ino_ = 0;
@@ -124,6 +135,21 @@ struct OpenStart {
   bool attr_cached = false;    // the kernel may hold its attributes: invalidate
 };
 
+// The one snapshot that every open of a shared-reader node reads
+// (InodeTable::attach_open): its identity (a WarmSnapshot) and, if it is
+// exactly one version of B/p, that version (an fstat of B/p).
+struct Pin {
+  const void* id = nullptr;
+  const struct stat* version = nullptr;  // null: a version at least as new, not shared
+};
+
+// What InodeTable::pin_of() reports about a node.
+struct PinState {
+  bool pinned = false;
+  bool exact = false;
+  struct stat version {};
+};
+
 class InodeTable {
 public:
   // The root node (FUSE_ROOT_ID) for the O_PATH handle of B. `cache`:
@@ -140,19 +166,43 @@ public:
   // Intent::lookup an idle node of the name is reused (cached) unless the
   // name has an open node (then a fresh node, not cached); `fd` is dropped
   // unless the node is bound. Intent::open: a fresh, bound node, not cached.
+  // `caller`: the thread that looks up (the FUSE request's pid; 0 unknown):
+  // after an OPEN of this name by it was answered ESTALE it gets a fresh,
+  // uncached node (contend()).
   std::shared_ptr<Node> intern(const std::shared_ptr<Node>& parent, const std::string& name,
                                core::UniqueFd fd, const struct stat& st, bool shared_file,
-                               Intent intent, Timeouts& t);
+                               Intent intent, Timeouts& t, pid_t caller = 0);
 
-  // The attribute timeout of a reply about `node` (GETATTR, SETATTR), and
-  // records that the kernel may cache it.
-  double attr_timeout(Node& node);
+  // The attribute timeout of a reply about `node` (GETATTR, SETATTR) that
+  // says `st`, and records that the kernel may cache it.
+  double attr_timeout(Node& node, const struct stat& st);
 
   // An OPEN of a kind-file node: binds `fd` if the node is idle and keeps
   // it bound (and "open" for the cache rules) until end_open(). Unless the
-  // kernel may cache the node's dentry: then nothing is taken, the name is
-  // marked contended and OpenStart::retire says to answer ESTALE.
-  OpenStart begin_open(Node& node, FdRef fd);
+  // kernel may cache the node's dentry and the OPEN is not a `shared_reader`
+  // (a read-only open served by kernel passthrough from a warm snapshot,
+  // which may share a cached node: attach_open()): then nothing is taken,
+  // the name is contended for `caller` and OpenStart::retire says to answer ESTALE.
+  OpenStart begin_open(Node& node, FdRef fd, bool shared_reader = false, pid_t caller = 0);
+  // An OPEN of `node` by `caller` is answered ESTALE: the kernel walks the
+  // path again, and that walk's LOOKUPs by `caller` (the same thread) get
+  // a fresh node, not cached, that no other walk is handed (intern()), so
+  // the retry cannot meet another open again. Caller 0 (a pid the daemon
+  // cannot see): every LOOKUP of the name, for a second.
+  void contend(const Node& node, pid_t caller);
+  // A shared reader was attached with version `v` (null: not known): true
+  // if the kernel may hold attributes of another version for the node
+  // (then they must be dropped before the reply).
+  bool stale_cached_attrs(Node& node, const struct stat* v);
+  // Whether a reply let the kernel cache the node's dentry.
+  bool entry_cached(const Node& node) const;
+  PinState pin_of(const Node& node) const;
+  // Whether any of these nodes (ids the kernel may have forgotten since are
+  // skipped) is pinned by shared readers.
+  bool any_pinned(const std::vector<fuse_ino_t>& ids) const;
+  // The attribute timeout of a GETATTR reply about a node pinned by shared
+  // readers that says `st`, B/p's current version and theirs: cacheable.
+  double shared_attr_timeout(Node& node, const struct stat& st);
   void end_open(Node& node);
   // Keeps a kind-file node bound (binding `fd` if it is idle) until release().
   void hold(Node& node, FdRef fd);
@@ -180,15 +230,21 @@ public:
   // its snapshot); otherwise false, and the caller answers ESTALE so that the
   // kernel re-walks to a fresh node.
   // `force`: attach regardless (see second_open_after_estale()).
+  // `pin`: the open is a shared reader of that snapshot: it is attached to
+  // a node without opens (which is then pinned to it) or to a node pinned
+  // to the same snapshot, never to another.
   bool attach_open(Node& node, const std::shared_ptr<Handle>& h, const Handle* share_with,
-                   bool force = false);
-  // An OPEN on a busy node got ESTALE once already: a path walk would have
-  // come back on a fresh node, so this one re-opens without a walk (e.g.
-  // /proc/PID/fd/N) and would get ESTALE forever. True the second time.
-  bool second_open_after_estale(Node& node);
+                   bool force = false, const Pin& pin = {});
+  // An OPEN of a busy node by `caller` got ESTALE (contend()) and no lookup
+  // of the name by it followed: a path walk would have looked it up again
+  // and come back on a fresh node, so this one re-opens without a walk
+  // (e.g. /proc/PID/fd/N) and would get ESTALE forever. True then (once).
+  bool second_open_after_estale(const Node& node, pid_t caller);
   void detach_open(Node& node, const Handle* h);
   // The open of a kind-file node (null if none): kept alive by the caller's reference.
   std::shared_ptr<Handle> open_of(const Node& node) const;
+  // All opens of a node. May throw std::bad_alloc.
+  std::vector<std::shared_ptr<Handle>> opens_of(const Node& node) const;
 
   // Every open of kind-file nodes that stand for the backing inode (dev, ino).
   // May throw std::bad_alloc.
@@ -230,9 +286,6 @@ private:
   // An idle kind-file node gives up its descriptor (returned, to be closed
   // by the caller after unlocking).
   FdRef unbind_if_idle_locked(Node& n);
-  // After an open or OPEN of `n` ended: unbind_if_idle_locked(), and the
-  // ESTALE record cleared if nothing else has it open.
-  FdRef settle_if_idle_locked(Node& n);
 
   mutable std::mutex mu_;
   double cache_ = 0;  // Config::cache_timeout
@@ -241,11 +294,20 @@ private:
   std::unordered_map<InoKey, fuse_ino_t, InoHash> shared_;         // dir, other, shared_file
   std::unordered_multimap<InoKey, fuse_ino_t, InoHash> files_;     // kind file
   std::multimap<NameKey, fuse_ino_t> names_;
-  // Names on which two OPENs met (one got ESTALE, or shares a reader's
-  // snapshot), until when lookups of them make fresh, uncached nodes
-  // (intern()). Kept by name: the nodes involved are often forgotten by the
-  // kernel before the ESTALE'd open walks again.
-  std::map<NameKey, std::chrono::steady_clock::time_point> contended_;
+  // Names whose OPEN by a thread was answered ESTALE, until when that
+  // thread's lookups of them make fresh, uncached nodes (contend(),
+  // intern()), and whether it has looked the name up since (`walked`).
+  // Kept by name: the nodes involved are often forgotten by the kernel
+  // before the ESTALE'd open walks again. Thread 0: everyone.
+  using ContendKey = std::tuple<fuse_ino_t, std::string, pid_t>;
+  struct Contention {
+    std::chrono::steady_clock::time_point until;
+    bool walked = false;
+  };
+  bool contended_locked(fuse_ino_t parent, const std::string& name, pid_t caller,
+                        std::chrono::steady_clock::time_point now);
+  void contend_locked(const Node& n, pid_t caller);
+  std::map<ContendKey, Contention> contended_;
 };
 
 }  // namespace snapfs::fuse

@@ -1,6 +1,8 @@
 // The attribute invalidation (see notifier.hpp).
 #include "notifier.hpp"
 
+#include "sys_extra.hpp"
+
 namespace snapfs::fuse {
 
 void Notifier::inval_inode(fuse_ino_t ino) noexcept {
@@ -9,6 +11,13 @@ void Notifier::inval_inode(fuse_ino_t ino) noexcept {
   inodes_.fetch_add(1, std::memory_order_relaxed);
   // Offset -1: attributes only; no page-cache range (and so no page lock).
   (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+}
+
+bool Notifier::inc_epoch() noexcept {
+  fuse_session* se = se_.load(std::memory_order_acquire);
+  if (!se || !epochs()) return false;
+  epochs_sent_.fetch_add(1, std::memory_order_relaxed);
+  return static_cast<bool>(sys::notify_inc_epoch(fuse_session_fd(se)));
 }
 
 }  // namespace snapfs::fuse

@@ -40,7 +40,24 @@ constexpr unsigned kFuseDevIocMagic = 229;
 constexpr unsigned long kBackingOpen = _IOW(kFuseDevIocMagic, 1, FuseBackingMap);
 constexpr unsigned long kBackingClose = _IOW(kFuseDevIocMagic, 2, std::uint32_t);
 
+// struct fuse_out_header, and FUSE_NOTIFY_INC_EPOCH (protocol 7.44).
+struct FuseOutHeader {
+  std::uint32_t len;
+  std::int32_t error;    // a notification: its code
+  std::uint64_t unique;  // 0: a notification
+};
+static_assert(sizeof(FuseOutHeader) == 16);
+constexpr std::int32_t kNotifyIncEpoch = 8;
+
 }  // namespace
+
+Result<void> notify_inc_epoch(int devfd) noexcept {
+  const FuseOutHeader h{sizeof h, kNotifyIncEpoch, 0};
+  const ssize_t n = retry([&] { return ::write(devfd, &h, sizeof h); });
+  if (n < 0) return Error::from_errno("write(FUSE_NOTIFY_INC_EPOCH)");
+  if (static_cast<std::size_t>(n) != sizeof h) return Error::of(EIO, "write(FUSE_NOTIFY_INC_EPOCH)");
+  return {};
+}
 
 Result<int> backing_open(int devfd, int fd) noexcept {
   FuseBackingMap map{};

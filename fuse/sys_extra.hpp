@@ -61,6 +61,10 @@ pid_t getpid() noexcept;
 // (FUSE_DEV_IOC_BACKING_OPEN); the id is released with backing_close.
 Result<int> backing_open(int devfd, int fd) noexcept;
 Result<void> backing_close(int devfd, int id) noexcept;
+// FUSE_NOTIFY_INC_EPOCH on the /dev/fuse descriptor `devfd` (Linux >= 6.16,
+// protocol 7.44): every dentry the kernel holds for the mount is looked up
+// again at its next use. The kernel only bumps a counter: no lock, no wait.
+Result<void> notify_inc_epoch(int devfd) noexcept;
 // Whether the open file `fd` (opened for writing) is the only open file
 // description with write access to its inode: a write lease can be taken
 // only then (fcntl F_SETLEASE F_WRLCK, released at once). EAGAIN -> false.

@@ -42,6 +42,11 @@ struct WarmSnapshot {
   core::TmpFile file;
   off_t size = 0;
   blkcnt_t blocks = 0;
+  // Exactly the published version `version` (an fstat of B/p), and then
+  // in the cache; otherwise a version at least as new, one reader's alone.
+  // Both set before the snapshot is shared, never changed after.
+  bool exact = false;
+  struct stat version {};
   std::mutex backing_mu;  // leaf lock
   std::shared_ptr<BackingFile> backing;
 };

@@ -47,23 +47,27 @@ Result<core::UniqueFd> reopen_path(int fd) noexcept {
 
 Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
                                         const char* name, core::UniqueFd fd,
-                                        fuse_entry_param& e, Intent intent) noexcept {
+                                        fuse_entry_param& e, Intent intent, pid_t caller) noexcept {
   auto st = core::sys::fstat(fd.get());
   if (!st) return std::move(st).error();
   try {
     const bool glob = S_ISREG(st->st_mode) && is_passthrough(d, *parent, name);
     Timeouts t;
-    auto node = d.table.intern(parent, name, std::move(fd), *st, glob, intent, t);
+    auto node = d.table.intern(parent, name, std::move(fd), *st, glob, intent, t, caller);
     std::memset(&e, 0, sizeof e);
     e.ino = node->id();
     e.generation = 0;  // node ids are never reused
     e.attr = *st;
-    // Only fresh or idle nodes come back from a lookup of a snapshot file
-    // (inode_table.cpp); a shared node may have opens, whose view is B/p.
+    // Only fresh or idle nodes, or nodes whose shared readers read the
+    // version B/p holds, come back from a lookup of a snapshot file
+    // (inode_table.cpp): `st` is their view. A shared (glob) node may have
+    // opens, whose view is B/p.
     // (A CREATE's node gets its open after this.)
-    if (auto h = d.table.open_of(*node)) {
-      std::shared_lock lk(h->mu);
-      if (auto a = handle_attr(*h)) e.attr = *a;
+    if (node->kind() == NodeKind::shared_file) {
+      if (auto h = d.table.open_of(*node)) {
+        std::shared_lock lk(h->mu);
+        if (auto a = handle_attr(*h)) e.attr = *a;
+      }
     }
     e.attr_timeout = t.attr;
     e.entry_timeout = t.entry;
@@ -74,14 +78,15 @@ Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& 
 }
 
 Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
-                                           const char* name, fuse_entry_param& e) noexcept {
+                                           const char* name, fuse_entry_param& e,
+                                           pid_t caller) noexcept {
   if (!valid_name(name)) return Error::of(EINVAL, "lookup", name ? name : "");
   const FdRef pfd = parent->fd();
   // SAFETY: one component, O_NOFOLLOW (a symlink is opened as itself) and
   // RESOLVE_BENEATH (a ".." or absolute walk fails with EXDEV).
   auto fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
   if (!fd) return std::move(fd).error();
-  return intern_fd(d, parent, name, std::move(*fd), e);
+  return intern_fd(d, parent, name, std::move(*fd), e, Intent::lookup, caller);
 }
 
 Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcept {
@@ -98,10 +103,14 @@ Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcep
 Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept {
   std::shared_ptr<Handle> h;
   if (fi && fi->fh) h = handle_ref(fi);
+  const bool own = static_cast<bool>(h);
   if (!h) h = d.table.open_of(node);
   if (h) {
     std::shared_lock lk(h->mu);
-    return handle_attr(*h);
+    auto st = handle_attr(*h);
+    // The node's open went away since open_of() (RELEASE) and left it
+    // unbound: it stands for its name again.
+    if (st || own || st.error().value() != ESTALE) return st;
   }
   // Idle file nodes: whatever their name holds now (cache.hpp).
   return node_stat(d, node);

@@ -14,9 +14,11 @@ namespace snapfs::fuse::ops {
 
 // Looks `name` up in `parent` (one component, O_PATH|O_NOFOLLOW, beneath the
 // parent: never follows a symlink or ".."), counts a kernel lookup and fills
-// `e`. The caller must reply with `e` (or forget the lookup).
+// `e`. The caller must reply with `e` (or forget the lookup). `caller`: the
+// thread that looks up (InodeTable::intern()).
 core::Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
-                                                 const char* name, fuse_entry_param& e) noexcept;
+                                                 const char* name, fuse_entry_param& e,
+                                                 pid_t caller = 0) noexcept;
 
 // Registers the backing inode `fd` (O_PATH, or any fd of a file we just
 // created) as `name` in `parent`, counts a kernel lookup and fills `e`.
@@ -24,7 +26,8 @@ core::Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_pt
 core::Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
                                               const char* name, core::UniqueFd fd,
                                               fuse_entry_param& e,
-                                              Intent intent = Intent::lookup) noexcept;
+                                              Intent intent = Intent::lookup,
+                                              pid_t caller = 0) noexcept;
 
 // As root, gives the just-created inode `fd` (in directory `dirfd`) to the
 // caller: its uid, and its gid unless the directory is setgid. Acts on the

@@ -5,6 +5,7 @@
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
+#include "cache.hpp"
 
 #include "sys/sys.hpp"
 
@@ -31,7 +32,7 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
     if (auto st = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW); st && S_ISREG(st->st_mode))
       d.pending_truncations.settle({st->st_dev, st->st_ino}, std::chrono::milliseconds(50));
   }
-  auto node = lookup_child(d, parent_node, name, e);
+  auto node = lookup_child(d, parent_node, name, e, fuse_req_ctx(req)->pid);
   if (!node) {
     // ENOENT is the common answer and is not worth a log line per request.
     if (node.error().value() == ENOENT) return reply_errno(req, ENOENT, "lookup", parent);
@@ -55,6 +56,13 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   Daemon& d = daemon_of(req);
   d.stats.getattrs.fetch_add(1, std::memory_order_relaxed);
   auto node = d.table.get(ino);
+  if (!fi && node->kind() == NodeKind::file && d.table.pin_of(*node).pinned) {
+    // Shared readers (cache.hpp).
+    double timeout = 0;
+    auto st = shared_reader_attr(d, *node, timeout);
+    if (!st) return reply_error(req, st.error(), "getattr", ino);
+    return reply_attr(req, *st, timeout);
+  }
   // fstat() arrives without fi (FUSE-NOTES §5): node_attr() then finds the
   // node's own open, which is why each open has its own node. An idle file
   // node shows what its name holds now (ESTALE if that is no regular file:
@@ -64,7 +72,7 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // The timeout is decided after the attributes were read: an OPEN that
   // starts in between invalidates them (cache.hpp), and the kernel drops
   // this older reply (attr_version).
-  reply_attr(req, *st, d.table.attr_timeout(*node));
+  reply_attr(req, *st, d.table.attr_timeout(*node, *st));
 }
 
 }  // namespace snapfs::fuse::ops

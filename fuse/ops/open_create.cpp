@@ -24,7 +24,7 @@ namespace {
 // Hands the handle to the kernel: fi->fh, the open flags, the statistics.
 // False (and nothing registered) if the node already has an open.
 bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
-             const Handle* share_with = nullptr, bool force = false) noexcept {
+             const Handle* share_with = nullptr, bool force = false, const Pin& pin = {}) noexcept {
   std::shared_ptr<Handle> h;
   std::shared_ptr<Handle>* holder = nullptr;
   try {
@@ -33,7 +33,7 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
   } catch (const std::bad_alloc&) {
     return false;
   }
-  if (!d.table.attach_open(*h->node, h, share_with, force)) {
+  if (!d.table.attach_open(*h->node, h, share_with, force, pin)) {
     delete holder;
     return false;
   }
@@ -52,14 +52,16 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
   // shared (glob) nodes, which many opens share, stay daemon-served.
   if (d.kpt.active() && h->kind != HandleKind::shared) {
     std::shared_ptr<BackingFile> b;
-    if (share_with) {
-      std::shared_lock lk(share_with->mu);
-      if (share_with->passthrough.load(std::memory_order_acquire)) b = share_with->backing;
-    } else if (h->warm) {
-      // One registration per warm snapshot, shared by all its readers.
+    if (h->warm) {
+      // One registration per warm snapshot, shared by all its readers (also
+      // those sharing a node: the kernel takes a second passthrough open of
+      // an inode only with the backing file of the first).
       std::lock_guard lk(h->warm->backing_mu);
       if (!h->warm->backing) h->warm->backing = d.kpt.open_backing(h->warm->file.fd());
       b = h->warm->backing;
+    } else if (share_with) {
+      std::shared_lock lk(share_with->mu);
+      if (share_with->passthrough.load(std::memory_order_acquire)) b = share_with->backing;
     } else {
       b = d.kpt.open_backing(h->fd());
     }
@@ -152,25 +154,52 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   auto node = d.table.get(ino);
   if (node->kind() != NodeKind::file && node->kind() != NodeKind::shared_file)
     return reply_errno(req, node->is_dir() ? EISDIR : EINVAL, "open", ino);
+  const pid_t caller = fuse_req_ctx(req)->pid;
+  const bool read_only = (fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC);
+  // Shared readers (docs/design-fuse.md): a read-only open that kernel
+  // passthrough serves from the warm snapshot of B/p's version may take a
+  // cached node, and share it with the other readers of that version. Not
+  // for a caller the daemon cannot see (another pid namespace): its
+  // re-walk after an ESTALE could not be told from other lookups.
+  // Needs the kernel's epoch notification (after_commit).
+  const bool shared_reader = read_only && node->kind() == NodeKind::file && caller != 0 &&
+                             d.kpt.active() && d.warm.enabled() && !d.cfg.exclusive &&
+                             d.notifier.epochs();
   // Issue #5 (cache.hpp): bind an idle node, take it out of the kernel's caches.
-  const auto claim = before_open(d, node);
+  const auto claim = before_open(d, node, shared_reader, caller);
   if (!claim) return reply_error(req, claim.error(), "open", ino);
-  // One open per node: the kernel re-walks on ESTALE (LOOKUP_REVAL) and the
-  // lookup then makes a fresh node (PASSTHROUGH-NOTES). Checked before the
-  // snapshot is made, and again atomically in install(). The exception:
-  // readers that land on a clean reader's node (two walks in the same jiffy
-  // share a dentry even with entry_timeout 0) share its snapshot, which
-  // makes a second ESTALE on the re-walk much less likely.
+  // Every ESTALE below sends the caller to walk again, onto a fresh node.
+  const auto estale = [&] {
+    d.table.contend(*node, caller);
+    reply_errno(req, ESTALE, "open", ino);
+  };
+  // One open per node, except for readers of one snapshot: the kernel
+  // re-walks on ESTALE (LOOKUP_REVAL) and the lookup then makes a fresh
+  // node (PASSTHROUGH-NOTES). Checked before the snapshot is made, and
+  // again atomically in install(). Readers that land on a node whose opens
+  // read one snapshot share it: shared readers if it still is what B/p
+  // holds; others (two walks in the same jiffy share a dentry even with
+  // entry_timeout 0) if it is a clean reader's.
   const auto cur = d.table.open_of(*node);
   Result<std::unique_ptr<Handle>> h = Error::of(ESTALE, "open");
   bool force = false;
-  if (!cur) {
+  if (shared_reader && cur) {
+    const PinState p = d.table.pin_of(*node);
+    auto now = name_stat(d, *node);
+    if (p.exact && now && WarmSnapshots::same_version(*now, p.version)) {
+      h = share_reader(node, *cur);
+    } else if (!p.pinned && !d.table.open_of(*node)) {
+      // Its opens were released meanwhile (RELEASE is asynchronous).
+      h = open_handle(d, node, fi->flags, false);
+    }
+  } else if (!cur) {
     h = open_handle(d, node, fi->flags, false);
-  } else if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
+  } else if (read_only) {
     h = share_reader(node, *cur);
   }
   const bool cur_kernel = cur && cur->passthrough.load(std::memory_order_acquire);
-  if (cur && !h && h.error().value() == ESTALE && d.table.second_open_after_estale(*node)) {
+  if (cur && !h && h.error().value() == ESTALE &&
+      d.table.second_open_after_estale(*node, caller)) {
     // Not a path walk (that would have come back on a fresh node): e.g. a
     // re-open through /proc/PID/fd/N. Share the node rather than fail; its
     // fstat then shows the first open's snapshot (design doc). With kernel
@@ -178,7 +207,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     // reader then reads that, and a writer cannot be served (EBUSY).
     if (!cur_kernel) {
       h = open_handle(d, node, fi->flags, false);
-    } else if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
+    } else if (read_only) {
       h = share_reader(node, *cur, true);
     } else {
       return reply_errno(req, EBUSY, "open", ino);
@@ -186,12 +215,28 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     force = true;
   }
   if (!h) {
-    if (h.error().value() == ESTALE) return reply_errno(req, ESTALE, "open", ino);
+    if (h.error().value() == ESTALE) return estale();
     return reply_error(req, h.error(), "open", ino);
   }
+  // A shared reader pins the node to its snapshot, which the kernel must
+  // be able to read itself (its backing file registered); one it cannot
+  // does not stay on a node others reach through a cached dentry.
+  Pin pin;
+  if (shared_reader) {
+    const auto& w = (*h)->warm;
+    if (w && w->backing && (*h)->kind == HandleKind::reader_share) {
+      pin.id = w.get();
+      pin.version = w->exact ? &w->version : nullptr;
+    } else if (d.table.entry_cached(*node)) {
+      return estale();
+    }
+  }
   set_opener(req, **h);
-  if (!install(d, std::move(*h), fi, cur.get(), force))
-    return reply_errno(req, ESTALE, "open", ino);
+  if (!install(d, std::move(*h), fi, cur.get(), force, pin)) return estale();
+  // Attributes the kernel may hold for the node from another version (a
+  // change made directly in B within cache_timeout): dropped before the
+  // reply, so this open's fstat shows its own version.
+  if (pin.id && d.table.stale_cached_attrs(*node, pin.version)) d.notifier.inval_inode(node->id());
   d.log->debug("open ino {} flags {:#o}", ino, fi->flags);
   Handle& mine = *handle_ref(fi);
   if (!reply_with_backing(d, mine, [&] { return reply_open(req, fi); })) uninstall(d, fi);

@@ -138,7 +138,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     const auto [dev, ino_b] = d.table.key_of(*node);
     after_inode_change(d, dev, ino_b, node->id());
   }
-  reply_attr(req, *st, d.table.attr_timeout(*node));
+  reply_attr(req, *st, d.table.attr_timeout(*node, *st));
 }
 
 }  // namespace snapfs::fuse::ops

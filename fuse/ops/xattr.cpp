@@ -49,6 +49,7 @@ std::string status_json(const Daemon& d) {
   j += ",\"lookups\":" + std::to_string(d.stats.lookups.load());
   j += ",\"getattrs\":" + std::to_string(d.stats.getattrs.load());
   j += ",\"inval_inodes\":" + std::to_string(d.notifier.inode_count());
+  j += ",\"dentry_epochs\":" + std::to_string(d.notifier.epoch_count());
   j += "}";
   return j;
 }

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -274,6 +275,12 @@ void FuseMount::TearDown() {
   }
   if (dir_) {
     const std::string log = daemon_log();
+    // A failed test shows what the daemon said (its last 100 lines).
+    if (HasFailure()) {
+      std::size_t at = log.size();
+      for (int n = 0; n <= 100 && at != 0 && at != std::string::npos; ++n) at = log.rfind('\n', at - 1);
+      std::cerr << "--- daemon log (end) ---\n" << log.substr(at == std::string::npos ? 0 : at + 1);
+    }
     std::istringstream in(log);
     std::string line;
     std::string bad;

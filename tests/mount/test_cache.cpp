@@ -240,6 +240,87 @@ TEST_P(ShortCache, ChangesMadeDirectlyInBShowAfterTheTimeout) {
   EXPECT_TRUE(S_ISDIR(stat_of(m("g")).st_mode));
 }
 
+// Shared readers (docs/design-fuse.md): under kernel passthrough a
+// read-only open of an unchanged file takes the node its name is cached
+// with, so repeated opens cost no LOOKUP (no ESTALE re-walk) and stat
+// between them stays kernel-served.
+TEST_P(Cache, ReadOnlyOpensOfAnUnchangedFileTakeItsCachedNode) {
+  if (!kernel_passthrough())
+    GTEST_SKIP() << "kernel passthrough is not active here: read-only opens get nodes of their own";
+  write_file(b("f"), "content");
+  EXPECT_EQ(read_file(m("f")), "content");  // name, node and warm snapshot
+  EXPECT_EQ(stat_of(m("f")).st_size, 7);
+  const auto lookups = counter(mnt(), "lookups");
+  const auto opens = counter(mnt(), "passthrough_opens");
+  for (int i = 0; i < 20; ++i) {
+    const int fd = xopen(m("f"), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(pread_all(fd), "content");
+    EXPECT_EQ(fstat_of(fd).st_size, 7);
+    EXPECT_EQ(stat_of(m("f")).st_size, 7);
+    ASSERT_EQ(xclose(fd), 0);
+  }
+  EXPECT_EQ(counter(mnt(), "lookups"), lookups) << "an open walked again";
+  EXPECT_EQ(counter(mnt(), "passthrough_opens"), opens + 20);
+  // (A read makes the kernel ask for the atime once; stats alone do not.)
+  const int fd = xopen(m("f"), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(stat_of(m("f")).st_size, 7);
+  const auto getattrs = counter(mnt(), "getattrs");
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(fstat_of(fd).st_size, 7);
+    EXPECT_EQ(stat_of(m("f")).st_size, 7);
+  }
+  EXPECT_EQ(counter(mnt(), "getattrs"), getattrs) << "stat of an open file was not kernel-served";
+  ASSERT_EQ(xclose(fd), 0);
+}
+
+// A commit through M replaces a file that readers share a cached node of:
+// stat by path, the readers' own process included, shows the new file as
+// soon as close() returned (the daemon bumps the kernel's dentry epoch),
+// while the readers' fstat and reads keep their version (SPEC §2.1, §2.2).
+TEST_P(Cache, CommitOverSharedReadersShowsAtOnceToStatByPath) {
+  write_file(b("f"), "version one");
+  ASSERT_EQ(stat_of(m("f")).st_size, 11);  // cached now
+  const int r1 = xopen(m("f"), O_RDONLY);
+  const int r2 = xopen(m("f"), O_RDONLY);
+  ASSERT_GE(r1, 0);
+  ASSERT_GE(r2, 0);
+  const std::string v2 = "the second version, a longer one";
+  auto st = run_in_child([&] {
+    const int w = xopen(m("f"), O_WRONLY | O_TRUNC);
+    if (w < 0 || !write_str(w, v2)) return 1;
+    return xclose(w) == 0 ? 0 : 2;
+  });
+  ASSERT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(stat_of(m("f")).st_size, static_cast<off_t>(v2.size()));
+  expect_same_stat(m("f"), b("f"));
+  EXPECT_EQ(fstat_of(r1).st_size, 11);
+  EXPECT_EQ(fstat_of(r2).st_size, 11);
+  EXPECT_EQ(::lseek(r2, 0, SEEK_END), 11);
+  EXPECT_EQ(pread_all(r1), "version one");
+  EXPECT_EQ(read_file(m("f")), v2);
+  EXPECT_EQ(stat_of(m("f")).st_size, static_cast<off_t>(v2.size()));
+  ASSERT_EQ(xclose(r1), 0);
+  ASSERT_EQ(xclose(r2), 0);
+  expect_same_stat(m("f"), b("f"));
+}
+
+// A change made directly in B to a file whose attributes the kernel holds:
+// a read-only open afterwards reads the new version, and its fstat shows
+// that version's size, not the cached one.
+TEST_P(Cache, AReaderOfAFileChangedInBSeesItsOwnSize) {
+  write_file(b("f"), "short");
+  ASSERT_EQ(stat_of(m("f")).st_size, 5);  // cached for 30 s
+  write_file(b("f"), "a much longer content");
+  const int r = xopen(m("f"), O_RDONLY);
+  ASSERT_GE(r, 0);
+  EXPECT_EQ(pread_all(r), "a much longer content");
+  EXPECT_EQ(fstat_of(r).st_size, 21);
+  EXPECT_EQ(::lseek(r, 0, SEEK_END), 21);
+  ASSERT_EQ(xclose(r), 0);
+}
+
 // Idle files hold no descriptor in the daemon: a walk over five times more
 // files than it may open works (before issue #5 it failed with EMFILE once
 // the kernel cached ~1000 of them).
