@@ -483,14 +483,6 @@ std::vector<std::shared_ptr<Handle>> InodeTable::opens_of_inode(dev_t dev, ino_t
   return out;
 }
 
-std::vector<std::shared_ptr<Handle>> InodeTable::opens_of(const Node& node) const {
-  std::vector<std::shared_ptr<Handle>> out;
-  std::lock_guard lk(mu_);
-  for (const auto& w : node.opens_)
-    if (auto h = w.lock()) out.push_back(std::move(h));
-  return out;
-}
-
 std::shared_ptr<Handle> InodeTable::open_of(const Node& node) const {
   std::lock_guard lk(mu_);
   if (node.kind() != NodeKind::file) return nullptr;

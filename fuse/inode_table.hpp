@@ -163,9 +163,10 @@ public:
   // `fd`/`st`, counts one kernel lookup on it and says how long the reply
   // may let the kernel cache it. `shared_file`: the path matches a
   // passthrough glob. Kind file (docs/design-fuse.md "Caching"): with
-  // Intent::lookup an idle node of the name is reused (cached) unless the
-  // name has an open node (then a fresh node, not cached); `fd` is dropped
-  // unless the node is bound. Intent::open: a fresh, bound node, not cached.
+  // Intent::lookup a node of the name that shared readers pinned to
+  // version `st`, or else an idle one, is reused (cached); nodes with other
+  // opens never are; `fd` is dropped unless the node is bound.
+  // Intent::open: a fresh, bound node, not cached.
   // `caller`: the thread that looks up (the FUSE request's pid; 0 unknown):
   // after an OPEN of this name by it was answered ESTALE it gets a fresh,
   // uncached node (contend()).
@@ -243,8 +244,6 @@ public:
   void detach_open(Node& node, const Handle* h);
   // The open of a kind-file node (null if none): kept alive by the caller's reference.
   std::shared_ptr<Handle> open_of(const Node& node) const;
-  // All opens of a node. May throw std::bad_alloc.
-  std::vector<std::shared_ptr<Handle>> opens_of(const Node& node) const;
 
   // Every open of kind-file nodes that stand for the backing inode (dev, ino).
   // May throw std::bad_alloc.

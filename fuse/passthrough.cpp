@@ -141,6 +141,9 @@ struct PassthroughIo {
     store(out.iov_base, at + kOpenOutFlags, flags);
     store(out.iov_base, at + kOpenOutBackingId, t_armed.backing_id);
     t_armed.patched = true;
+    // Counted before the reply is written: a status read after the open
+    // returned includes it.
+    g_kpt->opens_.fetch_add(1, std::memory_order_relaxed);
   }
 };
 
@@ -215,7 +218,6 @@ void KernelPassthrough::arm(const BackingFile& b) noexcept {
 bool KernelPassthrough::disarm() noexcept {
   const bool patched = t_armed.patched;
   t_armed = Armed{};
-  if (patched) opens_.fetch_add(1, std::memory_order_relaxed);
   return patched;
 }
 
