@@ -140,6 +140,10 @@ Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node) noexce
 
 void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept {
   const auto replaced = d.table.take_replaced(node);
+  // Warm snapshots of what this commit replaced (or changed in place)
+  // serve no open any more: their blocks are freed now, not at expiry.
+  if (replaced.second != 0) d.warm.evict_inode(replaced.first, replaced.second);
+  d.warm.evict_inode(published.st_dev, published.st_ino);
   if (!caching(d)) return;
   try {
     const NodePlace p = d.table.place(node);

@@ -149,7 +149,8 @@ struct Daemon {
   core::UniqueFd conflicts_dir;
   KernelPassthrough kpt;
   // Read-only opens of an unchanged version share one snapshot, kept warm
-  // for 10 s after its last use (warm.hpp). At most 1024 (one fd each).
+  // after its last use: 5 min with reflinks, 10 s for copies (set at
+  // start, session.cpp; warm.hpp). At most 1024, and a tenth of the fd limit.
   WarmSnapshots warm{std::chrono::seconds(10), 1024};
   // Passthrough writers released while a shared writable mapping of their
   // snapshot is still alive (session.cpp): published when it goes away.

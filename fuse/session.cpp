@@ -15,6 +15,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -188,6 +189,12 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   // any request is served (docs/design-conflicts.md).
   prepare_meta_dir(*d, root->get());
   d->reflink = probe_reflink(root->get());
+  // Warm snapshots (warm.hpp): a reflinked one shares every block with the
+  // version it was taken from, and everything done through M that replaces
+  // or changes a file evicts its entries at once, so they stay 5 minutes
+  // after their last use (a build's headers between two builds). A copy
+  // (ext4, tmpfs) takes as much room as the file: 10 s.
+  d->warm.set_ttl(d->reflink ? std::chrono::seconds(300) : std::chrono::seconds(10));
   if (!d->reflink)
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
               cfg.backing);

@@ -1,6 +1,7 @@
 #include "warm.hpp"
 
 #include <functional>
+#include <iterator>
 
 namespace snapfs::fuse {
 
@@ -24,18 +25,19 @@ WarmSnapshots::Key WarmSnapshots::key_of(const struct stat& st) noexcept {
   return Key{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
 }
 
-void WarmSnapshots::expire_locked(Clock::time_point now) {
+void WarmSnapshots::expire_locked(Clock::time_point now, std::list<Entry>& dead) {
   while (!lru_.empty() && (lru_.size() > capacity_ || now - lru_.back().last_used > ttl_)) {
     index_.erase(lru_.back().key);
-    lru_.pop_back();  // the snapshot goes with its last open
+    dead.splice(dead.begin(), lru_, std::prev(lru_.end()));
   }
 }
 
 std::shared_ptr<WarmSnapshot> WarmSnapshots::find(const struct stat& st) {
   if (!enabled()) return nullptr;
   const auto now = Clock::now();
+  std::list<Entry> dead;  // destroyed after the lock is released
   std::lock_guard lk(mu_);
-  expire_locked(now);
+  expire_locked(now, dead);
   auto it = index_.find(key_of(st));
   if (it == index_.end()) return nullptr;
   it->second->last_used = now;
@@ -48,10 +50,17 @@ void WarmSnapshots::insert(const struct stat& st, std::shared_ptr<WarmSnapshot> 
   if (!enabled()) return;
   const auto now = Clock::now();
   const Key k = key_of(st);
+  std::list<Entry> dead;  // destroyed after the lock is released
   std::lock_guard lk(mu_);
-  if (auto it = index_.find(k); it != index_.end()) {
-    lru_.erase(it->second);
-    index_.erase(it);
+  // Other versions of the same inode (it changed in place): no open will
+  // ask for them again.
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    auto next = std::next(it);
+    if (it->key.dev == k.dev && it->key.ino == k.ino) {
+      index_.erase(it->key);
+      dead.splice(dead.begin(), lru_, it);
+    }
+    it = next;
   }
   lru_.push_front(Entry{k, std::move(snap), now});
   try {
@@ -60,7 +69,20 @@ void WarmSnapshots::insert(const struct stat& st, std::shared_ptr<WarmSnapshot> 
     lru_.pop_front();
     throw;
   }
-  expire_locked(now);
+  expire_locked(now, dead);
+}
+
+void WarmSnapshots::evict_inode(dev_t dev, ino_t ino) noexcept {
+  std::list<Entry> dead;  // destroyed after the lock is released
+  std::lock_guard lk(mu_);
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    auto next = std::next(it);
+    if (it->key.dev == dev && it->key.ino == ino) {
+      index_.erase(it->key);
+      dead.splice(dead.begin(), lru_, it);
+    }
+    it = next;
+  }
 }
 
 void WarmSnapshots::clear() {

@@ -59,6 +59,8 @@ public:
   WarmSnapshots(Clock::duration ttl, std::size_t capacity) : ttl_(ttl), capacity_(capacity) {}
 
   bool enabled() const noexcept { return ttl_.count() > 0 && capacity_ > 0; }
+  // At start, before any request: how long an entry stays after its last use.
+  void set_ttl(Clock::duration ttl) noexcept { ttl_ = ttl; }
   // At start, before any request: each entry holds a descriptor, so the
   // cache takes at most a tenth of what the daemon may open.
   void limit_capacity(std::size_t n) noexcept { capacity_ = std::min(capacity_, n); }
@@ -67,6 +69,10 @@ public:
   // Keeps `snap` as the snapshot of version `st` (replacing an older one).
   void insert(const struct stat& st, std::shared_ptr<WarmSnapshot> snap);
   std::size_t size() const;
+  // Drops the entries of the inode (dev, ino): a commit, unlink or rename
+  // through M replaced or changed it, so they can serve no open any more and
+  // would only keep its old blocks allocated.
+  void evict_inode(dev_t dev, ino_t ino) noexcept;
   // Whether two fstats of B/p show the same version (the cache's key).
   static bool same_version(const struct stat& a, const struct stat& b) noexcept {
     return key_of(a) == key_of(b);
@@ -92,9 +98,11 @@ private:
     Clock::time_point last_used;
   };
   static Key key_of(const struct stat& st) noexcept;
-  void expire_locked(Clock::time_point now);
+  // Moves the entries past their time, or beyond the capacity, to `dead`
+  // (destroyed by the caller after unlocking: closing a snapshot may be slow).
+  void expire_locked(Clock::time_point now, std::list<Entry>& dead);
 
-  const Clock::duration ttl_;
+  Clock::duration ttl_;
   std::size_t capacity_;
   mutable std::mutex mu_;  // leaf lock
   std::list<Entry> lru_;   // most recently used first

@@ -118,7 +118,7 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
     // Exclusive against commits: once the name is gone, an open description
     // of it commits nothing (SPEC §2.4) and is never resurrected.
     std::unique_lock ns(d.ns_mu);
-    if (!flags && d.cfg.cache_timeout > 0) gone = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
+    if (!flags) gone = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
     if (auto r = core::sys::unlinkat(pfd->get(), name, flags); !r)
       return reply_error(req, r.error(), op, parent);
     try {
@@ -130,6 +130,9 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
   // node; the file's other names (hard links) have nodes of their own.
   if (gone && S_ISREG(gone->st_mode) && gone->st_nlink > 1)
     after_inode_change(d, gone->st_dev, gone->st_ino);
+  // Its warm snapshots would keep the removed file's blocks allocated (and
+  // its new ctime makes them serve no open anyway).
+  if (gone && S_ISREG(gone->st_mode)) d.warm.evict_inode(gone->st_dev, gone->st_ino);
   reply_ok(req);
 }
 

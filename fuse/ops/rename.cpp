@@ -36,10 +36,8 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
     // the new name (SPEC §2.4), and one whose name was replaced commits
     // nothing; a commit in flight finishes before or after, never between.
     std::unique_lock ns(d.ns_mu);
-    if (d.cfg.cache_timeout > 0) {
-      moved = core::sys::fstatat(from_fd->get(), name, AT_SYMLINK_NOFOLLOW);
-      target = core::sys::fstatat(to_fd->get(), newname, AT_SYMLINK_NOFOLLOW);
-    }
+    moved = core::sys::fstatat(from_fd->get(), name, AT_SYMLINK_NOFOLLOW);
+    target = core::sys::fstatat(to_fd->get(), newname, AT_SYMLINK_NOFOLLOW);
     if (auto r = core::sys::renameat(from_fd->get(), name, to_fd->get(), newname, flags); !r)
       return reply_error(req, r.error(), "rename", parent);
     try {
@@ -54,6 +52,10 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
     after_inode_change(d, moved->st_dev, moved->st_ino);
   if (target && S_ISREG(target->st_mode) && target->st_nlink > 1)
     after_inode_change(d, target->st_dev, target->st_ino);
+  // Warm snapshots of both: a rename changes the ctime (no open asks for
+  // those versions again) and a replaced file's blocks are freed now.
+  if (moved && S_ISREG(moved->st_mode)) d.warm.evict_inode(moved->st_dev, moved->st_ino);
+  if (target && S_ISREG(target->st_mode)) d.warm.evict_inode(target->st_dev, target->st_ino);
   reply_ok(req);
 }
 

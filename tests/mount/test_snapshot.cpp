@@ -84,6 +84,31 @@ TEST_P(Snapshot, ReadersOfAnUnchangedVersionShareOneWarmSnapshot) {
   ASSERT_EQ(xclose(r), 0);
 }
 
+// A warm snapshot stays minutes after its last use where it is a reflink
+// (it shares the file's blocks), so whatever replaces or removes the file
+// through M drops it at once: no old version keeps blocks allocated.
+TEST_P(Snapshot, ReplacingOrRemovingAFileDropsItsWarmSnapshots) {
+  const auto warm = [&] { return std::stoull("0" + status_field("warm_snapshots")); };
+  write_file(b("f"), pattern(50000, 1));
+  EXPECT_EQ(read_file(m("f")), pattern(50000, 1));
+  ASSERT_EQ(warm(), 1u);
+  const int w = xopen(m("f"), O_WRONLY | O_TRUNC);  // a commit replaces f
+  ASSERT_GE(w, 0);
+  ASSERT_TRUE(write_str(w, "new"));
+  ASSERT_EQ(xclose(w), 0);
+  EXPECT_EQ(warm(), 0u) << "the replaced version's snapshot is still kept";
+  EXPECT_EQ(read_file(m("f")), "new");
+  ASSERT_EQ(warm(), 1u);
+  ASSERT_EQ(::unlink(m("f").c_str()), 0);
+  EXPECT_EQ(warm(), 0u) << "an unlinked file's snapshot is still kept";
+  write_file(b("g"), "gg");
+  write_file(b("h"), "hh");
+  EXPECT_EQ(read_file(m("g")), "gg");
+  ASSERT_EQ(warm(), 1u);
+  ASSERT_EQ(::rename(m("h").c_str(), m("g").c_str()), 0);
+  EXPECT_EQ(warm(), 0u) << "a renamed-over file's snapshot is still kept";
+}
+
 TEST_P(Snapshot, ReaderIsolatedFromTruncateInB) {
   write_file(b("f"), pattern(100000, 3));
   const int r = xopen(m("f"), O_RDONLY);
