@@ -150,8 +150,9 @@ struct Daemon {
   KernelPassthrough kpt;
   // Read-only opens of an unchanged version share one snapshot, kept warm
   // after its last use: 5 min with reflinks, 10 s for copies (set at
-  // start, session.cpp; warm.hpp). At most 1024, and a tenth of the fd limit.
-  WarmSnapshots warm{std::chrono::seconds(10), 1024};
+  // start, session.cpp; warm.hpp). Entries that hold a descriptor: at most
+  // 1024, and a tenth of the fd limit; the others: see session.cpp.
+  WarmSnapshots warm{std::chrono::seconds(10), 1024, 1024};
   // Passthrough writers released while a shared writable mapping of their
   // snapshot is still alive (session.cpp): published when it goes away.
   std::unique_ptr<class Lingering> lingering;

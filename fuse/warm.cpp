@@ -11,92 +11,85 @@ bool WarmSnapshots::Key::operator==(const Key& o) const noexcept {
          ctime.tv_nsec == o.ctime.tv_nsec;
 }
 
-std::size_t WarmSnapshots::KeyHash::operator()(const Key& k) const noexcept {
+std::size_t WarmSnapshots::InodeHash::operator()(const Inode& k) const noexcept {
   std::size_t h = std::hash<std::uint64_t>()(static_cast<std::uint64_t>(k.ino));
-  auto mix = [&](std::uint64_t v) {
-    h ^= std::hash<std::uint64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  };
-  mix(static_cast<std::uint64_t>(k.dev));
-  mix(static_cast<std::uint64_t>(k.ctime.tv_nsec));
-  return h;
+  return h ^ (std::hash<std::uint64_t>()(static_cast<std::uint64_t>(k.dev)) +
+              0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2));
 }
 
 WarmSnapshots::Key WarmSnapshots::key_of(const struct stat& st) noexcept {
   return Key{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
 }
 
-void WarmSnapshots::expire_locked(Clock::time_point now, std::list<Entry>& dead) {
-  while (!lru_.empty() && (lru_.size() > capacity_ || now - lru_.back().last_used > ttl_)) {
-    index_.erase(lru_.back().key);
-    dead.splice(dead.begin(), lru_, std::prev(lru_.end()));
+void WarmSnapshots::drop_locked(List::iterator it, List& dead) {
+  index_.erase(Inode{it->key.dev, it->key.ino});
+  dead.splice(dead.begin(), lru_[it->cls], it);
+}
+
+void WarmSnapshots::expire_locked(Clock::time_point now, List& dead) {
+  for (int c = 0; c < 2; ++c) {
+    List& l = lru_[c];
+    while (!l.empty() && (l.size() > capacity_[c] || now - l.back().last_used > ttl_))
+      drop_locked(std::prev(l.end()), dead);
   }
 }
 
 std::shared_ptr<WarmSnapshot> WarmSnapshots::find(const struct stat& st) {
   if (!enabled()) return nullptr;
   const auto now = Clock::now();
-  std::list<Entry> dead;  // destroyed after the lock is released
+  List dead;  // destroyed after the lock is released
   std::lock_guard lk(mu_);
   expire_locked(now, dead);
-  auto it = index_.find(key_of(st));
-  if (it == index_.end()) return nullptr;
-  it->second->last_used = now;
-  lru_.splice(lru_.begin(), lru_, it->second);
+  auto it = index_.find(Inode{st.st_dev, st.st_ino});
+  if (it == index_.end() || !(it->second->key == key_of(st))) return nullptr;
+  Entry& e = *it->second;
+  e.last_used = now;
+  lru_[e.cls].splice(lru_[e.cls].begin(), lru_[e.cls], it->second);
   hits_.fetch_add(1, std::memory_order_relaxed);
-  return it->second->snap;
+  return e.snap;
 }
 
 void WarmSnapshots::insert(const struct stat& st, std::shared_ptr<WarmSnapshot> snap) {
   if (!enabled()) return;
   const auto now = Clock::now();
-  const Key k = key_of(st);
-  std::list<Entry> dead;  // destroyed after the lock is released
+  const int cls = snap->file.valid() ? 1 : 0;
+  if (capacity_[cls] == 0) return;
+  List dead;  // destroyed after the lock is released
   std::lock_guard lk(mu_);
-  // Other versions of the same inode (it changed in place): no open will
-  // ask for them again.
-  for (auto it = lru_.begin(); it != lru_.end();) {
-    auto next = std::next(it);
-    if (it->key.dev == k.dev && it->key.ino == k.ino) {
-      index_.erase(it->key);
-      dead.splice(dead.begin(), lru_, it);
-    }
-    it = next;
-  }
-  lru_.push_front(Entry{k, std::move(snap), now});
+  const Inode inode{st.st_dev, st.st_ino};
+  // Another version of the same inode (it changed in place): no open will
+  // ask for it again.
+  if (auto it = index_.find(inode); it != index_.end()) drop_locked(it->second, dead);
+  List& l = lru_[cls];
+  l.push_front(Entry{key_of(st), std::move(snap), now, cls});
   try {
-    index_.emplace(k, lru_.begin());
+    index_.emplace(inode, l.begin());
   } catch (...) {
-    lru_.pop_front();
+    l.pop_front();
     throw;
   }
   expire_locked(now, dead);
 }
 
 void WarmSnapshots::evict_inode(dev_t dev, ino_t ino) noexcept {
-  std::list<Entry> dead;  // destroyed after the lock is released
+  List dead;  // destroyed after the lock is released
   std::lock_guard lk(mu_);
-  for (auto it = lru_.begin(); it != lru_.end();) {
-    auto next = std::next(it);
-    if (it->key.dev == dev && it->key.ino == ino) {
-      index_.erase(it->key);
-      dead.splice(dead.begin(), lru_, it);
-    }
-    it = next;
-  }
+  if (auto it = index_.find(Inode{dev, ino}); it != index_.end()) drop_locked(it->second, dead);
 }
 
 void WarmSnapshots::clear() {
-  std::list<Entry> dead;
+  List dead[2];
   {
     std::lock_guard lk(mu_);
     index_.clear();
-    dead.swap(lru_);
+    dead[0].swap(lru_[0]);
+    dead[1].swap(lru_[1]);
   }
 }
 
 std::size_t WarmSnapshots::size() const {
   std::lock_guard lk(mu_);
-  return lru_.size();
+  return lru_[0].size() + lru_[1].size();
 }
 
 }  // namespace snapfs::fuse

@@ -54,24 +54,33 @@ struct WarmSnapshot {
 class WarmSnapshots {
 public:
   using Clock = std::chrono::steady_clock;
-  // `ttl`: how long an entry stays after its last use; `capacity`: entries
-  // (each holds one descriptor). ttl 0 disables the cache.
-  WarmSnapshots(Clock::duration ttl, std::size_t capacity) : ttl_(ttl), capacity_(capacity) {}
 
-  bool enabled() const noexcept { return ttl_.count() > 0 && capacity_ > 0; }
-  // At start, before any request: how long an entry stays after its last use.
+  // `ttl`: how long an entry stays after its last use; `capacity`: entries
+  // whose snapshot only the kernel holds (kernel passthrough: a backing
+  // file, no descriptor of the daemon's); `fd_capacity`: entries that hold
+  // a descriptor of the daemon's (no passthrough, or a file with holes).
+  // ttl 0 disables the cache.
+  WarmSnapshots(Clock::duration ttl, std::size_t capacity, std::size_t fd_capacity)
+      : ttl_(ttl), capacity_{capacity, fd_capacity} {}
+
+  bool enabled() const noexcept { return ttl_.count() > 0 && capacity_[0] + capacity_[1] > 0; }
+  // At start, before any request: how long an entry stays after its last
+  // use, and how many entries the kernel alone holds.
   void set_ttl(Clock::duration ttl) noexcept { ttl_ = ttl; }
-  // At start, before any request: each entry holds a descriptor, so the
-  // cache takes at most a tenth of what the daemon may open.
-  void limit_capacity(std::size_t n) noexcept { capacity_ = std::min(capacity_, n); }
+  void set_capacity(std::size_t n) noexcept { capacity_[0] = n; }
+  // At start, before any request: entries that hold a descriptor take at
+  // most a tenth of what the daemon may open.
+  void limit_fd_capacity(std::size_t n) noexcept { capacity_[1] = std::min(capacity_[1], n); }
+
   // The shared snapshot of the version `st` (an fstat of B/p), if any.
   std::shared_ptr<WarmSnapshot> find(const struct stat& st);
-  // Keeps `snap` as the snapshot of version `st` (replacing an older one).
+  // Keeps `snap` as the snapshot of version `st` (replacing any other
+  // version of that inode: at most one entry per inode).
   void insert(const struct stat& st, std::shared_ptr<WarmSnapshot> snap);
   std::size_t size() const;
-  // Drops the entries of the inode (dev, ino): a commit, unlink or rename
-  // through M replaced or changed it, so they can serve no open any more and
-  // would only keep its old blocks allocated.
+  // Drops the entry of the inode (dev, ino): a commit, unlink or rename
+  // through M replaced or changed it, so it can serve no open any more and
+  // would only keep its old blocks allocated. O(1).
   void evict_inode(dev_t dev, ino_t ino) noexcept;
   // Whether two fstats of B/p show the same version (the cache's key).
   static bool same_version(const struct stat& a, const struct stat& b) noexcept {
@@ -89,24 +98,35 @@ private:
     struct timespec mtime, ctime;
     bool operator==(const Key& o) const noexcept;
   };
-  struct KeyHash {
-    std::size_t operator()(const Key& k) const noexcept;
+  struct Inode {
+    dev_t dev;
+    ino_t ino;
+    bool operator==(const Inode& o) const noexcept { return dev == o.dev && ino == o.ino; }
+  };
+  struct InodeHash {
+    std::size_t operator()(const Inode& k) const noexcept;
   };
   struct Entry {
     Key key;
     std::shared_ptr<WarmSnapshot> snap;
     Clock::time_point last_used;
+    int cls;  // index into lru_/capacity_: 0 kernel-held, 1 holds a descriptor
   };
+  using List = std::list<Entry>;
+
   static Key key_of(const struct stat& st) noexcept;
-  // Moves the entries past their time, or beyond the capacity, to `dead`
-  // (destroyed by the caller after unlocking: closing a snapshot may be slow).
-  void expire_locked(Clock::time_point now, std::list<Entry>& dead);
+  // Moves entry `it` to `dead` (destroyed by the caller after unlocking:
+  // closing a snapshot may be slow).
+  void drop_locked(List::iterator it, List& dead);
+  // Moves the entries past their time, or beyond their class's capacity,
+  // to `dead`.
+  void expire_locked(Clock::time_point now, List& dead);
 
   Clock::duration ttl_;
-  std::size_t capacity_;
+  std::size_t capacity_[2];
   mutable std::mutex mu_;  // leaf lock
-  std::list<Entry> lru_;   // most recently used first
-  std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;
+  List lru_[2];            // per class, most recently used first
+  std::unordered_map<Inode, List::iterator, InodeHash> index_;
   std::atomic<std::uint64_t> hits_{0};
 };
 

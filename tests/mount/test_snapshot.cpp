@@ -109,6 +109,28 @@ TEST_P(Snapshot, ReplacingOrRemovingAFileDropsItsWarmSnapshots) {
   EXPECT_EQ(warm(), 0u) << "a renamed-over file's snapshot is still kept";
 }
 
+// Warm snapshots that only the kernel holds (reflinks under kernel
+// passthrough: no descriptor of the daemon's) are not held to 1024 entries,
+// so a build's headers beyond 1024 stay warm; copies, and snapshots the
+// daemon serves itself, are (issue #5; session.cpp warm_capacity()).
+TEST_P(Snapshot, MoreThan1024ReflinkedFilesStayWarm) {
+  constexpr unsigned n = 1100;
+  const auto name = [](unsigned i) { return "f" + std::to_string(i); };
+  for (unsigned i = 0; i < n; ++i) write_file(b(name(i)), name(i));
+  for (unsigned i = 0; i < n; ++i) ASSERT_EQ(read_file(m(name(i))), name(i));
+  const auto warm = std::stoull("0" + status_field("warm_snapshots"));
+  const auto hits = [&] { return std::stoull("0" + status_field("warm_hits")); };
+  if (status_field("reflink") != "true" || status_field("kernel_passthrough") != "active") {
+    EXPECT_LE(warm, 1024u);
+    return;
+  }
+  EXPECT_EQ(warm, n);
+  // The least recently used one is still there.
+  const auto h0 = hits();
+  EXPECT_EQ(read_file(m(name(0))), name(0));
+  EXPECT_EQ(hits(), h0 + 1);
+}
+
 TEST_P(Snapshot, ReaderIsolatedFromTruncateInB) {
   write_file(b("f"), pattern(100000, 3));
   const int r = xopen(m("f"), O_RDONLY);
