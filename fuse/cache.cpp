@@ -29,11 +29,19 @@ Error stale(const char* op, const std::string& name) { return Error::of(ESTALE, 
 
 bool gone(int err) noexcept { return err == ENOENT || err == ENOTDIR || err == ELOOP; }
 
-void inval_all(Daemon& d, std::vector<fuse_ino_t>& ids, fuse_ino_t except) noexcept {
+// Drops the kernel's cached attributes of `ids` (but `except`) after a
+// change noted with InodeTable::note_change(). `epoch`: bump the dentry
+// epoch anyway. It is bumped too if the kernel holds no inode for a node
+// the daemon counted a lookup for: a LOOKUP reply that the kernel has not
+// turned into an inode yet, whose attributes may predate this change
+// (InodeTable::set_cold_cacheable()); its dentry is then looked up again at
+// its next use, and that reply's attributes replace these.
+void inval_all(Daemon& d, std::vector<fuse_ino_t>& ids, fuse_ino_t except, bool epoch) noexcept {
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   for (auto id : ids)
-    if (id != except) d.notifier.inval_inode(id);
+    if (id != except && d.notifier.inval_inode(id) && !epoch) epoch = d.table.known_to_kernel(id);
+  if (epoch) d.notifier.inc_epoch();
 }
 
 }  // namespace
@@ -145,6 +153,7 @@ void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept 
   if (replaced.second != 0) d.warm.evict_inode(replaced.first, replaced.second);
   d.warm.evict_inode(published.st_dev, published.st_ino);
   if (!caching(d)) return;
+  d.table.note_change();
   try {
     const NodePlace p = d.table.place(node);
     std::vector<fuse_ino_t> ids = d.table.file_nodes_of(published.st_dev, published.st_ino);
@@ -163,8 +172,7 @@ void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept 
     // next use (the epoch); the LOOKUP of this name then gets another node.
     // Sent before the reply, like the invalidations: stat after close()
     // returns sees the new file.
-    if (d.table.any_pinned(ids)) d.notifier.inc_epoch();
-    inval_all(d, ids, 0);
+    inval_all(d, ids, 0, d.table.any_pinned(ids));
   } catch (const std::bad_alloc&) {
     // Without the lists nothing can be targeted: the cached attributes of
     // those nodes may lag by up to cache_timeout (logged; not expected).
@@ -174,9 +182,10 @@ void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept 
 
 void after_inode_change(Daemon& d, dev_t dev, ino_t ino, fuse_ino_t except) noexcept {
   if (!caching(d)) return;
+  d.table.note_change();
   try {
     auto ids = d.table.file_nodes_of(dev, ino);
-    inval_all(d, ids, except);
+    inval_all(d, ids, except, false);
   } catch (const std::bad_alloc&) {
     d.log->debug("no memory for the cache invalidation of inode {}", static_cast<unsigned long>(ino));
   }

@@ -109,7 +109,7 @@ void InodeTable::set_place_locked(Node& n, const std::shared_ptr<Node>& parent,
 std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
                                          const std::string& name, core::UniqueFd fd,
                                          const struct stat& st, bool shared_file, Intent intent,
-                                         Timeouts& t, pid_t caller) {
+                                         Timeouts& t, pid_t caller, std::uint64_t seen) {
   const NodeKind kind = kind_of(st, shared_file);
   const InoKey key{st.st_dev, st.st_ino};
   std::lock_guard lk(mu_);
@@ -129,9 +129,11 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
     //   cache. Nodes with other opens (a writer's, a reader's of an older
     //   version) are never handed out: an OPEN that meets one is answered
     //   ESTALE and contend()s.
-    // - A node the kernel does not know yet gets attr_timeout 0: if a commit
-    //   invalidated it before the kernel made its inode, the notification
-    //   found nothing and this reply's (older) attributes would stick.
+    // - A node the kernel does not know yet gets attr_timeout 0 unless its
+    //   attributes are known to be current or repaired by the dentry epoch
+    //   (set_cold_cacheable()): if a commit invalidated it before the kernel
+    //   made its inode, the notification found nothing and this reply's
+    //   (older) attributes would stick.
     const auto now = std::chrono::steady_clock::now();
     const bool fresh = cache_ <= 0 || intent == Intent::open ||
                        contended_locked(parent->id(), name, caller, now);
@@ -159,7 +161,14 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
       node = reuse ? reuse : make_locked(kind, st);
       rekey_locked(*node, st.st_dev, st.st_ino);  // a no-op for a pinned node (same version)
       t.entry = cache_;
-      t.attr = node->nlookup_ > 0 ? cache_ : 0;
+      // changes_ is read under mu_, after the stat (`seen` before it): a
+      // change noted before this read makes the reply uncacheable; one
+      // noted after it collects this node (file_nodes_*() take mu_), which
+      // by then is known_to_kernel() (below).
+      const bool cold_ok = seen != kNoChanges &&
+                           cold_cacheable_.load(std::memory_order_acquire) &&
+                           seen == changes_.load(std::memory_order_seq_cst);
+      t.attr = node->nlookup_ > 0 || cold_ok ? cache_ : 0;
       node->entry_cached_ = true;
       if (t.attr > 0) {
         node->attr_cached_ = true;
@@ -186,6 +195,12 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
   if (node->id() != FUSE_ROOT_ID) set_place_locked(*node, parent, name);
   ++node->nlookup_;
   return node;
+}
+
+bool InodeTable::known_to_kernel(fuse_ino_t id) const {
+  std::lock_guard lk(mu_);
+  auto it = nodes_.find(id);
+  return it != nodes_.end() && it->second->nlookup_ > 0;
 }
 
 bool InodeTable::contended_locked(fuse_ino_t parent, const std::string& name, pid_t caller,

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -170,9 +171,34 @@ public:
   // `caller`: the thread that looks up (the FUSE request's pid; 0 unknown):
   // after an OPEN of this name by it was answered ESTALE it gets a fresh,
   // uncached node (contend()).
+  // `seen`: changes() read before `st` was taken (kNoChanges: unknown). A
+  // node the kernel does not know yet gets cacheable attributes only if no
+  // change was noted since then and cold nodes are cacheable (see there).
+  static constexpr std::uint64_t kNoChanges = ~std::uint64_t{0};
   std::shared_ptr<Node> intern(const std::shared_ptr<Node>& parent, const std::string& name,
                                core::UniqueFd fd, const struct stat& st, bool shared_file,
-                               Intent intent, Timeouts& t, pid_t caller = 0);
+                               Intent intent, Timeouts& t, pid_t caller = 0,
+                               std::uint64_t seen = kNoChanges);
+
+  // Attribute changes made through M, and nodes new to the kernel
+  // (docs/design-fuse.md "Caching", cold lookups). A LOOKUP reply that
+  // makes a new kernel inode cannot be reached by an invalidation sent
+  // before the kernel made that inode (ENOENT), so its attributes may be
+  // older than a change made meanwhile. Such a reply is still cacheable if
+  //  - no change was noted between its stat and its intern() (`seen`), and
+  //  - whoever notes a change afterwards, and finds the kernel without an
+  //    inode the daemon already counted a lookup for (known_to_kernel()),
+  //    bumps the dentry epoch, so the next walk looks the name up again.
+  // Changers call note_change() after changing B and before collecting the
+  // nodes to invalidate. With set_cold_cacheable(false) (no epochs: Linux
+  // < 6.16) nodes new to the kernel get attr_timeout 0, and the kernel asks
+  // GETATTR right after the LOOKUP.
+  void set_cold_cacheable(bool on) noexcept { cold_cacheable_.store(on, std::memory_order_release); }
+  std::uint64_t changes() const noexcept { return changes_.load(std::memory_order_seq_cst); }
+  void note_change() noexcept { changes_.fetch_add(1, std::memory_order_seq_cst); }
+  // Whether a lookup of `id` was counted and not forgotten (the kernel holds
+  // its inode, or is about to make it, or to forget it).
+  bool known_to_kernel(fuse_ino_t id) const;
 
   // The attribute timeout of a reply about `node` (GETATTR, SETATTR) that
   // says `st`, and records that the kernel may cache it.
@@ -288,6 +314,8 @@ private:
 
   mutable std::mutex mu_;
   double cache_ = 0;  // Config::cache_timeout
+  std::atomic<std::uint64_t> changes_{0};
+  std::atomic<bool> cold_cacheable_{false};
   fuse_ino_t next_id_ = FUSE_ROOT_ID + 1;
   std::unordered_map<fuse_ino_t, std::shared_ptr<Node>> nodes_;
   std::unordered_map<InoKey, fuse_ino_t, InoHash> shared_;         // dir, other, shared_file

@@ -3,14 +3,16 @@
 
 #include "sys_extra.hpp"
 
+#include <cerrno>
+
 namespace snapfs::fuse {
 
-void Notifier::inval_inode(fuse_ino_t ino) noexcept {
+bool Notifier::inval_inode(fuse_ino_t ino) noexcept {
   fuse_session* se = se_.load(std::memory_order_acquire);
-  if (!se) return;
+  if (!se) return false;
   inodes_.fetch_add(1, std::memory_order_relaxed);
   // Offset -1: attributes only; no page-cache range (and so no page lock).
-  (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+  return fuse_lowlevel_notify_inval_inode(se, ino, -1, 0) == -ENOENT;
 }
 
 bool Notifier::inc_epoch() noexcept {

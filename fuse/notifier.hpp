@@ -34,8 +34,9 @@ public:
   // fuse_session_destroy.
   void attach(fuse_session* se) noexcept { se_.store(se, std::memory_order_release); }
 
-  // ENOENT (the kernel does not hold the inode) is the common, harmless answer.
-  void inval_inode(fuse_ino_t ino) noexcept;
+  // True if the kernel answered ENOENT: it holds no inode `ino` (the common
+  // answer; see InodeTable::note_change() for when it is not harmless).
+  bool inval_inode(fuse_ino_t ino) noexcept;
 
   // Whether the kernel takes FUSE_NOTIFY_INC_EPOCH (set at INIT: protocol >= 7.44).
   void set_epochs(bool on) noexcept { epochs_.store(on, std::memory_order_release); }

@@ -79,8 +79,11 @@ void init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_POSIX_LOCKS) conn->want |= FUSE_CAP_POSIX_LOCKS;
   if (conn->capable & FUSE_CAP_FLOCK_LOCKS) conn->want |= FUSE_CAP_FLOCK_LOCKS;
   conn->time_gran = 1;
-  // Shared readers (docs/design-fuse.md) need FUSE_NOTIFY_INC_EPOCH (7.44).
-  d.notifier.set_epochs(conn->proto_major > 7 || (conn->proto_major == 7 && conn->proto_minor >= 44));
+  // Shared readers and cacheable cold lookups (docs/design-fuse.md) need
+  // FUSE_NOTIFY_INC_EPOCH (7.44).
+  const bool epochs = conn->proto_major > 7 || (conn->proto_major == 7 && conn->proto_minor >= 44);
+  d.notifier.set_epochs(epochs);
+  d.table.set_cold_cacheable(epochs);
   d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {}, "
               "kernel passthrough {})",
               d.cfg.backing, d.cfg.mountpoint, conn->proto_major, conn->proto_minor,

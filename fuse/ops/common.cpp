@@ -45,19 +45,23 @@ Result<core::UniqueFd> reopen_path(int fd) noexcept {
   return core::sys::openat(AT_FDCWD, proc.c_str(), O_PATH);
 }
 
-Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
-                                        const char* name, core::UniqueFd fd,
-                                        fuse_entry_param& e, Intent intent, pid_t caller) noexcept {
-  auto st = core::sys::fstat(fd.get());
-  if (!st) return std::move(st).error();
+namespace {
+
+// intern_fd() with the inode's attributes `st` already read (`fd` may be
+// empty for a kind-file node looked up: it keeps no descriptor). `seen`:
+// InodeTable::changes() before `st` was read.
+Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>& parent,
+                                          const char* name, core::UniqueFd fd,
+                                          const struct stat& st, bool glob, fuse_entry_param& e,
+                                          Intent intent, pid_t caller,
+                                          std::uint64_t seen) noexcept {
   try {
-    const bool glob = S_ISREG(st->st_mode) && is_passthrough(d, *parent, name);
     Timeouts t;
-    auto node = d.table.intern(parent, name, std::move(fd), *st, glob, intent, t, caller);
+    auto node = d.table.intern(parent, name, std::move(fd), st, glob, intent, t, caller, seen);
     std::memset(&e, 0, sizeof e);
     e.ino = node->id();
     e.generation = 0;  // node ids are never reused
-    e.attr = *st;
+    e.attr = st;
     // Only fresh or idle nodes, or nodes whose shared readers read the
     // version B/p holds, come back from a lookup of a snapshot file
     // (inode_table.cpp): `st` is their view. A shared (glob) node may have
@@ -77,11 +81,49 @@ Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& 
   }
 }
 
+}  // namespace
+
+Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
+                                        const char* name, core::UniqueFd fd,
+                                        fuse_entry_param& e, Intent intent, pid_t caller) noexcept {
+  auto st = core::sys::fstat(fd.get());
+  if (!st) return std::move(st).error();
+  bool glob = false;
+  try {
+    glob = S_ISREG(st->st_mode) && is_passthrough(d, *parent, name);
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "lookup", name);
+  }
+  return intern_stat(d, parent, name, std::move(fd), *st, glob, e, intent, caller,
+                     InodeTable::kNoChanges);
+}
+
 Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
                                            const char* name, fuse_entry_param& e,
                                            pid_t caller) noexcept {
   if (!valid_name(name)) return Error::of(EINVAL, "lookup", name ? name : "");
   const FdRef pfd = parent->fd();
+  // Before the stat: a change noted from here on makes a reply for a node
+  // new to the kernel uncacheable (InodeTable::set_cold_cacheable()).
+  const std::uint64_t seen = d.table.changes();
+  // A regular file's node keeps no descriptor when looked up (idle nodes
+  // are resolved by name): its attributes are all we need.
+  // SAFETY: one final component (valid_name(): no '/', '.' or '..') and
+  // AT_SYMLINK_NOFOLLOW: nothing outside the parent is reached.
+  auto st = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
+  if (!st) return std::move(st).error();
+  try {
+    if (S_ISREG(st->st_mode) && !is_passthrough(d, *parent, name)) {
+      if (d.cfg.test_pause) d.cfg.test_pause("lookup.stat", name);
+      auto node = intern_stat(d, parent, name, core::UniqueFd{}, *st, false, e, Intent::lookup,
+                              caller, seen);
+      if (node && d.cfg.test_pause) d.cfg.test_pause("lookup.intern", name);
+      return node;
+    }
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "lookup", name);
+  }
+  // Directories and the rest keep an O_PATH descriptor.
   // SAFETY: one component, O_NOFOLLOW (a symlink is opened as itself) and
   // RESOLVE_BENEATH (a ".." or absolute walk fails with EXDEV).
   auto fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);

@@ -126,10 +126,11 @@ bool FuseMount::start_daemon(std::string& why) {
   const char* via = std::getenv("SNAPFS_MOUNT_VIA");
   const char* testd = std::getenv("SNAPFS_TESTD");
 #ifdef SNAPFS_CLI
-  const bool cli = !(via && std::string_view(via) == "testd") && !(testd && *testd);
+  const bool cli = !(via && std::string_view(via) == "testd") && !(testd && *testd) &&
+                   !needs_testd();
 #else
   const bool cli = false;
-  if (via && std::string_view(via) == "cli") {
+  if (via && std::string_view(via) == "cli" && !needs_testd()) {
     why = "SNAPFS_MOUNT_VIA=cli, but the snapfs command was not built";
     return false;
   }

@@ -44,6 +44,9 @@ protected:
   virtual std::uint64_t fs_size() const { return 0; }
   // RLIMIT_NOFILE (soft and hard) of the daemon; 0: inherited.
   virtual unsigned daemon_nofile() const { return 0; }
+  // The fixture's options are snapfs_testd's own (test_pause=): mount with
+  // it even where the suite mounts with the snapfs command.
+  virtual bool needs_testd() const { return false; }
 
   const fs::path& backing() const { return b_; }
   const fs::path& mnt() const { return m_; }

@@ -6,9 +6,11 @@
 #include "mount_util.hpp"
 
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -62,6 +64,15 @@ void expect_same_stat(const fs::path& m, const fs::path& b) {
   EXPECT_TRUE(same_time(ms.st_ctim, bs.st_ctim)) << m;
 }
 
+// FUSE_NOTIFY_INC_EPOCH (protocol 7.44) came with Linux 6.16.
+bool kernel_has_epochs() {
+  struct utsname u {};
+  if (::uname(&u) != 0) return false;
+  int major = 0, minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 16);
+}
+
 // A counter from the daemon's status attribute (Stats in daemon_state.hpp).
 std::uint64_t counter(const fs::path& mnt, const std::string& key) {
   std::string buf(1 << 16, '\0');
@@ -98,6 +109,20 @@ TEST_P(Cache, RepeatedStatIsServedByTheKernel) {
     cached = requests(mnt()) == again;
   }
   EXPECT_TRUE(cached) << "stats after an open and close never became kernel-served";
+}
+
+// Linux >= 6.16: a LOOKUP that makes a new kernel inode is answered with
+// cacheable attributes too (a commit racing it is repaired by the dentry
+// epoch: the ColdLookupRace tests), so the first stat of a name costs one
+// LOOKUP and no GETATTR.
+TEST_P(Cache, FirstStatOfANameAsksOneLookupAndNoGetattr) {
+  if (!kernel_has_epochs()) GTEST_SKIP() << "Linux < 6.16: a node new to the kernel is not cached";
+  write_file(b("f"), "abc");
+  const auto lookups = counter(mnt(), "lookups"), getattrs = counter(mnt(), "getattrs");
+  EXPECT_EQ(stat_of(m("f")).st_size, 3);
+  EXPECT_EQ(stat_of(m("f")).st_size, 3);
+  EXPECT_EQ(counter(mnt(), "lookups"), lookups + 1);
+  EXPECT_EQ(counter(mnt(), "getattrs"), getattrs) << "the first stat asked GETATTR after its LOOKUP";
 }
 
 TEST_P(NoCache, EveryStatAsksTheDaemon) {
@@ -408,7 +433,74 @@ TEST_P(CacheFdLimit, ManyReadersOpenAtOnce) {
   for (int fd : fds) ::close(fd);
 }
 
+// A commit through M that races a LOOKUP making a new kernel inode for the
+// same file: the daemon holds the LOOKUP of "f" (snapfs_testd's
+// test_pause) after its stat, or after its node was chosen, while a commit
+// through the hard link "d/h" rewrites the shared inode (in place, where B
+// has reflinks). Whatever the paused stat returns, stat right after the
+// commit's close() shows the new file; without the repair the old
+// attributes would stay cached for the whole cache_timeout. ("h" is in
+// another directory, already looked up: the kernel may serialize LOOKUPs
+// in one directory.)
+class ColdLookupRace : public FuseMount {
+protected:
+  bool needs_testd() const override { return true; }
+  std::string mount_options() const override {
+    return "cache_timeout=30,test_pause=" + point() + ":f:" + outside().string();
+  }
+  virtual std::string point() const = 0;
+
+  void commit_during_lookup() {
+    if (!kernel_has_epochs()) GTEST_SKIP() << "Linux < 6.16: a node new to the kernel is not cached";
+    write_file(b("f"), "old");
+    fs::create_directory(b("d"));
+    ASSERT_EQ(::link(b("f").c_str(), b("d/h").c_str()), 0);
+    if (status_field("reflink") != "true")
+      GTEST_SKIP() << "no reflinks: a commit to \"d/h\" does not change \"f\"";
+    // Opened before the race: its open retires the node "d/h" was cached
+    // with, and an inode the kernel evicts during a LOOKUP makes that
+    // LOOKUP's attributes uncacheable (the kernel's evict counter), which
+    // would hide what this test looks at.
+    const int fd = xopen(m("d/h"), O_WRONLY | O_TRUNC);
+    ASSERT_GE(fd, 0);
+    off_t seen = -1;
+    std::atomic<bool> walked{false};
+    std::thread walker([&] {
+      struct stat st {};
+      if (::stat(m("f").c_str(), &st) == 0) seen = st.st_size;
+      walked = true;
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!fs::exists(outside() / "paused") && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    const bool paused = fs::exists(outside() / "paused");
+    const bool wrote = paused && write_str(fd, "new and longer");
+    const int closed = xclose(fd);
+    const bool raced = !walked;
+    write_file(outside() / "go", "");
+    walker.join();
+    ASSERT_TRUE(paused) << "the LOOKUP of f never reached " << point();
+    ASSERT_TRUE(wrote);
+    ASSERT_EQ(closed, 0);
+    ASSERT_TRUE(raced) << "the commit waited for the paused LOOKUP";
+    EXPECT_TRUE(seen == 3 || seen == 14) << seen;
+    EXPECT_EQ(read_file(b("f")), "new and longer");
+    EXPECT_EQ(stat_of(m("f")).st_size, 14) << "the raced LOOKUP's attributes stuck";
+    expect_same_stat(m("f"), b("f"));
+  }
+};
+class ColdLookupRaceAfterStat : public ColdLookupRace {
+  std::string point() const override { return "lookup.stat"; }
+};
+class ColdLookupRaceAfterIntern : public ColdLookupRace {
+  std::string point() const override { return "lookup.intern"; }
+};
+TEST_P(ColdLookupRaceAfterStat, CommitShowsAtOnce) { commit_during_lookup(); }
+TEST_P(ColdLookupRaceAfterIntern, CommitShowsAtOnce) { commit_during_lookup(); }
+
 SNAPFS_INSTANTIATE_MOUNT(Cache);
+SNAPFS_INSTANTIATE_MOUNT(ColdLookupRaceAfterStat);
+SNAPFS_INSTANTIATE_MOUNT(ColdLookupRaceAfterIntern);
 SNAPFS_INSTANTIATE_MOUNT(NoCache);
 SNAPFS_INSTANTIATE_MOUNT(ShortCache);
 INSTANTIATE_TEST_SUITE_P(Fs, CacheFdLimit, ::testing::Values(FsKind::tmpfs), param_name);

@@ -5,7 +5,9 @@
 //
 // Options: passthrough=GLOB[:GLOB...], exclusive, durability=fast|atomic|full,
 // on-conflict=fail|overwrite, cache_timeout=SECONDS,
-// noallow_other, debug. Always in the foreground; logs go to stderr as
+// noallow_other, debug, and test_pause=POINT:NAME:DIR: the first time a
+// request about NAME reaches POINT (Config::test_pause) it creates
+// DIR/paused and waits there until DIR/go exists (at most 10 s). Always in the foreground; logs go to stderr as
 // "<time> [<level>] <message>" so the fixture can fail on warn-or-worse lines.
 #include <snapfs/fuse/daemon.hpp>
 
@@ -14,14 +16,33 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 namespace {
+
+// Config::test_pause for test_pause=POINT:NAME:DIR (once).
+struct Pause {
+  std::string point, name, dir;
+  std::shared_ptr<std::atomic<bool>> fired = std::make_shared<std::atomic<bool>>(false);
+
+  void operator()(std::string_view at, std::string_view about) const {
+    if (at != point || about != name || fired->exchange(true)) return;
+    std::FILE* f = std::fopen((dir + "/paused").c_str(), "w");
+    if (f) std::fclose(f);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!std::filesystem::exists(dir + "/go") && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+};
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -65,6 +86,13 @@ int main(int argc, char** argv) {
           cfg.kernel_io = true;
         } else if (o.rfind("cache_timeout=", 0) == 0) {
           cfg.cache_timeout = std::stod(o.substr(14));
+        } else if (o.rfind("test_pause=", 0) == 0) {
+          const auto f = split(o.substr(11), ':');
+          if (f.size() != 3) {
+            std::fprintf(stderr, "snapfs_testd: test_pause=POINT:NAME:DIR\n");
+            return 2;
+          }
+          cfg.test_pause = Pause{f[0], f[1], f[2]};
         } else if (o == "noallow_other") {
           cfg.allow_other = cfg.default_permissions = false;
         } else if (o == "debug") {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace snapfs::fuse {
@@ -40,6 +41,12 @@ struct Config {
   unsigned threads = 0;              // 0: libfuse's default for the multithreaded loop
   bool debug = false;                // libfuse's request trace (-d)
   std::string fsname;                // shown in /proc/mounts; default: backing
+  // Tests only (tests/mount/testd_main.cpp; empty in the snapfs command):
+  // called at named points of a request with the name it is about, and may
+  // block there to hold a race window open. Points: "lookup.stat" (a
+  // regular file's LOOKUP, after its stat), "lookup.intern" (after its node
+  // was chosen, before the reply).
+  std::function<void(std::string_view point, std::string_view name)> test_pause;
 };
 
 // Mounts `cfg.backing` at `cfg.mountpoint` and serves requests until the file
