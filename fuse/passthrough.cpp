@@ -31,6 +31,7 @@ constexpr std::size_t kInitOutSize = 64;
 constexpr std::size_t kInitOutFlags = 12, kInitOutFlags2 = 32, kInitOutMaxStackDepth = 36;
 constexpr std::uint32_t kInitExt = 1u << 30;
 constexpr std::uint32_t kWritebackCache = 1u << 16;
+constexpr std::uint32_t kParallelDirops = 1u << 18;
 constexpr std::uint32_t kPassthrough2 = 1u << 5;  // FUSE_PASSTHROUGH == 1ULL << 37
 
 // struct fuse_open_out (16 bytes); CREATE sends fuse_entry_out (128) first.
@@ -83,6 +84,7 @@ struct PassthroughIo {
       // flags2 means something only with FUSE_INIT_EXT.
       g_kpt->offered_.store((flags & kInitExt) && (flags2 & kPassthrough2),
                             std::memory_order_release);
+      g_kpt->dirops_offered_.store((flags & kParallelDirops) != 0, std::memory_order_release);
       g_kpt->init_unique_.store(t_unique, std::memory_order_release);
     }
     return n;
@@ -109,19 +111,27 @@ struct PassthroughIo {
   // writeback cache is cleared (the kernel refuses passthrough with it; we
   // never ask for it anyway) and max_stack_depth is 1: B must be a plain
   // filesystem (stack depth 0), not FUSE or overlayfs.
+  // Also: libfuse 3.14 wants FUSE_CAP_PARALLEL_DIROPS by default but never
+  // puts FUSE_PARALLEL_DIROPS in the reply (measured: the kernel then takes
+  // a per-directory mutex around every LOOKUP and READDIR, so the lookups of
+  // a parallel build or git status in one directory queue up). It is set
+  // here when the kernel offered it: the handlers need no per-directory
+  // serialization (the inode table's mutex orders what they share).
   static void patch_init(iovec& out) {
     KernelPassthrough& k = *g_kpt;
     k.init_unique_.store(0, std::memory_order_release);
-    if (!k.offered_.load(std::memory_order_acquire)) return;
     if (out.iov_len != kInitOutSize) return;  // not the layout we know: leave it
     auto flags = load<std::uint32_t>(out.iov_base, kInitOutFlags);
-    auto flags2 = load<std::uint32_t>(out.iov_base, kInitOutFlags2);
-    flags = (flags | kInitExt) & ~kWritebackCache;
-    flags2 |= kPassthrough2;
+    if (k.dirops_offered_.load(std::memory_order_acquire)) flags |= kParallelDirops;
+    if (k.offered_.load(std::memory_order_acquire)) {
+      auto flags2 = load<std::uint32_t>(out.iov_base, kInitOutFlags2);
+      flags = (flags | kInitExt) & ~kWritebackCache;
+      flags2 |= kPassthrough2;
+      store(out.iov_base, kInitOutFlags2, flags2);
+      store<std::uint32_t>(out.iov_base, kInitOutMaxStackDepth, 1);
+      k.active_.store(true, std::memory_order_release);
+    }
     store(out.iov_base, kInitOutFlags, flags);
-    store(out.iov_base, kInitOutFlags2, flags2);
-    store<std::uint32_t>(out.iov_base, kInitOutMaxStackDepth, 1);
-    k.active_.store(true, std::memory_order_release);
   }
 
   // The OPEN/CREATE reply of an armed handler: FOPEN_PASSTHROUGH with the

@@ -80,6 +80,7 @@ private:
   bool root_ = false;
   int devfd_ = -1;
   std::atomic<bool> offered_{false};
+  std::atomic<bool> dirops_offered_{false};  // FUSE_PARALLEL_DIROPS in INIT
   std::atomic<bool> active_{false};
   std::atomic<std::uint64_t> init_unique_{0};
   std::atomic<std::uint64_t> opens_{0};

@@ -496,6 +496,32 @@ class ColdLookupRaceAfterIntern : public ColdLookupRace {
   std::string point() const override { return "lookup.intern"; }
 };
 TEST_P(ColdLookupRaceAfterStat, CommitShowsAtOnce) { commit_during_lookup(); }
+// With the passthrough hook in, the INIT reply asks for parallel directory
+// operations (libfuse 3.14 does not): a LOOKUP in a directory does not wait
+// for another one in the same directory (here: held in the daemon).
+TEST_P(ColdLookupRaceAfterStat, LookupsInOneDirectoryDoNotWaitForEachOther) {
+  if (!kernel_passthrough())
+    GTEST_SKIP() << "no passthrough hook: libfuse 3.14 alone lets the kernel serialize them";
+  write_file(b("f"), "f");
+  write_file(b("g"), "gg");
+  std::atomic<bool> walked{false};
+  std::thread walker([&] {
+    struct stat st {};
+    (void)::stat(m("f").c_str(), &st);
+    walked = true;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!fs::exists(outside() / "paused") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  const bool paused = fs::exists(outside() / "paused");
+  const off_t g = paused ? stat_of(m("g")).st_size : -1;
+  const bool overtook = !walked;
+  write_file(outside() / "go", "");
+  walker.join();
+  ASSERT_TRUE(paused) << "the LOOKUP of f never reached lookup.stat";
+  EXPECT_EQ(g, 2);
+  EXPECT_TRUE(overtook) << "the LOOKUP of g waited for the one of f";
+}
 TEST_P(ColdLookupRaceAfterIntern, CommitShowsAtOnce) { commit_during_lookup(); }
 
 SNAPFS_INSTANTIATE_MOUNT(Cache);
