@@ -528,6 +528,12 @@ fi
 
 t_end=$(date +%s)
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg) measure_seconds=$((t_end - t_start))" >>"$info"
+# Each snapfs daemon's counters at the end (lookups, getattrs, warm hits,
+# dentry epochs...): what the run cost it, for reading the figures.
+for t in snapfs snapfs-fast; do
+  has "$t" || continue
+  echo "status_$t=$("$snapfs" status --json "${dir[$t]}" 2>/dev/null | tr -d '\n')" >>"$info"
+done
 echo "==> measured in $((t_end - t_start)) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 report_args=(--csv "$out/compare-$stamp.csv" --hold-files "$hold_n" --tree-files "$tree_files" --cycles "$cycles")
