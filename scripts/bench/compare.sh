@@ -17,7 +17,8 @@
 #   4. measures native (B itself) and each mount INTERLEAVED: every repetition
 #      runs each metric on every target in turn (the order rotates with the
 #      repetition), so load from other work spreads over all targets alike:
-#      seq read cold/warm, seq write+fsync, 4K random reads, open+read+close,
+#      seq read cold/warm, seq write+fsync, 4K random reads, open+read+close
+#      (one cold pass after dropping the caches, then warm passes, timed apart),
 #      small-file publish, stat, commit latency against size (XFS, and btrfs
 #      for native and snapfs), 10 000 files held open at once, git status;
 #   5. then, in each target, a real build: this repository's sources (git
@@ -391,7 +392,15 @@ for ((r = 1; r <= reps; r++)); do
   for t in "${order[@]}"; do
     record randread_4k IOPS higher "$t" "$r" "$("$ops" randread "${dir[$t]}/big" "$rand_n")"
   done
+  # open+read+close: first one pass right after dropping every cache, so
+  # that each target pays its own cold reads (native, bindfs and mergerfs
+  # share B's page cache and inodes, a snapfs reader reads its snapshot's:
+  # without the drop, whoever came first in the rotation warmed the files
+  # for the ones after it). Then the target's figure, an unchanged file
+  # already opened once (a build's headers): orc_n more, timed.
   for t in "${order[@]}"; do
+    sync; echo 3 >/proc/sys/vm/drop_caches
+    record open_read_close_4k_cold us/op lower "$t" "$r" "$("$ops" orc "${dir[$t]}/small" "$small_n" "$small_n")"
     record open_read_close_4k us/op lower "$t" "$r" "$("$ops" orc "${dir[$t]}/small" "$small_n" "$orc_n")"
   done
   for t in "${order[@]}"; do
