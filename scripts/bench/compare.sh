@@ -277,7 +277,13 @@ mount_target() {  # mount_target NAME BACKING MOUNTPOINT
   mkdir -p "$3"
   case $1 in
     bindfs) bindfs "$2" "$3" ;;
-    mergerfs) mergerfs -o fsname=mergerfs-bench "$2" "$3" ;;
+    # use_ino,inodecalc=passthrough: B's inode numbers, as every other
+    # target shows. Without them (libfuse's node ids) each mergerfs git
+    # status rewrote the shared index with other inode numbers, and the
+    # target after it in the rotation re-hashed the whole tree in its
+    # untimed run (about 2 s, so its kernel caches of 1 s had expired
+    # when its timed run began).
+    mergerfs) mergerfs -o fsname=mergerfs-bench,use_ino,inodecalc=passthrough "$2" "$3" ;;
     snapfs|snapfs-btrfs) "$snapfs" mount "$2" "$3" ;;
     snapfs-fast) "$snapfs" mount --durability fast "$2" "$3" ;;
   esac
