@@ -38,6 +38,7 @@ struct Stats {
   // counts them to see that a repeated stat is served by the kernel.
   std::atomic<std::uint64_t> lookups{0};
   std::atomic<std::uint64_t> getattrs{0};
+  std::atomic<std::uint64_t> readdirs{0};  // READDIR requests (the kernel's cache missed)
 };
 
 // The hidden directory B/.snapfs (docs/design-conflicts.md): invisible

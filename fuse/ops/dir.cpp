@@ -41,12 +41,23 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   if (!dh) return reply_errno(req, ENOMEM, "opendir", ino);
   dh->stream = std::move(*s);
   fi->fh = reinterpret_cast<uintptr_t>(dh);
-  fi->cache_readdir = 0;
-  fi->keep_cache = 0;
+  // With caching on, the kernel keeps what READDIR returned across opens
+  // and serves the next listing itself (git status lists every directory).
+  // It resets that cache at an opendir/rewind when the directory's inode
+  // version (bumped by every entry change through M) or its mtime changed;
+  // the mtime is refreshed first (auto_inval_data), from attributes that a
+  // commit through M invalidates (after_commit: its rename in B changed the
+  // directory) and that expire after the directory timeout, so a change
+  // made directly in B shows within that time, as for names.
+  // cache_timeout=0: every listing asks the daemon, as before.
+  const bool cache = d.cfg.cache_timeout > 0;
+  fi->cache_readdir = cache ? 1 : 0;
+  fi->keep_cache = cache ? 1 : 0;
   if (!reply_open(req, fi)) delete dh;
 }
 
 void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  daemon_of(req).stats.readdirs.fetch_add(1, std::memory_order_relaxed);
   DirHandle& dh = dir_of(fi);
   std::vector<char> buf;
   try {

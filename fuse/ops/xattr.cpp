@@ -48,6 +48,7 @@ std::string status_json(const Daemon& d) {
   j += ",\"lingering\":" + std::to_string(d.lingering ? d.lingering->size() : 0);
   j += ",\"lookups\":" + std::to_string(d.stats.lookups.load());
   j += ",\"getattrs\":" + std::to_string(d.stats.getattrs.load());
+  j += ",\"readdirs\":" + std::to_string(d.stats.readdirs.load());
   j += ",\"inval_inodes\":" + std::to_string(d.notifier.inode_count());
   j += ",\"dentry_epochs\":" + std::to_string(d.notifier.epoch_count());
   j += "}";

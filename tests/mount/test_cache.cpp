@@ -5,6 +5,7 @@
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -123,6 +124,69 @@ TEST_P(Cache, FirstStatOfANameAsksOneLookupAndNoGetattr) {
   EXPECT_EQ(stat_of(m("f")).st_size, 3);
   EXPECT_EQ(counter(mnt(), "lookups"), lookups + 1);
   EXPECT_EQ(counter(mnt(), "getattrs"), getattrs) << "the first stat asked GETATTR after its LOOKUP";
+}
+
+// The kernel keeps a directory's listing across opens (git status lists
+// every directory): a second listing asks the daemon nothing, and every
+// change through M shows in the next one at once, a commit's new inode
+// number included.
+TEST_P(Cache, RepeatedListingIsServedByTheKernelAndChangesThroughMShowAtOnce) {
+  fs::create_directory(b("d"));
+  write_file(b("d/a"), "a");
+  write_file(b("d/b"), "b");
+  const auto names = [&] { return list_dir(m("d")); };
+  const auto ino_listed = [&](const std::string& name) {  // d_ino of `name`
+    DIR* dir = ::opendir(m("d").c_str());
+    ino_t ino = 0;
+    if (!dir) return ino;
+    while (const struct dirent* e = ::readdir(dir))
+      if (name == e->d_name) ino = e->d_ino;
+    ::closedir(dir);
+    return ino;
+  };
+  EXPECT_EQ(names(), (std::vector<std::string>{"a", "b"}));
+  const auto before = counter(mnt(), "readdirs");
+  EXPECT_EQ(names(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(names(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(counter(mnt(), "readdirs"), before) << "a repeated listing reached the daemon";
+  write_file(m("d/c"), "c");  // create through M
+  EXPECT_EQ(names(), (std::vector<std::string>{"a", "b", "c"}));
+  ASSERT_EQ(::unlink(m("d/a").c_str()), 0);
+  EXPECT_EQ(names(), (std::vector<std::string>{"b", "c"}));
+  ASSERT_EQ(::rename(m("d/b").c_str(), m("d/e").c_str()), 0);
+  EXPECT_EQ(names(), (std::vector<std::string>{"c", "e"}));
+  EXPECT_EQ(ino_listed("c"), stat_of(b("d/c")).st_ino);
+  // A commit replaces the inode behind the name; the names stay the same.
+  const int fd = xopen(m("d/c"), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(write_str(fd, "new"));
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(ino_listed("c"), stat_of(b("d/c")).st_ino) << "the listing kept the old inode number";
+  EXPECT_EQ(names(), (std::vector<std::string>{"c", "e"}));
+}
+
+// Changes made directly in B show in a listing once the directory's
+// attributes expire (cache_timeout, here 0.2 s).
+TEST_P(ShortCache, ListingShowsChangesMadeDirectlyInBAfterTheTimeout) {
+  fs::create_directory(b("d"));
+  write_file(b("d/a"), "a");
+  EXPECT_EQ(list_dir(m("d")), std::vector<std::string>{"a"});
+  write_file(b("d/b"), "b");
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (list_dir(m("d")).size() != 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(list_dir(m("d")), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_P(NoCache, EveryListingAsksTheDaemon) {
+  fs::create_directory(b("d"));
+  write_file(b("d/a"), "a");
+  EXPECT_EQ(list_dir(m("d")), std::vector<std::string>{"a"});
+  const auto before = counter(mnt(), "readdirs");
+  EXPECT_EQ(list_dir(m("d")), std::vector<std::string>{"a"});
+  EXPECT_GT(counter(mnt(), "readdirs"), before);
+  write_file(b("d/b"), "b");
+  EXPECT_EQ(list_dir(m("d")), (std::vector<std::string>{"a", "b"}));
 }
 
 TEST_P(NoCache, EveryStatAsksTheDaemon) {
