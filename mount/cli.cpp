@@ -40,8 +40,9 @@ override -o):
   default_permissions         the kernel checks mode bits (root: on by default)
   auto_unmount, noauto_unmount  unmount when the daemon dies (default: auto_unmount)
   fsname=NAME                 the source shown in /proc/mounts (default: B)
-  cache_timeout=SECONDS       how long the kernel may cache names and attributes
-                              of files nobody has open (default 1; 0: none).
+  cache_timeout=SECONDS       how long the kernel may cache names, attributes of
+                              files nobody has open and directory listings
+                              (default 1; 0: none).
                               Changes through M show at once; changes made
                               directly in B may show this much later
   threads=N, log_level=L, debug  as --threads, --log-level, libfuse's trace
