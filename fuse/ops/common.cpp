@@ -123,7 +123,10 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "lookup", name);
   }
-  // Directories and the rest keep an O_PATH descriptor.
+  // Directories and the rest keep an O_PATH descriptor; intern_fd() stats
+  // that descriptor again (the name may have changed since the fstatat:
+  // what the node holds is what counts). Files, the common LOOKUP, pay one
+  // stat and no open.
   // SAFETY: one component, O_NOFOLLOW (a symlink is opened as itself) and
   // RESOLVE_BENEATH (a ".." or absolute walk fails with EXDEV).
   auto fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);

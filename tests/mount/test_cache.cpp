@@ -514,6 +514,33 @@ protected:
   }
   virtual std::string point() const = 0;
 
+  void TearDown() override {
+    resume();  // never leave the walker blocked in the daemon
+    FuseMount::TearDown();
+  }
+
+  // stat(M/f) in another thread, whose LOOKUP the daemon holds at point();
+  // true once it is held (at most 10 s).
+  bool start_held_stat() {
+    walker_ = std::thread([this] {
+      struct stat st {};
+      if (::stat(m("f").c_str(), &st) == 0) seen_ = st.st_size;
+      walked_ = true;
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!fs::exists(outside() / "paused") && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    return fs::exists(outside() / "paused");
+  }
+  // Lets the held LOOKUP go on and waits for its stat to return.
+  void resume() {
+    if (!walker_.joinable()) return;
+    write_file(outside() / "go", "");
+    walker_.join();
+  }
+  bool walked() const { return walked_; }
+  off_t seen() const { return seen_; }
+
   void commit_during_lookup() {
     if (!kernel_has_epochs()) GTEST_SKIP() << "Linux < 6.16: a node new to the kernel is not cached";
     write_file(b("f"), "old");
@@ -527,31 +554,25 @@ protected:
     // would hide what this test looks at.
     const int fd = xopen(m("d/h"), O_WRONLY | O_TRUNC);
     ASSERT_GE(fd, 0);
-    off_t seen = -1;
-    std::atomic<bool> walked{false};
-    std::thread walker([&] {
-      struct stat st {};
-      if (::stat(m("f").c_str(), &st) == 0) seen = st.st_size;
-      walked = true;
-    });
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!fs::exists(outside() / "paused") && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(1ms);
-    const bool paused = fs::exists(outside() / "paused");
-    const bool wrote = paused && write_str(fd, "new and longer");
+    const bool held = start_held_stat();
+    const bool wrote = held && write_str(fd, "new and longer");
     const int closed = xclose(fd);
-    const bool raced = !walked;
-    write_file(outside() / "go", "");
-    walker.join();
-    ASSERT_TRUE(paused) << "the LOOKUP of f never reached " << point();
+    const bool raced = !walked();
+    resume();
+    ASSERT_TRUE(held) << "the LOOKUP of f never reached " << point();
     ASSERT_TRUE(wrote);
     ASSERT_EQ(closed, 0);
     ASSERT_TRUE(raced) << "the commit waited for the paused LOOKUP";
-    EXPECT_TRUE(seen == 3 || seen == 14) << seen;
+    EXPECT_TRUE(seen() == 3 || seen() == 14) << seen();
     EXPECT_EQ(read_file(b("f")), "new and longer");
     EXPECT_EQ(stat_of(m("f")).st_size, 14) << "the raced LOOKUP's attributes stuck";
     expect_same_stat(m("f"), b("f"));
   }
+
+private:
+  std::thread walker_;
+  std::atomic<bool> walked_{false};
+  std::atomic<off_t> seen_{-1};
 };
 class ColdLookupRaceAfterStat : public ColdLookupRace {
   std::string point() const override { return "lookup.stat"; }
@@ -568,21 +589,11 @@ TEST_P(ColdLookupRaceAfterStat, LookupsInOneDirectoryDoNotWaitForEachOther) {
     GTEST_SKIP() << "no passthrough hook: libfuse 3.14 alone lets the kernel serialize them";
   write_file(b("f"), "f");
   write_file(b("g"), "gg");
-  std::atomic<bool> walked{false};
-  std::thread walker([&] {
-    struct stat st {};
-    (void)::stat(m("f").c_str(), &st);
-    walked = true;
-  });
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!fs::exists(outside() / "paused") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(1ms);
-  const bool paused = fs::exists(outside() / "paused");
-  const off_t g = paused ? stat_of(m("g")).st_size : -1;
-  const bool overtook = !walked;
-  write_file(outside() / "go", "");
-  walker.join();
-  ASSERT_TRUE(paused) << "the LOOKUP of f never reached lookup.stat";
+  const bool held = start_held_stat();
+  const off_t g = held ? stat_of(m("g")).st_size : -1;
+  const bool overtook = !walked();
+  resume();
+  ASSERT_TRUE(held) << "the LOOKUP of f never reached lookup.stat";
   EXPECT_EQ(g, 2);
   EXPECT_TRUE(overtook) << "the LOOKUP of g waited for the one of f";
 }
