@@ -88,7 +88,10 @@ public:
   }
   // Drops every entry (daemon exit, before the FUSE device is closed).
   void clear();
+  // Opens served by an existing warm snapshot: found here, or shared with
+  // an open that still holds it (note_shared()).
   std::uint64_t hits() const noexcept { return hits_.load(std::memory_order_relaxed); }
+  void note_shared() noexcept { hits_.fetch_add(1, std::memory_order_relaxed); }
 
 private:
   struct Key {

@@ -182,12 +182,20 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // entry_timeout 0) if it is a clean reader's.
   const auto cur = d.table.open_of(*node);
   Result<std::unique_ptr<Handle>> h = Error::of(ESTALE, "open");
+  // Sharing an open's warm snapshot is a warm hit like one found in the
+  // cache: which of the two an open takes depends only on whether the
+  // previous reader's RELEASE (asynchronous) has arrived yet.
+  const auto share = [&](bool view_of_writer) {
+    auto r = share_reader(node, *cur, view_of_writer);
+    if (r && (*r)->warm) d.warm.note_shared();
+    return r;
+  };
   bool force = false;
   if (shared_reader && cur) {
     const PinState p = d.table.pin_of(*node);
     auto now = name_stat(d, *node);
     if (p.exact && now && WarmSnapshots::same_version(*now, p.version)) {
-      h = share_reader(node, *cur);
+      h = share(false);
     } else if (!p.pinned && !d.table.open_of(*node)) {
       // Its opens were released meanwhile (RELEASE is asynchronous).
       h = open_handle(d, node, fi->flags, false);
@@ -195,7 +203,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   } else if (!cur) {
     h = open_handle(d, node, fi->flags, false);
   } else if (read_only) {
-    h = share_reader(node, *cur);
+    h = share(false);
   }
   const bool cur_kernel = cur && cur->passthrough.load(std::memory_order_acquire);
   if (cur && !h && h.error().value() == ESTALE &&
@@ -208,7 +216,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     if (!cur_kernel) {
       h = open_handle(d, node, fi->flags, false);
     } else if (read_only) {
-      h = share_reader(node, *cur, true);
+      h = share(true);
     } else {
       return reply_errno(req, EBUSY, "open", ino);
     }
