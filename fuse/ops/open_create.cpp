@@ -322,6 +322,16 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   d.log->debug("create {} in ino {} -> ino {}", name, parent, e.ino);
   Handle& mine = *handle_ref(fi);
+  // The new inode's attributes may be cached (issue #5): else the kernel's
+  // permission check at the end of this very open(2) (default_permissions,
+  // may_open) asks GETATTR at once. Only this open reaches the node (entry
+  // timeout 0: other walks look up again and get other nodes), what it
+  // writes invalidates size and times in the kernel itself, and every
+  // change through M invalidates every node of the inode (after_commit,
+  // after_inode_change); a change made directly in B shows within
+  // cache_timeout, as for any cached attributes. A glob node shares B/p
+  // with processes outside M: never cached.
+  if (mine.kind == HandleKind::snapshot && d.cfg.cache_timeout > 0) e.attr_timeout = d.cfg.cache_timeout;
   if (!reply_with_backing(d, mine, [&] { return reply_create(req, e, fi); })) {
     // Interrupted: the application's open failed, so the file goes too.
     uninstall(d, fi);

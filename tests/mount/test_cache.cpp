@@ -126,6 +126,28 @@ TEST_P(Cache, FirstStatOfANameAsksOneLookupAndNoGetattr) {
   EXPECT_EQ(counter(mnt(), "getattrs"), getattrs) << "the first stat asked GETATTR after its LOOKUP";
 }
 
+// A CREATE answers attributes the kernel may keep, so the permission check
+// that ends open(O_CREAT) (default_permissions) asks no GETATTR of the new
+// file; the writer's fstat still shows its own writes, and a stat by path
+// after close() the published file.
+TEST_P(Cache, CreatingAFileAsksNoGetattrOfIt) {
+  fs::create_directory(b("d"));
+  ASSERT_TRUE(fs::is_directory(m("d")));
+  const auto getattrs = counter(mnt(), "getattrs");
+  const int fd = ::open(m("d/new").c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  EXPECT_EQ(counter(mnt(), "getattrs"), getattrs) << "open(O_CREAT) asked GETATTR of the new file";
+  ASSERT_TRUE(write_str(fd, "fresh data"));
+  const struct stat own = fstat_of(fd);
+  EXPECT_EQ(own.st_size, 10);
+  EXPECT_EQ(own.st_mode & 07777, 0640u);
+  EXPECT_EQ(stat_of(b("d/new")).st_size, 0) << "the writer's data reached B before close";
+  ASSERT_EQ(xclose(fd), 0);
+  EXPECT_EQ(stat_of(m("d/new")).st_size, 10);
+  expect_same_stat(m("d/new"), b("d/new"));
+  EXPECT_EQ(read_file(m("d/new")), "fresh data");
+}
+
 // The kernel keeps a directory's listing across opens (git status lists
 // every directory): a second listing asks the daemon nothing, and every
 // change through M shows in the next one at once, a commit's new inode
