@@ -376,9 +376,11 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
   const bool kernel_writes = h.kernel_writes();
   bool late = false;  // changed since the last close that looked at it
   SnapState now;
+  struct stat snap_st {};
   if (kernel_writes) {
     auto st = csys::fstat(h.snap.fd());
     if (!st) return std::move(st).error();
+    snap_st = *st;
     now = SnapState::of(*st);
     if (!h.seen.same(now) || c.mapped_stores) {
       h.mark_dirty(static_cast<std::uint64_t>(h.opener));
@@ -450,10 +452,9 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
     auto m = core::clone_contents(tmp->fd(), h.snap.fd());
     if (!m) return std::move(m).error();
     // The published file carries the snapshot's times: its last write, or
-    // what futimens set (cp -p), not the time of this clone.
-    auto sst = csys::fstat(h.snap.fd());
-    if (!sst) return std::move(sst).error();
-    const struct timespec times[2] = {sst->st_atim, sst->st_mtim};
+    // what futimens set (cp -p), not the time of this clone. (As of `now`:
+    // a write since then moved the ctime too, and publishes again later.)
+    const struct timespec times[2] = {snap_st.st_atim, snap_st.st_mtim};
     SNAPFS_TRY(csys::futimens(tmp->fd(), times));
     frozen = std::move(*tmp);
   }

@@ -2,6 +2,7 @@
 #include "sys_extra.hpp"
 
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "sys/sys.hpp"
 
@@ -98,6 +99,14 @@ Result<void> writeback(int fd) noexcept {
 }
 
 Result<pid_t> tgid_of(pid_t tid) noexcept {
+  // The usual caller is a process's main thread: pidfd_open(2) without
+  // PIDFD_THREAD succeeds only for a thread-group leader, whose tid is the
+  // tgid. Two syscalls instead of formatting /proc/<tid>/status (issue #5:
+  // every writable open asks this).
+  if (const long pfd = ::syscall(SYS_pidfd_open, static_cast<long>(tid), 0L); pfd >= 0) {
+    (void)::close(static_cast<int>(pfd));
+    return tid;
+  }
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(tid));
   const int fd = retry([&] { return ::open(path, O_RDONLY | O_CLOEXEC); });

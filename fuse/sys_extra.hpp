@@ -76,7 +76,8 @@ Result<void> writeback(int fd) noexcept;
 // with FUSE's magic, or fails with ENOTCONN (a connection aborted while
 // mounted). false once the mount is gone.
 bool is_fuse_mount(const char* path) noexcept;
-// The thread group (process) of thread `tid`, from /proc/<tid>/status.
+// The thread group (process) of thread `tid`: itself if it leads one (a
+// pidfd opens), else from /proc/<tid>/status.
 Result<pid_t> tgid_of(pid_t tid) noexcept;
 // read(2) and writev(2) of the /dev/fuse descriptor, for the custom I/O of
 // fuse/passthrough.cpp: -1 and errno on error, as libfuse expects. Not

@@ -285,6 +285,35 @@ TEST_P(Snapshot, DupAndForkCloses) {
   EXPECT_EQ(read_file(b("f")), "ABCD......");
 }
 
+// Threads are one process: a file opened and written by one thread commits
+// when another closes it, whichever of them leads the thread group (with
+// kernel passthrough the daemon compares the closer's process with the
+// opener's: sys::tgid_of()).
+TEST_P(Snapshot, AnotherThreadOfTheOpenerCommitsAtClose) {
+  write_file(b("f"), "old");
+  int fd = -1;
+  std::thread opener([&] {
+    fd = xopen(m("f"), O_RDWR);
+    if (fd >= 0 && !pwrite_str(fd, "by a worker", 0)) {
+      ::close(fd);
+      fd = -1;
+    }
+  });
+  opener.join();
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(xclose(fd), 0);  // the main thread closes
+  EXPECT_EQ(read_file(b("f")), "by a worker");
+
+  fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "by the main", 0));
+  int closed = -1;
+  std::thread closer([&] { closed = xclose(fd); });
+  closer.join();
+  ASSERT_EQ(closed, 0);
+  EXPECT_EQ(read_file(b("f")), "by the main");
+}
+
 // A child that inherited a dirty descriptor and exits without writing does
 // not publish the parent's unfinished file; the parent's close does.
 TEST_P(Snapshot, InheritingChildDoesNotCommit) {
