@@ -46,7 +46,7 @@ void inval_all(Daemon& d, std::vector<fuse_ino_t>& ids, fuse_ino_t except, bool 
 
 }  // namespace
 
-Result<FdRef> node_fd(Daemon& d, const Node& node) noexcept {
+Result<FdRef> node_fd(Daemon& d, const Node& node, const char* pause) noexcept {
   if (FdRef fd = node.fd()) return fd;
   try {
     const NodePlace p = d.table.place(node);
@@ -58,6 +58,7 @@ Result<FdRef> node_fd(Daemon& d, const Node& node) noexcept {
     auto st = core::sys::fstat(fd->get());
     if (!st) return std::move(st).error();
     if (!S_ISREG(st->st_mode)) return stale("resolve", p.name);
+    if (pause && d.cfg.test_pause) d.cfg.test_pause(pause, p.name.c_str());
     d.table.observe(node, *st);
     return FdRef(std::make_shared<const core::UniqueFd>(std::move(*fd)));
   } catch (const std::bad_alloc&) {
@@ -138,9 +139,10 @@ Result<struct stat> shared_reader_attr(Daemon& d, Node& node, double& timeout) n
   return node_stat(d, node);  // the readers went away meanwhile
 }
 
-Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node) noexcept {
+Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node,
+                           const char* pause) noexcept {
   if (node->kind() != NodeKind::file) return NodeClaim{};
-  auto fd = node_fd(d, *node);
+  auto fd = node_fd(d, *node, pause);
   if (!fd) return std::move(fd).error();
   d.table.hold(*node, std::move(*fd));
   return NodeClaim(d, node, false);

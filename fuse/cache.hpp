@@ -25,7 +25,9 @@ namespace snapfs::fuse {
 // one component beneath the parent's descriptor). ESTALE if the name no
 // longer holds a regular file (or was unlinked through M): the kernel then
 // walks the path again (LOOKUP_REVAL) and finds what is there now.
-core::Result<FdRef> node_fd(Daemon& d, const Node& node) noexcept;
+// `pause`: a test-only point (Config::test_pause) between the name's
+// resolution and its use, for tests that race it.
+core::Result<FdRef> node_fd(Daemon& d, const Node& node, const char* pause = nullptr) noexcept;
 
 // fstat of node_fd() without opening anything for an idle node (fstatat of
 // the single name, AT_SYMLINK_NOFOLLOW).
@@ -85,7 +87,9 @@ core::Result<struct stat> shared_reader_attr(Daemon& d, Node& node, double& time
 
 // Keeps a file node bound while a handler calls code that uses node->fd()
 // (truncate(path)). Not an open: the cache rules do not change.
-core::Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node) noexcept;
+// (`pause`: see node_fd().)
+core::Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node,
+                                  const char* pause = nullptr) noexcept;
 
 // After a publish to `node`'s name (commit, truncate(path)), before the
 // reply: the attributes cached for every node of that name, of the

@@ -5,6 +5,7 @@
 #include "cache.hpp"
 #include "daemon_state.hpp"
 #include "handle.hpp"
+#include "handoff.hpp"
 
 #include <snapfs/core/result.hpp>
 
@@ -42,9 +43,16 @@ bool is_passthrough(Daemon& d, const Node& parent, const char* name);
 
 // fi->fh holds a heap-allocated std::shared_ptr<Handle> (made in open/create,
 // deleted in release), so a GETATTR that found the handle through its node
-// keeps it alive while RELEASE runs.
-inline const std::shared_ptr<Handle>& handle_ref(const fuse_file_info* fi) {
-  return *reinterpret_cast<const std::shared_ptr<Handle>*>(static_cast<uintptr_t>(fi->fh));
+// keeps it alive while RELEASE runs. The copy is taken between handoff_take
+// and handoff_give (handoff.hpp): RELEASE, which deletes the holder, comes
+// after the reply to this request.
+inline std::shared_ptr<Handle> handle_ref(const fuse_file_info* fi) {
+  const auto* holder =
+      reinterpret_cast<const std::shared_ptr<Handle>*>(static_cast<uintptr_t>(fi->fh));
+  handoff_take(holder);
+  std::shared_ptr<Handle> h = *holder;
+  handoff_give(holder);
+  return h;
 }
 // Handlers hold their own copy of the shared_ptr (never a bare reference):
 // a lock or reference still alive after the reply would outlive the Handle

@@ -25,8 +25,12 @@ struct DirHandle {
   struct dirent* pending = nullptr;  // read but did not fit in the last reply
 };
 
+// The kernel brings an OPENDIR's handle back after its reply (handoff.hpp);
+// requests on one handle take its mutex.
 DirHandle& dir_of(const fuse_file_info* fi) {
-  return *reinterpret_cast<DirHandle*>(static_cast<uintptr_t>(fi->fh));
+  auto* dh = reinterpret_cast<DirHandle*>(static_cast<uintptr_t>(fi->fh));
+  handoff_take(dh);
+  return *dh;
 }
 
 }  // namespace
@@ -53,6 +57,7 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   const bool cache = d.cfg.cache_timeout > 0;
   fi->cache_readdir = cache ? 1 : 0;
   fi->keep_cache = cache ? 1 : 0;
+  handoff_give(dh);
   if (!reply_open(req, fi)) delete dh;
 }
 
@@ -107,6 +112,7 @@ void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   // Unlock before the reply: once it is sent, closedir() and RELEASEDIR may
   // free `dh` on another thread.
   lk.unlock();
+  handoff_give(&dh);
   reply_buf(req, buf.data(), size - rem);
 }
 
@@ -119,6 +125,7 @@ void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
 void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {
   DirHandle& dh = dir_of(fi);
   const int fd = dh.stream.fd();
+  handoff_give(&dh);
   auto r = datasync ? core::sys::fdatasync(fd) : core::sys::fsync(fd);
   if (!r) return reply_error(req, r.error(), "fsyncdir", ino);
   reply_ok(req);

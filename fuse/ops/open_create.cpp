@@ -246,8 +246,9 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // reply, so this open's fstat shows its own version.
   if (pin.id && d.table.stale_cached_attrs(*node, pin.version)) d.notifier.inval_inode(node->id());
   d.log->debug("open ino {} flags {:#o}", ino, fi->flags);
-  Handle& mine = *handle_ref(fi);
-  if (!reply_with_backing(d, mine, [&] { return reply_open(req, fi); })) uninstall(d, fi);
+  const std::shared_ptr<Handle> hp = handle_ref(fi);
+  handoff_give(reinterpret_cast<const void*>(static_cast<uintptr_t>(fi->fh)));
+  if (!reply_with_backing(d, *hp, [&] { return reply_open(req, fi); })) uninstall(d, fi);
 }
 
 void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -321,7 +322,8 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     return fail(Error::of(ESTALE, "create"), "create");
   }
   d.log->debug("create {} in ino {} -> ino {}", name, parent, e.ino);
-  Handle& mine = *handle_ref(fi);
+  const std::shared_ptr<Handle> hp = handle_ref(fi);
+  Handle& mine = *hp;
   // The new inode's attributes may be cached (issue #5): else the kernel's
   // permission check at the end of this very open(2) (default_permissions,
   // may_open) asks GETATTR at once. Only this open reaches the node (entry
@@ -332,6 +334,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // cache_timeout, as for any cached attributes. A glob node shares B/p
   // with processes outside M: never cached.
   if (mine.kind == HandleKind::snapshot && d.cfg.cache_timeout > 0) e.attr_timeout = d.cfg.cache_timeout;
+  handoff_give(reinterpret_cast<const void*>(static_cast<uintptr_t>(fi->fh)));
   if (!reply_with_backing(d, mine, [&] { return reply_create(req, e, fi); })) {
     // Interrupted: the application's open failed, so the file goes too.
     uninstall(d, fi);

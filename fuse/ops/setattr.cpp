@@ -56,15 +56,27 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   Daemon& d = daemon_of(req);
   auto node = d.table.get(ino);
   const bool file = node->kind() == NodeKind::file || node->kind() == NodeKind::shared_file;
-  // An idle file node is bound to what its name holds now for the whole
-  // request (truncate_published() and rebind() use node->fd()).
-  auto claim = hold_node(d, node);
-  if (!claim) return reply_error(req, claim.error(), "setattr", ino);
   // Metadata changes of a file exclude commits (Daemon::ns_mu): a commit
   // copies the metadata of the file it replaces, and a chmod landing between
   // that copy and the rename would be lost (docs/commit-protocol.md).
+  // Without a size change the lock comes first, before the node is bound.
+  // Binding an idle node resolves its name and then records the inode
+  // (node_fd(), InodeTable::hold()); a commit that renamed over the name
+  // between the two would rebind() the node's other names but not this
+  // binding, and the chmod would go to the replaced inode and be lost
+  // (found by the tsan preset: Namespace.ChmodRacingCommitsIsKept; made
+  // certain by ChmodRace). A truncate(path) publishes under the path's
+  // stripe, which comes before ns_mu: it binds first.
+  const bool sized = (to_set & FUSE_SET_ATTR_SIZE) != 0;
   std::unique_lock ns(d.ns_mu, std::defer_lock);
-  if (file && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) ns.lock();
+  if (file && !sized) ns.lock();
+  // An idle file node is bound to what its name holds now for the whole
+  // request (truncate_published() and rebind() use node->fd()).
+  auto claim = hold_node(d, node, "setattr.resolved");
+  if (!claim) return reply_error(req, claim.error(), "setattr", ino);
+  if (file && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+      !ns.owns_lock())
+    ns.lock();
   const FdRef fd = node->fd();  // after the lock: a commit may have rebound it
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (auto r = sys::chmod_fd(fd->get(), attr->st_mode & 07777); !r)
@@ -76,7 +88,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     if (auto r = sys::fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW); !r)
       return reply_error(req, r.error(), "setattr(owner)", ino);
   }
-  if (ns.owns_lock()) ns.unlock();
+  if (sized && ns.owns_lock()) ns.unlock();  // truncate_published() takes the stripe first
   bool published = false;
   if (to_set & FUSE_SET_ATTR_SIZE) {
     const auto size = static_cast<std::uint64_t>(attr->st_size);
@@ -106,7 +118,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       times[1].tv_nsec = UTIME_NOW;
     else if (to_set & FUSE_SET_ATTR_MTIME)
       times[1] = attr->st_mtim;
-    if (file) ns.lock();
+    if (file && !ns.owns_lock()) ns.lock();
     const FdRef now_fd = node->fd();  // a truncate or commit may have published a new inode
     if (auto r = sys::utimensat(now_fd->get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
         !r)
@@ -126,6 +138,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
         return reply_error(req, r.error(), "setattr(times)", ino);
     }
   }
+  if (ns.owns_lock()) ns.unlock();
   auto st = node_attr(d, *node, fi);
   if (!st) return reply_error(req, st.error(), "setattr", ino);
   if (node->kind() == NodeKind::file) {

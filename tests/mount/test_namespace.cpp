@@ -9,8 +9,11 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 namespace snapfs::test {
 namespace {
@@ -243,7 +246,59 @@ TEST_P(Namespace, StatusAttribute) {
   EXPECT_EQ(errno, EPERM);
 }
 
+// The race behind ChmodRacingCommitsIsKept, made certain: the daemon holds
+// a chmod's SETATTR between resolving the name of its idle node and
+// binding it (snapfs_testd's test_pause), while a writer's close commits a
+// new f. The mode lands on what B/f holds when chmod() returns, never only
+// on the inode the commit replaced (setattr takes ns_mu before it binds).
+class ChmodRace : public FuseMount {
+protected:
+  bool needs_testd() const override { return true; }
+  std::string mount_options() const override {
+    return "test_pause=setattr.resolved:f:" + outside().string();
+  }
+};
+
+TEST_P(ChmodRace, ChmodHeldWhileACommitReplacesTheFileIsKept) {
+  write_file(b("f"), "old", 0644);
+  const int w = xopen(m("f"), O_WRONLY | O_TRUNC);
+  ASSERT_GE(w, 0);
+  ASSERT_TRUE(write_str(w, "new"));
+  std::atomic<int> chmod_rc{-2};
+  std::thread chmodder([&] { chmod_rc = ::chmod(m("f").c_str(), 0600); });
+  const auto go = [&] {
+    write_file(outside() / "go", "");
+    if (chmodder.joinable()) chmodder.join();
+  };
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!fs::exists(outside() / "paused") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  if (!fs::exists(outside() / "paused")) {
+    go();
+    ::close(w);
+    FAIL() << "the chmod never reached setattr.resolved";
+  }
+  // The commit waits for the held chmod, or (the bug) replaces f under it:
+  // given up to half a second to do the latter.
+  std::atomic<bool> closed{false};
+  int close_rc = -2;
+  std::thread closer([&] {
+    close_rc = xclose(w);
+    closed = true;
+  });
+  deadline = std::chrono::steady_clock::now() + 500ms;
+  while (!closed && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  go();
+  closer.join();
+  EXPECT_EQ(chmod_rc.load(), 0);
+  EXPECT_EQ(close_rc, 0);
+  EXPECT_EQ(read_file(b("f")), "new");
+  EXPECT_EQ(stat_of(b("f")).st_mode & 07777, 0600u) << "the chmod went to the replaced inode";
+}
+
 SNAPFS_INSTANTIATE_MOUNT(Namespace);
+SNAPFS_INSTANTIATE_MOUNT(ChmodRace);
 
 }  // namespace
 }  // namespace snapfs::test
