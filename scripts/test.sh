@@ -3,9 +3,12 @@
 #   1. installs dependencies (scripts/setup.sh),
 #   2. builds the `ci` preset (warnings are errors) and runs all tests,
 #   3. builds the `asan` preset (AddressSanitizer + UBSan) and runs the core
-#      and daemon tests again under it.
+#      and daemon tests again under it,
+#   4. builds the `tsan` preset (ThreadSanitizer) and runs them once more:
+#      the daemon's worker threads, commit locks and watcher thread.
 # Filesystem and mount tests need root, /dev/fuse and loop devices; without
-# them they are skipped, loudly. Set SNAPFS_SKIP_ASAN=1 to skip step 3.
+# them they are skipped, loudly. Set SNAPFS_SKIP_ASAN=1 or SNAPFS_SKIP_TSAN=1
+# to skip step 3 or 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +46,9 @@ status=0
 run_preset ci || status=1
 if [[ "${SNAPFS_SKIP_ASAN:-0}" != 1 ]]; then
   run_preset asan -L 'unit|fs|mount' || status=1
+fi
+if [[ "${SNAPFS_SKIP_TSAN:-0}" != 1 ]]; then
+  run_preset tsan -L 'unit|fs|mount' || status=1
 fi
 
 if [[ -n "$(leftovers)" ]]; then
