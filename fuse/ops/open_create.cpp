@@ -246,8 +246,8 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // reply, so this open's fstat shows its own version.
   if (pin.id && d.table.stale_cached_attrs(*node, pin.version)) d.notifier.inval_inode(node->id());
   d.log->debug("open ino {} flags {:#o}", ino, fi->flags);
+  // handle_ref() hands the handle on (handoff.hpp) after everything above.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
-  handoff_give(reinterpret_cast<const void*>(static_cast<uintptr_t>(fi->fh)));
   if (!reply_with_backing(d, *hp, [&] { return reply_open(req, fi); })) uninstall(d, fi);
 }
 
@@ -322,7 +322,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     return fail(Error::of(ESTALE, "create"), "create");
   }
   d.log->debug("create {} in ino {} -> ino {}", name, parent, e.ino);
-  const std::shared_ptr<Handle> hp = handle_ref(fi);
+  const std::shared_ptr<Handle> hp = handle_ref(fi);  // hands it on, as in open()
   Handle& mine = *hp;
   // The new inode's attributes may be cached (issue #5): else the kernel's
   // permission check at the end of this very open(2) (default_permissions,
@@ -334,7 +334,6 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // cache_timeout, as for any cached attributes. A glob node shares B/p
   // with processes outside M: never cached.
   if (mine.kind == HandleKind::snapshot && d.cfg.cache_timeout > 0) e.attr_timeout = d.cfg.cache_timeout;
-  handoff_give(reinterpret_cast<const void*>(static_cast<uintptr_t>(fi->fh)));
   if (!reply_with_backing(d, mine, [&] { return reply_create(req, e, fi); })) {
     // Interrupted: the application's open failed, so the file goes too.
     uninstall(d, fi);

@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <string>
+
 namespace snapfs::clitest {
 namespace {
 
@@ -22,8 +25,23 @@ struct Dirs {
   Dirs() : b(s.mkdir("b")), m(s.mkdir("m")) { write_file(b / "f", "published\n"); }
 };
 
-bool daemon_gone(const Scratch& s) {
-  return wait_until([&] { return processes_mentioning(s.path().string()).empty(); }, 10s);
+// No process mentions the scratch directory any more (at most 10 s). If
+// one does, the failure says which, in what state and where it waits.
+::testing::AssertionResult daemon_gone(const Scratch& s) {
+  if (wait_until([&] { return processes_mentioning(s.path().string()).empty(); }, 10s))
+    return ::testing::AssertionSuccess();
+  auto failure = ::testing::AssertionFailure() << "still running after 10 s:";
+  for (pid_t p : processes_mentioning(s.path().string())) {
+    const fs::path proc = "/proc/" + std::to_string(p);
+    // (Empty if it exited meanwhile.)
+    std::string cmd = read_file(proc / "cmdline");
+    const std::string stat = read_file(proc / "stat");
+    const std::string wchan = read_file(proc / "wchan");
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    failure << "\n  pid " << p << ": " << cmd << "| stat " << stat.substr(0, 80) << "| wchan "
+            << wchan;
+  }
+  return failure;
 }
 
 // No warn-or-worse lines in a foreground log (STYLE §4).
