@@ -10,6 +10,8 @@
 
 #include <snapfs/core/publish.hpp>
 
+#include <snapfs/fuse/printable.hpp>
+
 #include <fcntl.h>
 
 #include <algorithm>
@@ -255,20 +257,25 @@ std::size_t conflict_count(const Daemon& d) noexcept {
 }
 
 std::string json_string(const std::string& s) {
-  std::string out = "\"";
+  std::string quoted;
+  quoted.reserve(s.size() + 2);
   for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
+    if (c == '"' || c == '\\') quoted += '\\';
+    quoted += c;
+  }
+  // Tab, newline and carriage return are escaped here (json_printable keeps
+  // them raw, as whitespace between a document's tokens); every other
+  // control, C1, bidi control and non-UTF-8 byte there.
+  std::string out = "\"";
+  for (const char c : json_printable(quoted)) {
+    if (c == '\t')
+      out += "\\u0009";
+    else if (c == '\n')
+      out += "\\u000a";
+    else if (c == '\r')
+      out += "\\u000d";
+    else
       out += c;
-    } else if (u < 0x20) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\u00";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += c;
-    }
   }
   out += '"';
   return out;

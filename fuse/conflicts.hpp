@@ -49,7 +49,10 @@ std::string conflicts_json(const Daemon& d);
 // How many records conflicts/ holds.
 std::size_t conflict_count(const Daemon& d) noexcept;
 
-// `s` as a JSON string literal. May throw std::bad_alloc.
+// `s` as a JSON string literal: quotes and backslashes escaped, and every
+// control, C1, bidi or non-UTF-8 byte as a \u escape
+// (fuse/include/snapfs/fuse/printable.hpp json_printable), so the JSON
+// never carries a raw control to a terminal. May throw std::bad_alloc.
 std::string json_string(const std::string& s);
 
 }  // namespace snapfs::fuse

@@ -6,6 +6,7 @@
 #include "report.hpp"
 
 #include <snapfs/fuse/daemon.hpp>
+#include <snapfs/fuse/printable.hpp>
 #include <sys/sys.hpp>
 
 #include <cerrno>
@@ -120,7 +121,11 @@ int run_status(const std::string& mountpoint, bool json) {
   const std::string path = locate_snapfs_mount(mountpoint);
   const std::string text = read_daemon_xattr(path, fuse::kStatusXattr, mountpoint);
   if (json) {
-    std::cout << text << (text.empty() || text.back() != '\n' ? "\n" : "");
+    // As sent, but never a raw control or non-UTF-8 byte on the terminal
+    // (a daemon older than json_string's escaping, or a record it kept):
+    // those become JSON \u escapes (printable.hpp), the document stays valid.
+    const std::string shown = fuse::json_printable(text);
+    std::cout << shown << (shown.empty() || shown.back() != '\n' ? "\n" : "");
     return exit_code::ok;
   }
   const Json doc = parse_json(text);
@@ -132,7 +137,11 @@ int run_conflicts(const std::string& mountpoint, bool json) {
   const std::string path = locate_snapfs_mount(mountpoint);
   const std::string text = read_daemon_xattr(path, fuse::kConflictsXattr, mountpoint);
   if (json) {
-    std::cout << text << (text.empty() || text.back() != '\n' ? "\n" : "");
+    // As sent, but never a raw control or non-UTF-8 byte on the terminal
+    // (a daemon older than json_string's escaping, or a record it kept):
+    // those become JSON \u escapes (printable.hpp), the document stays valid.
+    const std::string shown = fuse::json_printable(text);
+    std::cout << shown << (shown.empty() || shown.back() != '\n' ? "\n" : "");
     return exit_code::ok;
   }
   std::cout << render_conflicts(parse_json(text));

@@ -11,6 +11,8 @@
 #include "cli.hpp"
 #include "exit_codes.hpp"
 
+#include <snapfs/fuse/printable.hpp>
+
 #include <spdlog/cfg/env.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -66,7 +68,12 @@ class Logging {
  public:
   Logging() : capture_(std::make_shared<LastErrorSink>()) {
     auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    err->set_pattern("%Y-%m-%d %H:%M:%S.%e %n %l: %v");
+    // Every message is escaped as it is laid out (fuse/include/snapfs/fuse/
+    // printable.hpp): a file name in it must not drive the terminal or forge
+    // a line. The capture sink keeps messages raw: they are escaped where
+    // they are finally printed (main() below), once.
+    err->set_formatter(
+        std::make_unique<snapfs::fuse::EscapingFormatter>("%Y-%m-%d %H:%M:%S.%e %n %l: %v"));
     for (const char* name : kLoggerNames) {
       auto l = std::make_shared<spdlog::logger>(name, spdlog::sinks_init_list{err, capture_});
       l->set_level(spdlog::level::info);
@@ -92,7 +99,7 @@ class Logging {
       // Called in the daemon child before serve() starts any thread.
       auto sys =
           std::make_shared<spdlog::sinks::syslog_sink_mt>("snapfs", LOG_PID, LOG_DAEMON, true);
-      sys->set_pattern("%n: %v");
+      sys->set_formatter(std::make_unique<snapfs::fuse::EscapingFormatter>("%n: %v"));
       for (const char* name : kLoggerNames) {
         if (auto l = spdlog::get(name)) l->sinks() = {sys, capture_};
       }
@@ -121,11 +128,13 @@ int main(int argc, char** argv) {
       const int code = cli::run(argc, argv, who, logging.control());
       return helper ? cli::mount8_exit_code(code) : code;
     } catch (const cli::Failure& f) {
-      std::fprintf(stderr, "snapfs: %s\n", f.what());
+      // A Failure names the user's paths (and may carry a daemon child's
+      // reason): escaped here, where it is printed (printable.hpp).
+      std::fprintf(stderr, "snapfs: %s\n", snapfs::fuse::printable(f.what()).c_str());
       return helper ? cli::mount8_exit_code(f.code()) : f.code();
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "snapfs: %s\n", e.what());
+    std::fprintf(stderr, "snapfs: %s\n", snapfs::fuse::printable(e.what()).c_str());
     return cli::exit_code::failure;
   }
 }

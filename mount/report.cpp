@@ -3,6 +3,8 @@
 
 #include "exit_codes.hpp"
 
+#include <snapfs/fuse/printable.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -154,6 +156,13 @@ class Parser {
         case 't': out.push_back('\t'); break;
         case 'u': {
           unsigned cp = hex4();
+          // A lone low surrogate U+DC80-U+DCFF is how the daemon's JSON
+          // carries one byte of a name that is not UTF-8 (fuse/conflicts.cpp
+          // json_string): back to that byte, which printable() shows as \xNN.
+          if (cp >= 0xDC80 && cp <= 0xDCFF) {
+            out.push_back(static_cast<char>(cp & 0xFF));
+            break;
+          }
           if (cp >= 0xD800 && cp < 0xDC00 && s_.substr(i_, 2) == "\\u") {
             i_ += 2;
             const unsigned lo = hex4();
@@ -171,23 +180,11 @@ class Parser {
   std::size_t i_ = 0;
 };
 
-// Control characters in a path would break the table and could drive the
-// terminal; show them escaped.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xF]);
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
+// Names from the daemon are whatever bytes a user chose: shown escaped
+// (C0, DEL, C1, bidi controls, invalid UTF-8), so a path cannot drive the
+// terminal of whoever runs `snapfs conflicts` or `snapfs status`, nor break
+// the table. The one escaper of the project: fuse/include/snapfs/fuse/printable.hpp.
+using fuse::printable;
 
 std::string scalar(const Json& v) {
   switch (v.type) {

@@ -10,6 +10,7 @@
 // DIR/paused and waits there until DIR/go exists (at most 10 s). Always in the foreground; logs go to stderr as
 // "<time> [<level>] <message>" so the fixture can fail on warn-or-worse lines.
 #include <snapfs/fuse/daemon.hpp>
+#include <snapfs/fuse/printable.hpp>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -119,7 +120,9 @@ int main(int argc, char** argv) {
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   for (const char* name : {"fuse", "core"}) {
     auto l = std::make_shared<spdlog::logger>(name, sink);
-    l->set_pattern("%H:%M:%S.%f [%l] %n: %v");
+    // Names in messages escaped, as the snapfs command does (mount/main.cpp).
+    l->set_formatter(
+        std::make_unique<snapfs::fuse::EscapingFormatter>("%H:%M:%S.%f [%l] %n: %v"));
     const char* lvl = std::getenv("SNAPFS_TEST_LOG_LEVEL");
     l->set_level(lvl ? spdlog::level::from_str(lvl) : spdlog::level::info);
     l->flush_on(spdlog::level::trace);
