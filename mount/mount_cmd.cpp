@@ -24,6 +24,7 @@
 #include "exit_codes.hpp"
 
 #include <snapfs/fuse/daemon.hpp>
+#include <snapfs/fuse/meta_dir.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -215,6 +216,13 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
       cfg.on_conflict == fuse::OnConflict::fail ? "fail" : "overwrite", cfg.threads,
       cfg.cache_timeout, cfg.passthrough_globs.size());
   if (cmd.fake) return exit_code::ok;
+
+  // B/.snapfs must be the daemon's own (a directory of our euid, mode 0700):
+  // refused here, before any fork, with the one line that says how to fix
+  // it. The daemon checks again as it makes the directory (a change in
+  // between is refused there: fuse/conflicts.cpp prepare_meta_dir()).
+  if (const std::string problem = fuse::check_meta_dir(cfg.backing); !problem.empty())
+    throw Failure(exit_code::failure, problem);
 
   if (cmd.foreground) {
     bool mounted = false;
