@@ -23,6 +23,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -127,6 +128,71 @@ private:
   std::vector<void*> holders_;
 };
 
+// Fairness: how many opens each user has through M, so that one user
+// cannot take every descriptor the daemon has (docs/security.md). Root
+// (uid 0) is not counted. A slot is taken at OPEN/CREATE and given back
+// when the open's handle goes away.
+class UserOpens {
+public:
+  // At most `n` opens per user; 0: no cap.
+  void set_limit(std::size_t n) noexcept { limit_.store(n, std::memory_order_relaxed); }
+  std::size_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
+
+  // A slot for `uid`, or false if it has `limit()` already (EMFILE).
+  // No memory for the count: refused too.
+  bool acquire(uid_t uid) noexcept {
+    if (uid == 0) return true;
+    std::lock_guard lk(mu_);
+    try {
+      std::size_t& n = counts_[uid];
+      const std::size_t cap = limit();
+      if (cap != 0 && n >= cap) return false;
+      ++n;
+      return true;
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+  }
+  void release(uid_t uid) noexcept {
+    if (uid == 0) return;
+    std::lock_guard lk(mu_);
+    auto it = counts_.find(uid);
+    if (it == counts_.end()) return;
+    if (--it->second == 0) counts_.erase(it);
+  }
+
+private:
+  std::mutex mu_;  // leaf lock
+  std::unordered_map<uid_t, std::size_t> counts_;
+  std::atomic<std::size_t> limit_{0};
+};
+
+// One user's slot in UserOpens, given back when destroyed.
+class UserSlot {
+public:
+  UserSlot() = default;
+  UserSlot(UserOpens& pool, uid_t uid) noexcept : pool_(&pool), uid_(uid) {}
+  UserSlot(UserSlot&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), uid_(o.uid_) {}
+  UserSlot& operator=(UserSlot&& o) noexcept {
+    if (this != &o) {
+      reset();
+      pool_ = std::exchange(o.pool_, nullptr);
+      uid_ = o.uid_;
+    }
+    return *this;
+  }
+  UserSlot(const UserSlot&) = delete;
+  UserSlot& operator=(const UserSlot&) = delete;
+  ~UserSlot() { reset(); }
+  void reset() noexcept {
+    if (pool_) std::exchange(pool_, nullptr)->release(uid_);
+  }
+
+private:
+  UserOpens* pool_ = nullptr;
+  uid_t uid_ = 0;
+};
+
 struct Daemon {
   Config cfg;
   std::shared_ptr<spdlog::logger> log;
@@ -140,6 +206,7 @@ struct Daemon {
   Stats stats;
   PendingTruncations pending_truncations;
   LiveHandles live_handles;
+  UserOpens user_opens;
   // Invalidations of the kernel's attribute cache (cache.hpp); attached once
   // the session exists, detached before it is destroyed.
   Notifier notifier;
@@ -159,6 +226,13 @@ struct Daemon {
   std::unique_ptr<class Lingering> lingering;
   bool reflink = false;  // B can FICLONE (probed at start)
   bool as_root = false;  // chown what we create to the caller
+  // The kernel checks POSIX ACLs (FUSE_CAP_POSIX_ACL was granted at INIT).
+  bool posix_acl = false;
+  // The daemon's own filesystem identity, restored after acting as a
+  // caller (identity.hpp).
+  uid_t own_uid = 0;
+  gid_t own_gid = 0;
+  std::vector<gid_t> own_groups;
 };
 
 inline Daemon& daemon_of(fuse_req_t req) {

@@ -53,8 +53,14 @@ Result<core::TmpFile> make_private(Daemon& d, const Node& node, bool for_write) 
   return core::TmpFile::create_in_memory();
 }
 
-core::PublishOptions publish_options(const Daemon& d, mode_t mode) noexcept {
+// `writer`: whose content this is (Handle::who). New content drops file
+// capabilities whoever wrote it, and setuid/setgid if the writer is not
+// privileged, as write(2) and truncate(2) do (core::PublishOptions).
+core::PublishOptions publish_options(const Daemon& d, mode_t mode,
+                                     const Identity& writer) noexcept {
   core::PublishOptions o;
+  o.kill_caps = true;
+  o.kill_setid = !writer.privileged();
   o.durability = d.cfg.durability;
   o.no_replace = false;
   o.create_mode = mode & 07777;
@@ -97,6 +103,11 @@ Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
   // Symlink-safe: one component beneath the parent, never followed.
   auto cur = csys::openat_beneath(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
   if (!cur) return std::move(cur).error();
+  // SECURITY: B/p is now a file someone else published, possibly another
+  // user's made at this name after ours went away. The writer's lines go
+  // into it, and its content into the writer's description, only if the
+  // writer may read and write that very inode (`cur`, used below).
+  SNAPFS_TRY(may_access(d, h.who, cur->get(), R_OK | W_OK));
   auto tmp = make_private(d, *h.node, true);
   if (!tmp) return std::move(tmp).error();
   // ISOLATION: one instant of the current B/p (FICLONE), into a file nobody
@@ -312,19 +323,53 @@ namespace {
 // (no reflinks, a shrink, the name changed meanwhile, no write access), and
 // the caller renames instead.
 Result<bool> publish_into(Daemon& d, core::TmpFile& file, int pfd, const char* name,
-                          const struct stat& cur) noexcept {
+                          const struct stat& cur, const Identity& writer) noexcept {
   auto target = csys::openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK);
   if (!target) return false;
   auto st = csys::fstat(target->get());
   if (!st || st->st_dev != cur.st_dev || st->st_ino != cur.st_ino) return false;
-  auto r = core::publish_in_place(file, target->get(), d.cfg.durability);
+  auto r = core::publish_in_place(file, target->get(), publish_options(d, st->st_mode, writer));
   if (r) return true;
   if (r.error().value() == EOPNOTSUPP) return false;
   return std::move(r).error();
 }
 
+// --on-conflict=overwrite replaces what someone else published at B/p
+// only if this open's opener could write that file itself: never another
+// user's private file made at the name since (it would take our content
+// with its owner and mode).
+bool may_replace(Daemon& d, const Handle& h, int pfd, const char* name) noexcept {
+  auto cur = csys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
+  if (!cur) return cur.error().value() == ENOENT;  // nothing to replace: a create
+  return static_cast<bool>(may_access(d, h.who, cur->get(), W_OK));
+}
+
+// The next offset at or after `off` where `fd` changes between data and
+// hole: SEEK_HOLE if `off` is in data, SEEK_DATA if in a hole; `len` if
+// nothing changes before it. `in_data` says which `off` is in.
+Result<std::uint64_t> next_edge(int fd, std::uint64_t off, std::uint64_t len,
+                                bool& in_data) noexcept {
+  auto data = sys::lseek(fd, static_cast<std::int64_t>(off), SEEK_DATA);
+  if (!data) {
+    if (data.error().value() != ENXIO) return std::move(data).error();
+    in_data = false;  // only a hole is left
+    return len;
+  }
+  if (*data > off) {
+    in_data = false;
+    return std::min(*data, len);
+  }
+  in_data = true;
+  auto hole = sys::lseek(fd, static_cast<std::int64_t>(off), SEEK_HOLE);
+  if (!hole) return std::move(hole).error();
+  return std::min(*hole, len);
+}
+
 // Whether the first `len` bytes of `a` and `b` are equal (both files hold
-// at least that many); an error reading counts as "not equal". O(len).
+// at least that many); an error reading counts as "not equal". The cost
+// follows the data the two files hold, not `len`: a stretch where both have
+// a hole is equal without reading it (a 4 EiB sparse file with one page of
+// data costs a few lseeks, not a read of 4 EiB of zeros).
 Result<bool> same_bytes(int a, int b, std::uint64_t len) noexcept {
   std::vector<std::byte> x, y;
   try {
@@ -334,12 +379,24 @@ Result<bool> same_bytes(int a, int b, std::uint64_t len) noexcept {
     return Error::of(ENOMEM, "compare");
   }
   for (std::uint64_t off = 0; off < len;) {
-    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(x.size(), len - off));
-    auto nx = csys::pread(a, std::span(x.data(), want), off);
-    auto ny = csys::pread(b, std::span(y.data(), want), off);
-    if (!nx || !ny || *nx != *ny || *nx == 0) return false;
-    if (std::memcmp(x.data(), y.data(), *nx) != 0) return false;
-    off += *nx;
+    bool a_data = true, b_data = true;
+    auto ea = next_edge(a, off, len, a_data);
+    auto eb = next_edge(b, off, len, b_data);
+    if (!ea || !eb) return false;
+    const std::uint64_t end = std::min(*ea, *eb);
+    if (!a_data && !b_data) {
+      off = end;  // a hole in both: zeros in both
+      continue;
+    }
+    // Data in one or both: pread reads a hole as zeros.
+    while (off < end) {
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(x.size(), end - off));
+      auto nx = csys::pread(a, std::span(x.data(), want), off);
+      auto ny = csys::pread(b, std::span(y.data(), want), off);
+      if (!nx || !ny || *nx != *ny || *nx == 0) return false;
+      if (std::memcmp(x.data(), y.data(), *nx) != 0) return false;
+      off += *nx;
+    }
   }
   return true;
 }
@@ -482,10 +539,15 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
     } else if (cur && S_ISREG(cur->st_mode) &&
                (kernel_writes ? only_appended(h) : h.append_only)) {
       auto r = rebase(d, h, pfd, name, merged_method);
-      if (!r) return std::move(r).error();
-      merged = std::move(*r);
-      out = CommitOutcome::rebased;
-    } else if (d.cfg.on_conflict == OnConflict::overwrite) {
+      if (r) {
+        merged = std::move(*r);
+        out = CommitOutcome::rebased;
+      } else if (r.error().value() == EACCES) {
+        out = CommitOutcome::conflict;  // not the writer's to extend: kept aside
+      } else {
+        return std::move(r).error();
+      }
+    } else if (d.cfg.on_conflict == OnConflict::overwrite && may_replace(d, h, pfd, name)) {
       out = CommitOutcome::overwrote;
     } else {
       out = CommitOutcome::conflict;
@@ -495,7 +557,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
       // SPEC §2.4: a file with several names keeps sharing content, so it is
       // published into its own inode where that is one atomic step.
       auto in_place = cur && S_ISREG(cur->st_mode) && cur->st_nlink > 1
-                          ? publish_into(d, file, pfd, name, *cur)
+                          ? publish_into(d, file, pfd, name, *cur, h.who)
                           : Result<bool>(false);
       if (!in_place) return std::move(in_place).error();
       if (!*in_place) {
@@ -504,7 +566,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
         const mode_t mode = old_st ? old_st->st_mode : 0644;
         // ATOMICITY: core::publish links the file under a temporary name in
         // B/.snapfs/staging and renames it over B/p: readers see old or new.
-        SNAPFS_TRY(core::publish(file, pfd, name, publish_options(d, mode)));
+        SNAPFS_TRY(core::publish(file, pfd, name, publish_options(d, mode, h.who)));
         file.mark_named();
       }
       // The inode that now holds the content at B/p (unless in place).
@@ -663,7 +725,7 @@ Result<struct stat> handle_attr(const Handle& h) noexcept {
 }
 
 Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
-                                std::uint64_t size) noexcept {
+                                std::uint64_t size, const Identity& who) noexcept {
   const FdRef fdref = node->fd();
   if (node->kind() == NodeKind::shared_file) {
     auto fd = reopen(fdref->get(), O_WRONLY);
@@ -691,7 +753,7 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
   if (place.unlinked || !place.parent) return Error::of(ENOENT, "truncate", place.name);
   const FdRef pfd = lp->pfd;
   SNAPFS_TRY(core::publish(*tmp, pfd->get(), place.name.c_str(),
-                           publish_options(d, st->st_mode)));
+                           publish_options(d, st->st_mode, who)));
   tmp->mark_named();
   auto pst = csys::fstat(tmp->fd());
   if (!pst) return std::move(pst).error();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "daemon_state.hpp"
+#include "identity.hpp"
 #include "inode_table.hpp"
 #include "passthrough.hpp"
 
@@ -128,6 +129,12 @@ struct Handle {
   // file is the snapshot's, registered once for all its readers.
   std::shared_ptr<WarmSnapshot> warm;
   pid_t opener = 0;
+  // Who opened (identity.hpp): what this open may do in B later, when a
+  // commit rebases it onto, or overwrites, a file someone else published,
+  // and whether its writes drop setuid, setgid and file capabilities.
+  Identity who;
+  // This open's place in the opener's share of the daemon (UserOpens).
+  UserSlot slot;
   SnapState seen;
 
   int fd() const noexcept {
@@ -237,6 +244,6 @@ core::Result<struct stat> handle_attr(const Handle& h) noexcept;
 
 // truncate(path): snapshot -> ftruncate -> publish, atomically (design doc).
 core::Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
-                                      std::uint64_t size) noexcept;
+                                      std::uint64_t size, const Identity& who) noexcept;
 
 }  // namespace snapfs::fuse

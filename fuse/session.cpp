@@ -78,6 +78,13 @@ void init(void* userdata, fuse_conn_info* conn) {
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ);
   if (conn->capable & FUSE_CAP_POSIX_LOCKS) conn->want |= FUSE_CAP_POSIX_LOCKS;
   if (conn->capable & FUSE_CAP_FLOCK_LOCKS) conn->want |= FUSE_CAP_FLOCK_LOCKS;
+  // POSIX ACLs checked by the kernel as on the backing filesystem
+  // (docs/security.md); it needs default_permissions, and leaves the umask
+  // of a new file to the daemon (ops::creation_mode()).
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && d.cfg.default_permissions) {
+    conn->want |= FUSE_CAP_POSIX_ACL;
+    d.posix_acl = true;
+  }
   conn->time_gran = 1;
   // Shared readers and cacheable cold lookups (docs/design-fuse.md) need
   // FUSE_NOTIFY_INC_EPOCH (7.44).
@@ -183,6 +190,9 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   d->cfg = cfg;
   d->log = log;
   d->as_root = sys::geteuid() == 0;
+  d->own_uid = sys::geteuid();
+  d->own_gid = sys::getegid();
+  if (auto g = sys::groups_of(sys::getpid())) d->own_groups = std::move(*g);
   // The kernel already applied the caller's umask to every mode we get;
   // ours must not apply a second one.
   sys::set_umask(0);
@@ -190,10 +200,17 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   // (like libfuse's passthrough_hp), so a walk over many files needs many
   // descriptors: take all the soft limit may have. The hard limit stays a
   // limit (docs/user-guide.md, "Limits").
+  std::uint64_t fd_limit = 1024;
   if (auto n = sys::raise_nofile_limit()) {
     log->debug("snapfs: up to {} open descriptors", *n);
     d->warm.limit_fd_capacity(static_cast<std::size_t>(*n / 10));
+    fd_limit = *n;
   }
+  // Each open holds up to three descriptors (its snapshot, its base, a
+  // lock): a sixteenth of the limit per user leaves the others most of it.
+  d->user_opens.set_limit(cfg.max_user_opens >= 0
+                              ? static_cast<std::size_t>(cfg.max_user_opens)
+                              : std::max<std::size_t>(64, static_cast<std::size_t>(fd_limit / 16)));
 
   auto root = core::sys::openat(AT_FDCWD, cfg.backing.c_str(), O_PATH | O_DIRECTORY);
   if (!root) {
@@ -207,7 +224,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   }
   // B/.snapfs and the recovery of a previous daemon's leftovers, before
   // any request is served (docs/design-conflicts.md).
-  prepare_meta_dir(*d, root->get());
+  if (!prepare_meta_dir(*d, root->get())) return 1;
   d->reflink = probe_reflink(root->get());
   // Warm snapshots (warm.hpp): a reflinked one shares every block with the
   // version it was taken from, and everything done through M that replaces

@@ -54,6 +54,7 @@ mode_t set_umask(mode_t mask) noexcept;
 Result<void> copy_range_at(int dst, std::uint64_t dst_off, int src, std::uint64_t src_off,
                            std::uint64_t len) noexcept;
 uid_t geteuid() noexcept;
+gid_t getegid() noexcept;
 pid_t getpid() noexcept;
 
 // Kernel FUSE passthrough (Linux >= 6.9, CAP_SYS_ADMIN): registers `fd` as a
@@ -76,6 +77,20 @@ Result<void> writeback(int fd) noexcept;
 // with FUSE's magic, or fails with ENOTCONN (a connection aborted while
 // mounted). false once the mount is gone.
 bool is_fuse_mount(const char* path) noexcept;
+// The calling thread's filesystem identity (setfsuid(2), setfsgid(2) and
+// the raw setgroups(2) syscall, which unlike glibc's setgroups() changes
+// this thread alone). A thread whose fsuid leaves 0 loses CAP_DAC_OVERRIDE,
+// CAP_FOWNER, CAP_CHOWN, CAP_FSETID and the other filesystem capabilities
+// from its effective set; back at 0 it has them again (capabilities(7),
+// "Effect of user ID changes on capabilities"). Fails (EPERM) if the
+// kernel did not take the ids.
+Result<void> set_fs_identity(uid_t uid, gid_t gid, std::span<const gid_t> groups) noexcept;
+// The supplementary groups of thread `tid` (the "Groups:" line of
+// /proc/<tid>/status).
+Result<std::vector<gid_t>> groups_of(pid_t tid) noexcept;
+// Whether thread `tid` has capability `cap` in its effective set (CapEff
+// in /proc/<tid>/status).
+Result<bool> has_capability(pid_t tid, int cap) noexcept;
 // The thread group (process) of thread `tid`: itself if it leads one (a
 // pidfd opens), else from /proc/<tid>/status.
 Result<pid_t> tgid_of(pid_t tid) noexcept;

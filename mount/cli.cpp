@@ -45,6 +45,11 @@ override -o):
                               (default 1; 0: none).
                               Changes through M show at once; changes made
                               directly in B may show this much later
+  max_user_opens=N            files one user other than root may hold open
+                              through M at once; beyond it open() fails with
+                              EMFILE for that user alone (default: a sixteenth
+                              of the daemon's descriptor limit, at least 64;
+                              0: no cap)
   threads=N, log_level=L, debug  as --threads, --log-level, libfuse's trace
 Accepted without effect (what the mount already is, or fstab-only): rw,
   defaults, auto, noauto, nofail, user, user=*, users, nouser, owner, group,

@@ -125,6 +125,8 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
     opts.fsname = std::string(*f);
   } else if (auto t = value_of(opt, "threads")) {
     opts.threads = parse_threads(*t);
+  } else if (auto u = value_of(opt, "max_user_opens")) {
+    opts.max_user_opens = parse_max_user_opens(*u);
   } else if (auto ct = value_of(opt, "cache_timeout") ? value_of(opt, "cache_timeout")
                                                       : value_of(opt, "cache-timeout")) {
     opts.cache_timeout = parse_cache_timeout(*ct);
@@ -138,7 +140,7 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
                 "' refused: the subtype is always 'snapfs' (umount and status look for it)");
   } else if (opt == "fsname" || opt == "passthrough" || opt == "durability" ||
              opt == "on-conflict" || opt == "threads" || opt == "log_level" ||
-             opt == "kernel_io" || opt == "cache_timeout") {
+             opt == "kernel_io" || opt == "cache_timeout" || opt == "max_user_opens") {
     usage_error("mount option '" + std::string(opt) + "' needs a value (" + std::string(opt) +
                 "=...)");
   } else if (sloppy) {
@@ -176,6 +178,18 @@ unsigned parse_threads(std::string_view value) {
   if (value.empty() || ec != std::errc() || ptr != end || n > kMaxThreads) {
     usage_error("invalid threads '" + std::string(value) + "' (expected 0 to " +
                 std::to_string(kMaxThreads) + "; 0 means libfuse's default)");
+  }
+  return n;
+}
+
+long parse_max_user_opens(std::string_view value) {
+  long n = 0;
+  const auto* end = value.data() + value.size();
+  const auto [ptr, ec] = std::from_chars(value.data(), end, n);
+  constexpr long kMax = 1L << 30;
+  if (value.empty() || ec != std::errc() || ptr != end || n < 0 || n > kMax) {
+    usage_error("invalid max_user_opens '" + std::string(value) +
+                "' (expected a number of opens, 0 for no cap)");
   }
   return n;
 }
@@ -243,6 +257,7 @@ fuse::Config make_config(const MountOptions& opts, std::string backing_canonical
   cfg.on_conflict = opts.on_conflict;
   cfg.durability = opts.durability;
   cfg.threads = opts.threads;
+  cfg.max_user_opens = opts.max_user_opens;
   cfg.cache_timeout = opts.cache_timeout;
   cfg.debug = opts.debug;
   cfg.fsname = opts.fsname.empty() ? cfg.backing : opts.fsname;

@@ -21,6 +21,7 @@ struct MountOptions {
   fuse::OnConflict on_conflict = fuse::OnConflict::fail;
   core::Durability durability = core::Durability::atomic;
   unsigned threads = 0;
+  long max_user_opens = -1;  // -1: the daemon's default (fuse::Config)
   double cache_timeout = 1.0;  // seconds; fuse::Config::cache_timeout
   bool debug = false;
   bool allow_other = false;          // asked for explicitly
@@ -44,6 +45,7 @@ void apply_option_list(std::string_view list, MountOptions& opts, bool sloppy = 
 core::Durability parse_durability(std::string_view value);
 fuse::OnConflict parse_on_conflict(std::string_view value);
 unsigned parse_threads(std::string_view value);
+long parse_max_user_opens(std::string_view value);
 // Seconds, a decimal number from 0 to 3600 ("0", "1", "0.5").
 double parse_cache_timeout(std::string_view value);
 std::string parse_log_level(std::string_view value);  // returns the canonical name

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -72,7 +73,24 @@ Result<void> link_anonymous(int fd, int dirfd, const char* name) noexcept {
 
 }  // namespace
 
-Result<void> copy_metadata(int from, int to) noexcept {
+namespace {
+
+// The mode a write by someone without CAP_FSETID leaves: no setuid, and
+// no setgid where the group may execute (setgid without group execute is
+// mandatory locking, which the kernel leaves alone).
+mode_t killed_setid(mode_t mode) noexcept {
+  mode &= ~static_cast<mode_t>(S_ISUID);
+  if (mode & S_IXGRP) mode &= ~static_cast<mode_t>(S_ISGID);
+  return mode;
+}
+
+constexpr std::string_view kCapsXattr = "security.capability";
+
+}  // namespace
+
+Result<void> copy_metadata(int from, int to) noexcept { return copy_metadata(from, to, {}); }
+
+Result<void> copy_metadata(int from, int to, const PublishOptions& opts) noexcept {
   auto src = sys::fstat(from);
   if (!src) return std::move(src).error();
   auto dst = sys::fstat(to);
@@ -108,6 +126,8 @@ Result<void> copy_metadata(int from, int to) noexcept {
         return r;
     }
     for (auto n : src_names) {
+      // SECURITY: file capabilities never survive new content (kill_caps).
+      if (opts.kill_caps && n == kCapsXattr) continue;
       const std::string name(n);
       auto value = sys::getxattr_path(from_path.c_str(), name.c_str());
       if (!value) {
@@ -122,7 +142,8 @@ Result<void> copy_metadata(int from, int to) noexcept {
 
   // Mode last: it restores setuid/setgid after chown, and it is the mode of
   // the original even where setting an ACL above recomputed group bits.
-  SNAPFS_TRY(sys::fchmod(to, src->st_mode & 07777));
+  const mode_t mode = opts.kill_setid ? killed_setid(src->st_mode) : src->st_mode;
+  SNAPFS_TRY(sys::fchmod(to, mode & 07777));
   return {};
 }
 
@@ -139,7 +160,7 @@ Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
     auto st = sys::fstat(target->get());
     if (!st) return std::move(st).error();
     if (opts.no_replace) return Error::of(EEXIST, "publish", name);
-    if (S_ISREG(st->st_mode)) SNAPFS_TRY(copy_metadata(target->get(), file.fd()));
+    if (S_ISREG(st->st_mode)) SNAPFS_TRY(copy_metadata(target->get(), file.fd(), opts));
     // Anything else (a directory, a symlink) keeps the private file's
     // metadata: renameat below gives EISDIR for a directory and replaces a
     // symlink as rename(2) does.
@@ -216,6 +237,13 @@ Result<void> publish(TmpFile& file, int dirfd, const char* name,
 }
 
 Result<void> publish_in_place(TmpFile& file, int target, Durability durability) noexcept {
+  PublishOptions opts;
+  opts.durability = durability;
+  return publish_in_place(file, target, opts);
+}
+
+Result<void> publish_in_place(TmpFile& file, int target, const PublishOptions& opts) noexcept {
+  const Durability durability = opts.durability;
   if (!file.valid() || !file.anonymous()) return Error::of(EINVAL, "publish_in_place");
   auto src = sys::fstat(file.fd());
   if (!src) return std::move(src).error();
@@ -237,6 +265,18 @@ Result<void> publish_in_place(TmpFile& file, int target, Durability durability) 
     if (e == EOPNOTSUPP || e == EXDEV || e == EINVAL || e == ENOTTY || e == ENOSYS)
       return Error::of(EOPNOTSUPP, "publish_in_place");
     return r;
+  }
+  // SECURITY: what a write(2) to `target` would have dropped. FICLONE
+  // drops it only for a caller without CAP_FSETID, and we may hold it.
+  // Before the fsync below, so that it is as durable as the new content.
+  if (opts.kill_caps) {
+    if (auto rm = sys::fremovexattr(target, std::string(kCapsXattr).c_str());
+        !rm && rm.error().value() != ENODATA && rm.error().value() != EOPNOTSUPP)
+      return rm;
+  }
+  if (opts.kill_setid && (dst->st_mode & (S_ISUID | S_ISGID))) {
+    const mode_t mode = killed_setid(dst->st_mode);
+    if (mode != dst->st_mode) SNAPFS_TRY(sys::fchmod(target, mode & 07777));
   }
   // DURABILITY: the remap is metadata of `target`; fsync makes it durable.
   if (durability != Durability::fast) SNAPFS_TRY(sys::fsync(target));

@@ -145,6 +145,14 @@ Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcep
   return sys::fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 }
 
+mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) noexcept {
+  if (!d.posix_acl) return mode;
+  const auto proc = core::sys::proc_fd_path(dirfd);
+  auto acl = core::sys::getxattr_path(proc.c_str(), "system.posix_acl_default");
+  if (acl) return mode;  // B inherits the default ACL and ignores the umask
+  return mode & ~(fuse_req_ctx(req)->umask & 0777);
+}
+
 Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept {
   std::shared_ptr<Handle> h;
   if (fi && fi->fh) h = handle_ref(fi);

@@ -35,6 +35,13 @@ core::Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<N
 // held descriptor (AT_EMPTY_PATH), never on a name.
 core::Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcept;
 
+// The mode to create a file or directory with in the directory `dirfd`,
+// from the mode the kernel sent. With POSIX ACLs on (Daemon::posix_acl) the
+// kernel leaves the caller's umask to the filesystem: B applies the
+// directory's default ACL if it has one (the daemon's own umask is 0), and
+// otherwise the caller's umask is applied here, as a local filesystem would.
+mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) noexcept;
+
 // Re-opens the inode behind `fd` as an O_PATH handle (through /proc/self/fd).
 core::Result<core::UniqueFd> reopen_path(int fd) noexcept;
 

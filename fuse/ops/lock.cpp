@@ -39,9 +39,16 @@ Result<int> lock_fd_of(Handle& h) noexcept {
   if (!h.lock_fd) {
     const FdRef fd = h.node->fd();
     const auto proc = core::sys::proc_fd_path(fd->get());
-    // F_WRLCK needs a descriptor open for writing; flock does not care.
-    auto f = core::sys::openat(AT_FDCWD, proc.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK);
-    if (!f) f = core::sys::openat(AT_FDCWD, proc.c_str(), O_RDONLY | O_NOCTTY | O_NONBLOCK);
+    // F_WRLCK needs a descriptor open for writing; flock and read locks do
+    // not. The kernel sends F_WRLCK only for a description open for
+    // writing (fcntl(2): EBADF otherwise), so B/p is opened for writing
+    // only for a writer, whom open already allowed to write it. Any other
+    // lock never opens it for writing: that would make exec of B/p fail
+    // with ETXTBSY while the lock is held.
+    const int acc = h.writable ? O_RDWR : O_RDONLY;
+    auto f = core::sys::openat(AT_FDCWD, proc.c_str(), acc | O_NOCTTY | O_NONBLOCK);
+    if (!f && h.writable)
+      f = core::sys::openat(AT_FDCWD, proc.c_str(), O_RDONLY | O_NOCTTY | O_NONBLOCK);
     if (!f) return std::move(f).error();
     h.lock_fd = std::move(*f);
   }

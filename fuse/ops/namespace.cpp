@@ -43,7 +43,7 @@ void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) noe
   if (is_meta_name(parent, name)) return reply_errno(req, EPERM, "mkdir", parent);
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
-  if (auto r = sys::mkdirat(pfd->get(), name, mode & 07777); !r)
+  if (auto r = sys::mkdirat(pfd->get(), name, creation_mode(d, req, pfd->get(), mode) & 07777); !r)
     return reply_error(req, r.error(), "mkdir", parent);
   finish_new(req, d, pnode, pfd->get(), name, "mkdir");
 }
@@ -57,7 +57,7 @@ void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   const FdRef pfd = pnode->fd();
   // Devices need CAP_MKNOD of the caller, which the kernel checks before
   // sending MKNOD (vfs_mknod); fifos and sockets are anyone's.
-  if (auto r = sys::mknodat(pfd->get(), name, mode, rdev); !r)
+  if (auto r = sys::mknodat(pfd->get(), name, creation_mode(d, req, pfd->get(), mode), rdev); !r)
     return reply_error(req, r.error(), "mknod", parent);
   finish_new(req, d, pnode, pfd->get(), name, "mknod");
 }

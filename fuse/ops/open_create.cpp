@@ -2,6 +2,7 @@
 // Symlink-safe: OPEN re-opens the node's held O_PATH handle of a regular file
 // through /proc/self/fd (handle.cpp); CREATE is openat(O_CREAT|O_EXCL|O_NOFOLLOW)
 // of one component in the parent's held directory handle.
+#include "identity.hpp"
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -168,6 +169,19 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // Issue #5 (cache.hpp): bind an idle node, take it out of the kernel's caches.
   const auto claim = before_open(d, node, shared_reader, caller);
   if (!claim) return reply_error(req, claim.error(), "open", ino);
+  // SECURITY: the kernel checked the attributes it holds for this node,
+  // which may be another inode's than the one the node is bound to now (a
+  // name resolved again after a rename in B). The backing filesystem
+  // decides for the caller, on the bound inode, whose content every branch
+  // below serves (its own snapshot, a shared or warm one, or B/p itself).
+  const Identity who = identity_of(req);
+  // Fairness: one user's opens cannot take every descriptor (UserOpens).
+  if (!d.user_opens.acquire(who.uid)) return reply_errno(req, EMFILE, "open", ino);
+  UserSlot slot(d.user_opens, who.uid);
+  if (FdRef bound = node->fd()) {
+    if (auto ok = may_access(d, who, bound->get(), access_mask(fi->flags)); !ok)
+      return reply_error(req, ok.error(), "open", ino);
+  }
   // Every ESTALE below sends the caller to walk again, onto a fresh node.
   const auto estale = [&] {
     d.table.contend(*node, caller);
@@ -240,6 +254,8 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     }
   }
   set_opener(req, **h);
+  (*h)->who = who;
+  (*h)->slot = std::move(slot);
   if (!install(d, std::move(*h), fi, cur.get(), force, pin)) return estale();
   // Attributes the kernel may hold for the node from another version (a
   // change made directly in B within cache_timeout): dropped before the
@@ -256,22 +272,36 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Daemon& d = daemon_of(req);
   if (!valid_name(name)) return reply_errno(req, EINVAL, "create", parent);
   if (is_meta_name(parent, name)) return reply_errno(req, EPERM, "create", parent);
+  const Identity who = identity_of(req);
+  if (!d.user_opens.acquire(who.uid)) return reply_errno(req, EMFILE, "create", parent);
+  UserSlot slot(d.user_opens, who.uid);
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
   const bool glob = is_passthrough(d, *pnode, name);
   const int flags = fi->flags;
+  // Test-only: the name may appear in B between the kernel's LOOKUP and here.
+  if (d.cfg.test_pause) d.cfg.test_pause("create.begin", name);
 
   // The file appears in B now, empty, so that O_EXCL lock files work across
   // processes (SPEC §2.3). ATOMICITY: O_CREAT|O_EXCL is decided by B itself.
   // O_NOFOLLOW: a symlink planted at the name is never followed.
   const int cflags = glob ? (flags & (O_ACCMODE | O_APPEND | O_EXCL | O_TRUNC))
                           : (O_WRONLY | O_EXCL);
-  auto fd = core::sys::openat(pfd->get(), name, cflags | O_CREAT | O_NOFOLLOW, mode & 07777);
+  auto fd = core::sys::openat(pfd->get(), name, cflags | O_CREAT | O_NOFOLLOW,
+                              creation_mode(d, req, pfd->get(), mode) & 07777);
   bool created = true;
   if (!fd && fd.error().value() == EEXIST && !(flags & O_EXCL)) {
     // It appeared since the kernel's lookup: open the existing file.
     created = false;
     fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
+    // SECURITY: the kernel took this open for a create and checked only
+    // the parent directory. Opening an existing file needs what open(2)
+    // would need of it: the backing filesystem decides, for the caller and
+    // for the inode just opened (the one used below), never a name.
+    if (fd) {
+      if (auto ok = may_access(d, who, fd->get(), access_mask(flags)); !ok)
+        return reply_error(req, ok.error(), "create", parent);
+    }
   }
   if (!fd) return reply_error(req, fd.error(), "create", parent);
   // From here on, a failure removes what we created. The created inode is
@@ -315,7 +345,11 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   } else {
     h = open_handle(d, *node, flags & ~(O_CREAT | O_EXCL), created);
   }
-  if (h) set_opener(req, **h);
+  if (h) {
+    set_opener(req, **h);
+    (*h)->who = who;
+    (*h)->slot = std::move(slot);
+  }
   if (!h || !install(d, std::move(*h), fi)) {
     d.table.forget((*node)->id(), 1);  // the kernel never hears of this lookup
     if (!h) return fail(h.error(), "create");

@@ -3,6 +3,7 @@
 // /proc/self/fd/N), held or, for an idle file node, opened for this request
 // one component beneath its parent with O_NOFOLLOW (cache.hpp);
 // AT_SYMLINK_NOFOLLOW throughout.
+#include "identity.hpp"
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
@@ -49,6 +50,16 @@ Result<void> times_on_snapshot(Daemon& d, Handle& h, const struct timespec times
   return sys::utimensat(h.snap.fd(), "", times, AT_EMPTY_PATH);
 }
 
+// Whether chmod to `mode` would only clear setuid and/or setgid of the
+// inode `fd` and change nothing else.
+bool only_drops_setid(int fd, mode_t mode) noexcept {
+  auto st = core::sys::fstat(fd);
+  if (!st) return false;
+  const mode_t old = st->st_mode & 07777;
+  const mode_t setid = S_ISUID | S_ISGID;
+  return (mode & ~old) == 0 && ((old ^ mode) & ~setid) == 0 && old != mode;
+}
+
 }  // namespace
 
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -78,14 +89,33 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       !ns.owns_lock())
     ns.lock();
   const FdRef fd = node->fd();  // after the lock: a commit may have rebound it
+  // SECURITY: the kernel checked this change against the attributes it
+  // holds for the node; the node's name may hold another inode by now (a
+  // rename in B). Every change below is made as the caller (identity.hpp),
+  // so the backing filesystem applies its own rules (owner, CAP_FOWNER,
+  // group membership, clearing setgid) to the inode actually changed.
+  const Identity who = identity_of(req);
   if (to_set & FUSE_SET_ATTR_MODE) {
-    if (auto r = sys::chmod_fd(fd->get(), attr->st_mode & 07777); !r)
-      return reply_error(req, r.error(), "setattr(mode)", ino);
+    const mode_t mode = attr->st_mode & 07777;
+    auto r = acting_as(d, who, [&] { return sys::chmod_fd(fd->get(), mode); });
+    if (!r && r.error().value() == EPERM && only_drops_setid(fd->get(), mode) &&
+        may_access(d, who, fd->get(), W_OK)) {
+      // The kernel drops setuid/setgid before a write or truncate by
+      // someone who is not the owner (it sends that as a mode change): a
+      // writer of the inode may always take privileges away.
+      r = sys::chmod_fd(fd->get(), mode);
+    }
+    if (!r) return reply_error(req, r.error(), "setattr(mode)", ino);
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (auto r = sys::fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW); !r)
+    if (auto r = acting_as(d, who,
+                           [&] {
+                             return sys::fchownat(fd->get(), "", uid, gid,
+                                                  AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+                           });
+        !r)
       return reply_error(req, r.error(), "setattr(owner)", ino);
   }
   if (sized && ns.owns_lock()) ns.unlock();  // truncate_published() takes the stripe first
@@ -101,7 +131,11 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     } else {
       // truncate(path), even by a process that has the file open: it is the
       // published file's size that changes (FUSE-NOTES §4), atomically.
-      r = truncate_published(d, node, size);
+      // SECURITY: only if the caller may write the inode the node is bound
+      // to (the one truncate_published() replaces), whatever the kernel
+      // cached.
+      r = may_access(d, who, fd->get(), W_OK);
+      if (r) r = truncate_published(d, node, size, who);
       published = r.has_value();
     }
     if (!r) return reply_error(req, r.error(), "setattr(size)", ino);
@@ -120,7 +154,11 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       times[1] = attr->st_mtim;
     if (file && !ns.owns_lock()) ns.lock();
     const FdRef now_fd = node->fd();  // a truncate or commit may have published a new inode
-    if (auto r = sys::utimensat(now_fd->get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    if (auto r = acting_as(d, who,
+                           [&] {
+                             return sys::utimensat(now_fd->get(), "", times,
+                                                   AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+                           });
         !r)
       return reply_error(req, r.error(), "setattr(times)", ino);
     if (ns.owns_lock()) ns.unlock();  // Handle::mu comes before ns_mu

@@ -5,6 +5,7 @@
 // component beneath its parent with O_NOFOLLOW), which names the inode
 // itself, never a path in B.
 #include "conflicts.hpp"
+#include "identity.hpp"
 #include "lingering.hpp"
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
@@ -12,11 +13,14 @@
 #include "sys/sys.hpp"
 #include "sys_extra.hpp"
 
+#include <linux/capability.h>
+
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace snapfs::fuse::ops {
@@ -28,14 +32,15 @@ bool is_virtual(fuse_ino_t ino, const char* name) {
          (std::strcmp(name, kStatusXattr) == 0 || std::strcmp(name, kConflictsXattr) == 0);
 }
 
-std::string status_json(const Daemon& d) {
+// `viewer`: whose conflicts are counted (root: everyone's).
+std::string status_json(const Daemon& d, uid_t viewer) {
   std::string j = "{";
   j += "\"backing\":" + json_string(d.cfg.backing);
   j += ",\"mountpoint\":" + json_string(d.cfg.mountpoint);
   j += ",\"open_snapshots\":" + std::to_string(d.stats.open_snapshots.load());
   j += ",\"commits\":" + std::to_string(d.stats.commits.load());
   j += ",\"bytes_published\":" + std::to_string(d.stats.bytes_published.load());
-  j += ",\"conflicts\":" + std::to_string(conflict_count(d));
+  j += ",\"conflicts\":" + std::to_string(conflict_count(d, viewer));
   j += ",\"rebases\":" + std::to_string(d.stats.rebases.load());
   j += std::string(",\"reflink\":") + (d.reflink ? "true" : "false");
   j += std::string(",\"data_path\":") +
@@ -62,6 +67,33 @@ void changed(Daemon& d, const Node& node, int fd) {
   if (auto st = core::sys::fstat(fd)) after_inode_change(d, st->st_dev, st->st_ino);
 }
 
+// Whether trusted.* names are hidden from `who`: xattr(7) shows them only
+// to a process with CAP_SYS_ADMIN.
+bool hides_trusted(const Identity& who) noexcept {
+  if (who.privileged()) return false;
+  if (who.tid <= 0) return true;
+  auto cap = sys::has_capability(who.tid, CAP_SYS_ADMIN);
+  return !cap || !*cap;
+}
+
+// A NUL-separated xattr name list without the trusted.* names. May throw
+// bad_alloc.
+std::vector<char> without_trusted(const std::vector<char>& list) {
+  std::vector<char> out;
+  out.reserve(list.size());
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (list[i] != '\0') continue;
+    const std::string_view n(list.data() + start, i - start);
+    if (!n.empty() && n.substr(0, 8) != "trusted.") {
+      out.insert(out.end(), n.begin(), n.end());
+      out.push_back('\0');
+    }
+    start = i + 1;
+  }
+  return out;
+}
+
 void reply_value(fuse_req_t req, const char* data, size_t len, size_t size) noexcept {
   if (size == 0) return reply_xattr_size(req, len);
   if (len > size) return reply_errno(req, ERANGE, "getxattr");
@@ -74,7 +106,11 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
   Daemon& d = daemon_of(req);
   if (is_virtual(ino, name)) {
     try {
-      const std::string v = std::strcmp(name, kStatusXattr) == 0 ? status_json(d) : conflicts_json(d);
+      // SECURITY: a user sees their own conflicts only (paths, sizes, uids
+      // of others' are theirs); root sees all.
+      const uid_t viewer = fuse_req_ctx(req)->uid;
+      const std::string v = std::strcmp(name, kStatusXattr) == 0 ? status_json(d, viewer)
+                                                                 : conflicts_json(d, viewer);
       return reply_value(req, v.data(), v.size(), size);
     } catch (const std::bad_alloc&) {
       return reply_errno(req, ENOMEM, "getxattr", ino);
@@ -90,7 +126,9 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
   } catch (const std::bad_alloc&) {
     return reply_errno(req, ENOMEM, "getxattr", ino);
   }
-  auto n = sys::getxattr_fd(fd->get(), name, buf);
+  // SECURITY: as the caller (identity.hpp): reading user.* needs read
+  // permission on the inode the node is bound to now, decided by B.
+  auto n = acting_as(d, identity_of(req), [&] { return sys::getxattr_fd(fd->get(), name, buf); });
   if (!n) return reply_error(req, n.error(), "getxattr", ino);
   if (size == 0) return reply_xattr_size(req, *n);
   reply_buf(req, buf.data(), *n);
@@ -109,6 +147,25 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
     return reply_errno(req, ENOMEM, "listxattr", ino);
   }
   // The virtual status attributes are not stored and not listed.
+  const Identity who = identity_of(req);
+  if (hides_trusted(who)) {
+    // SECURITY: the daemon keeps CAP_SYS_ADMIN while acting as the caller,
+    // so B lists trusted.* names that it hides from the caller (xattr(7)):
+    // the whole list is read and those names are taken out; the caller is
+    // told the filtered size.
+    const auto proc = core::sys::proc_fd_path(fd->get());
+    auto all = acting_as(d, who, [&] { return core::sys::listxattr_path(proc.c_str()); });
+    if (!all) return reply_error(req, all.error(), "listxattr", ino);
+    std::vector<char> out;
+    try {
+      out = without_trusted(*all);
+    } catch (const std::bad_alloc&) {
+      return reply_errno(req, ENOMEM, "listxattr", ino);
+    }
+    if (size == 0) return reply_xattr_size(req, out.size());
+    if (out.size() > size) return reply_errno(req, ERANGE, "listxattr", ino);
+    return reply_buf(req, out.data(), out.size());
+  }
   auto n = sys::listxattr_fd(fd->get(), buf);
   if (!n) return reply_error(req, n.error(), "listxattr", ino);
   if (size == 0) return reply_xattr_size(req, *n);
@@ -128,7 +185,13 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
   auto fdr = node_fd(d, *node);  // under the lock: a commit may have rebound it
   if (!fdr) return reply_error(req, fdr.error(), "setxattr", ino);
   const FdRef fd = std::move(*fdr);
-  auto r = sys::setxattr_fd(fd->get(), name, std::span<const char>(value, size), flags);
+  // SECURITY: as the caller: B decides on the inode the node is bound to
+  // now (write permission for user.*, ownership for POSIX ACLs). The
+  // kernel already refused trusted.* and security.* to callers without
+  // the capability (xattr(7)) before this request was sent.
+  auto r = acting_as(d, identity_of(req), [&] {
+    return sys::setxattr_fd(fd->get(), name, std::span<const char>(value, size), flags);
+  });
   if (ns.owns_lock()) ns.unlock();
   if (!r) return reply_error(req, r.error(), "setxattr", ino);
   changed(d, *node, fd->get());
@@ -144,7 +207,7 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
   auto fdr = node_fd(d, *node);
   if (!fdr) return reply_error(req, fdr.error(), "removexattr", ino);
   const FdRef fd = std::move(*fdr);
-  auto r = sys::removexattr_fd(fd->get(), name);
+  auto r = acting_as(d, identity_of(req), [&] { return sys::removexattr_fd(fd->get(), name); });
   if (ns.owns_lock()) ns.unlock();
   if (!r) return reply_error(req, r.error(), "removexattr", ino);
   changed(d, *node, fd->get());

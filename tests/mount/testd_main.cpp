@@ -5,7 +5,7 @@
 //
 // Options: passthrough=GLOB[:GLOB...], exclusive, durability=fast|atomic|full,
 // on-conflict=fail|overwrite, cache_timeout=SECONDS,
-// noallow_other, debug, and test_pause=POINT:NAME:DIR: the first time a
+// max_user_opens=N, noallow_other, debug, and test_pause=POINT:NAME:DIR: the first time a
 // request about NAME reaches POINT (Config::test_pause) it creates
 // DIR/paused and waits there until DIR/go exists (at most 10 s). Always in the foreground; logs go to stderr as
 // "<time> [<level>] <message>" so the fixture can fail on warn-or-worse lines.
@@ -94,6 +94,8 @@ int main(int argc, char** argv) {
             return 2;
           }
           cfg.test_pause = Pause{f[0], f[1], f[2]};
+        } else if (o.rfind("max_user_opens=", 0) == 0) {
+          cfg.max_user_opens = std::stol(o.substr(15));
         } else if (o == "noallow_other") {
           cfg.allow_other = cfg.default_permissions = false;
         } else if (o == "debug") {

@@ -30,6 +30,14 @@ struct PublishOptions {
   // tree (the daemon uses B/.snapfs/staging). -1: the target's directory.
   // If it is on another filesystem (EXDEV), the target's directory is used.
   int staging_dir = -1;
+  // What a write(2) to the replaced file would have dropped (the kernel's
+  // file_remove_privs()): new content written by someone without
+  // CAP_FSETID loses setuid, and setgid where the group may execute it
+  // (`kill_setid`); new content, by anyone, loses its file capabilities
+  // (security.capability, `kill_caps`). Otherwise a setuid-root program
+  // that another user may write would keep running as root with their code.
+  bool kill_setid = false;
+  bool kill_caps = false;
 };
 
 // Gives `file` the metadata of the file it replaces (mode, owner, group,
@@ -49,11 +57,16 @@ Result<void> publish(TmpFile& file, int dirfd, const char* name,
 // clone, and a reader could see the state between them. A power loss during
 // the clone of a file with many extents can leave it part old, part new
 // (the filesystem remaps extent by extent); a process crash cannot.
+// `opts`: its durability and privilege dropping (kill_setid, kill_caps)
+// apply to `target`; the rest is unused.
 Result<void> publish_in_place(TmpFile& file, int target,
                               Durability durability = Durability::atomic) noexcept;
+Result<void> publish_in_place(TmpFile& file, int target, const PublishOptions& opts) noexcept;
 
 // Copies mode, owner, group and extended attributes of `from` (any fd,
-// O_PATH included) onto `to` (an fd open for writing).
+// O_PATH included) onto `to` (an fd open for writing). With `opts`, drops
+// what opts.kill_setid and opts.kill_caps say on the way.
 Result<void> copy_metadata(int from, int to) noexcept;
+Result<void> copy_metadata(int from, int to, const PublishOptions& opts) noexcept;
 
 }  // namespace snapfs::core

@@ -38,6 +38,10 @@ struct Config {
   // cached and every path walk asks the daemon (directories: 1 s), as before
   // issue #5.
   double cache_timeout = 1.0;
+  // Opens one user (other than root) may hold through M at once; beyond
+  // it open() fails with EMFILE for that user alone. -1: a sixteenth of
+  // the daemon's descriptor limit, at least 64; 0: no cap.
+  long max_user_opens = -1;
   unsigned threads = 0;              // 0: libfuse's default for the multithreaded loop
   bool debug = false;                // libfuse's request trace (-d)
   std::string fsname;                // shown in /proc/mounts; default: backing
