@@ -1,7 +1,9 @@
 // Handle: one open file description (fi->fh) and its private snapshot, with
-// the commit that publishes it (docs/design-fuse.md "Commit").
+// the commit that publishes it (docs/design-fuse.md "Commit"). The open side
+// is handle.cpp, the commit side commit.cpp (its rules: commit_decision.hpp).
 #pragma once
 
+#include "commit_decision.hpp"
 #include "daemon_state.hpp"
 #include "identity.hpp"
 #include "inode_table.hpp"
@@ -28,29 +30,6 @@ enum class HandleKind {
   shared,            // -o passthrough=GLOB: B/p itself, ordinary shared semantics
   exclusive_reader,  // -o exclusive, read-only open: B/p itself (never changes in place)
   reader_share,      // a read-only open sharing the snapshot of a reader on the same node
-};
-
-// The published file a snapshot was taken from (or last published by this
-// description): its identity and version (docs/design-conflicts.md).
-// Commits through M always publish a new inode; a change made in place
-// directly in B changes size or mtime. ctime (chmod, chown, xattrs) is not
-// compared: metadata changes are not conflicts.
-struct Base {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  off_t size = 0;
-  struct timespec mtime {};
-
-  void set(const struct stat& st) noexcept {
-    dev = st.st_dev;
-    ino = st.st_ino;
-    size = st.st_size;
-    mtime = st.st_mtim;
-  }
-  bool same(const struct stat& st) const noexcept {
-    return st.st_dev == dev && st.st_ino == ino && st.st_size == size &&
-           st.st_mtim.tv_sec == mtime.tv_sec && st.st_mtim.tv_nsec == mtime.tv_nsec;
-  }
 };
 
 // What a snapshot looked like when the daemon last took account of it
@@ -169,6 +148,14 @@ struct Handle {
     }
   }
 };
+
+// Re-opens the inode behind an O_PATH handle through /proc/self/fd
+// (handle.cpp, which says why that is safe).
+core::Result<core::UniqueFd> reopen(int fd, int flags) noexcept;
+
+// A private file on the filesystem of the node's directory, so that publish
+// can link it there; readers may get one in memory (handle.cpp).
+core::Result<core::TmpFile> make_private(Daemon& d, const Node& node, bool for_write) noexcept;
 
 // Opens `node` for `flags` (O_ACCMODE, O_TRUNC, O_APPEND): a snapshot, or B/p
 // itself for passthrough globs and exclusive readers. `fresh_empty`: the
