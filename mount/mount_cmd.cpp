@@ -23,6 +23,7 @@
 #include "commands.hpp"
 #include "exit_codes.hpp"
 
+#include <snapfs/core/unique_fd.hpp>
 #include <snapfs/fuse/daemon.hpp>
 #include <snapfs/fuse/meta_dir.hpp>
 
@@ -93,11 +94,11 @@ std::string describe_status(int status) {
 }
 
 // The parent's half: wait for 'M', or for 'E' + reason, or for EOF.
-int await_child(int rfd, pid_t child, const std::string& mountpoint) {
+int await_child(core::UniqueFd rfd, pid_t child, const std::string& mountpoint) {
   std::string msg;
   char buf[512];
   while (true) {
-    const ssize_t n = ::read(rfd, buf, sizeof buf);
+    const ssize_t n = ::read(rfd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0)
       throw Failure(exit_code::failure,
@@ -106,7 +107,7 @@ int await_child(int rfd, pid_t child, const std::string& mountpoint) {
     msg.append(buf, static_cast<std::size_t>(n));
     if (msg.front() == 'M') break;  // live: don't wait for the daemon to close
   }
-  ::close(rfd);
+  rfd.reset();
   if (!msg.empty() && msg.front() == 'M') return exit_code::ok;
 
   int status = 0;
@@ -126,35 +127,37 @@ int await_child(int rfd, pid_t child, const std::string& mountpoint) {
 }
 
 // The child's half; returns the daemon's exit code.
-int daemon_child(int wfd, const fuse::Config& cfg, const LogControl& log) {
+// Every descriptor but stdio and `wfd` is closed first (close_range), so the
+// caller must own no other descriptor by then.
+int daemon_child(core::UniqueFd wfd, const fuse::Config& cfg, const LogControl& log) {
   bool mounted = false;
-  int startup_err = -1;
+  core::UniqueFd startup_err;
   // The reason for a failure before the mount, with what fusermount3 said.
   auto reason = [&](const std::string& what) {
-    const std::string extra = captured_stderr(startup_err);
+    const std::string extra = captured_stderr(startup_err.get());
     return extra.empty() || what.find(extra) != std::string::npos ? what
                                                                   : what + " (" + extra + ")";
   };
   try {
     // daemon(7): keep nothing the caller gave us but stdio (a pipe a shell
     // or a test harness waits on must not stay open for the mount's life).
-    if (wfd > 3) ::close_range(3, static_cast<unsigned>(wfd) - 1, 0);
-    ::close_range(static_cast<unsigned>(wfd) + 1, ~0U, 0);
+    if (wfd.get() > 3) ::close_range(3, static_cast<unsigned>(wfd.get()) - 1, 0);
+    ::close_range(static_cast<unsigned>(wfd.get()) + 1, ~0U, 0);
     if (::setsid() < 0)
       throw Failure(exit_code::failure, std::string("setsid: ") + std::strerror(errno));
     // After the checks, which resolved every path: nothing below needs the
     // caller's working directory, and it must not keep a file system busy.
     if (::chdir("/") != 0)
       throw Failure(exit_code::failure, std::string("chdir /: ") + std::strerror(errno));
-    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null < 0)
+    core::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!null)
       throw Failure(exit_code::failure, std::string("/dev/null: ") + std::strerror(errno));
-    startup_err = ::memfd_create("snapfs-startup-stderr", MFD_CLOEXEC);
-    if (::dup2(null, 0) < 0 || ::dup2(null, 1) < 0 ||
-        ::dup2(startup_err >= 0 ? startup_err : null, 2) < 0) {
+    startup_err.reset(::memfd_create("snapfs-startup-stderr", MFD_CLOEXEC));
+    if (::dup2(null.get(), 0) < 0 || ::dup2(null.get(), 1) < 0 ||
+        ::dup2(startup_err ? startup_err.get() : null.get(), 2) < 0) {
       throw Failure(exit_code::failure, std::string("dup2: ") + std::strerror(errno));
     }
-    ::close(null);
+    null.reset();
     // A parent killed while we mount must not kill us through the pipe.
     std::signal(SIGPIPE, SIG_IGN);
     if (log.to_syslog) log.to_syslog();
@@ -162,35 +165,28 @@ int daemon_child(int wfd, const fuse::Config& cfg, const LogControl& log) {
     const int rc = fuse::serve(cfg, [&] {
       mounted = true;
       // From now on nobody reads our stderr.
-      const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-      if (devnull >= 0) {
-        ::dup2(devnull, 2);
-        ::close(devnull);
-      }
-      if (startup_err >= 0) {
-        ::close(startup_err);
-        startup_err = -1;
-      }
-      write_all(wfd, "M");
-      ::close(wfd);
-      wfd = -1;
+      if (const core::UniqueFd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC)); devnull)
+        ::dup2(devnull.get(), 2);
+      startup_err.reset();
+      write_all(wfd.get(), "M");
+      wfd.reset();
     });
     if (!mounted) {
-      write_all(wfd, "E" + reason(last_error_or(log, "cannot mount " + cfg.mountpoint +
-                                                         ": the daemon stopped (status " +
-                                                         std::to_string(rc) + ")")));
+      write_all(wfd.get(), "E" + reason(last_error_or(log, "cannot mount " + cfg.mountpoint +
+                                                               ": the daemon stopped (status " +
+                                                               std::to_string(rc) + ")")));
     }
-    if (wfd >= 0) ::close(wfd);
+    wfd.reset();
     return rc == 0 ? exit_code::ok : exit_code::failure;
   } catch (const Failure& f) {
-    if (!mounted && wfd >= 0) write_all(wfd, "E" + reason(f.what()));
+    if (!mounted && wfd) write_all(wfd.get(), "E" + reason(f.what()));
     mount_log()->error("{}", f.what());
-    if (wfd >= 0) ::close(wfd);
+    wfd.reset();
     return f.code();
   } catch (const std::exception& e) {
-    if (!mounted && wfd >= 0) write_all(wfd, "E" + reason(e.what()));
+    if (!mounted && wfd) write_all(wfd.get(), "E" + reason(e.what()));
     mount_log()->error("{}", e.what());
-    if (wfd >= 0) ::close(wfd);
+    wfd.reset();
     return exit_code::failure;
   }
 }
@@ -237,23 +233,22 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
                           : "cannot mount " + cfg.mountpoint);
   }
 
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
+  core::UniqueFd rfd, wfd;
+  if (int fds[2]; ::pipe2(fds, O_CLOEXEC) == 0) {
+    rfd.reset(fds[0]);
+    wfd.reset(fds[1]);
+  } else {
     throw Failure(exit_code::failure, std::string("pipe: ") + std::strerror(errno));
+  }
   std::fflush(nullptr);  // or the child would write our buffered output again
   const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int e = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw Failure(exit_code::failure, std::string("fork: ") + std::strerror(e));
-  }
+  if (pid < 0) throw Failure(exit_code::failure, std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
-    ::close(fds[0]);
-    return daemon_child(fds[1], cfg, log);
+    rfd.reset();  // before daemon_child's close_range: nothing else may own a descriptor
+    return daemon_child(std::move(wfd), cfg, log);
   }
-  ::close(fds[1]);
-  return await_child(fds[0], pid, cfg.mountpoint);
+  wfd.reset();
+  return await_child(std::move(rfd), pid, cfg.mountpoint);
 }
 
 }  // namespace snapfs::cli
