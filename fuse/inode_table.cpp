@@ -136,7 +136,7 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
     //   (older) attributes would stick.
     const auto now = std::chrono::steady_clock::now();
     const bool fresh = cache_ <= 0 || intent == Intent::open ||
-                       contended_locked(parent->id(), name, caller, now);
+                       contended_locked(*parent, name, caller, now);
     std::shared_ptr<Node> reuse;
     if (!fresh) {
       std::shared_ptr<Node> idle;
@@ -203,12 +203,12 @@ bool InodeTable::known_to_kernel(fuse_ino_t id) const {
   return it != nodes_.end() && it->second->nlookup_ > 0;
 }
 
-bool InodeTable::contended_locked(fuse_ino_t parent, const std::string& name, pid_t caller,
+bool InodeTable::contended_locked(const Node& parent, const std::string& name, pid_t caller,
                                   std::chrono::steady_clock::time_point now) {
   if (contended_.empty()) return false;
   bool hit = false;
   for (pid_t who : {caller, pid_t{0}}) {
-    auto c = contended_.find(ContendKey{parent, name, who});
+    auto c = contended_.find(contend_key(parent, name, who));
     if (c != contended_.end()) {
       if (c->second.until > now) {
         hit = true;
@@ -228,7 +228,7 @@ void InodeTable::contend_locked(const Node& n, pid_t caller) {
   try {
     if (contended_.size() > 4096)
       std::erase_if(contended_, [&](const auto& kv) { return kv.second.until <= now; });
-    contended_[ContendKey{n.parent_->id(), n.name_, caller}] = Contention{now + kContention, false};
+    contended_[contend_key(*n.parent_, n.name_, caller)] = Contention{now + kContention, false};
   } catch (const std::bad_alloc&) {
     // Then the re-walk may meet another open once more (ESTALE): not worse
     // than without caching.
@@ -297,7 +297,7 @@ OpenStart InodeTable::begin_open(Node& node, FdRef fd, bool shared_reader, pid_t
   // This caller's re-walk after an ESTALE ended here (an OPEN without a
   // lookup since keeps the mark: second_open_after_estale()).
   if (caller != 0 && !contended_.empty() && node.parent_) {
-    auto c = contended_.find(ContendKey{node.parent_->id(), node.name_, caller});
+    auto c = contended_.find(contend_key(*node.parent_, node.name_, caller));
     if (c != contended_.end() && c->second.walked) contended_.erase(c);
   }
   // A shared reader keeps the attributes the kernel holds if they are its
@@ -432,7 +432,7 @@ bool InodeTable::second_open_after_estale(const Node& node, pid_t caller) {
   std::lock_guard lk(mu_);
   // No path walk reaches a node unlinked through M: any OPEN of it is a re-open.
   if (!node.parent_ || node.unlinked_) return true;
-  auto c = contended_.find(ContendKey{node.parent_->id(), node.name_, caller});
+  auto c = contended_.find(contend_key(*node.parent_, node.name_, caller));
   if (c == contended_.end() || c->second.walked ||
       c->second.until <= std::chrono::steady_clock::now())
     return false;

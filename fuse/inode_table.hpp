@@ -325,13 +325,23 @@ private:
   // thread's lookups of them make fresh, uncached nodes (contend(),
   // intern()), and whether it has looked the name up since (`walked`).
   // Kept by name: the nodes involved are often forgotten by the kernel
-  // before the ESTALE'd open walks again. Thread 0: everyone.
-  using ContendKey = std::tuple<fuse_ino_t, std::string, pid_t>;
+  // before the ESTALE'd open walks again. The parent is named by its
+  // backing directory (device, inode), not its node id: the re-walk
+  // (LOOKUP_REVAL) revalidates every component, and a directory whose
+  // kernel inode was evicted meanwhile (its dentry invalidated by a dentry
+  // epoch, memory pressure) comes back under a new node id; keyed by that
+  // id, the mark was missed, the name's cached node was handed out again,
+  // and the kernel's last retry failed with ESTALE in the program.
+  // Thread 0: everyone.
+  using ContendKey = std::tuple<dev_t, ino_t, std::string, pid_t>;
+  static ContendKey contend_key(const Node& parent, const std::string& name, pid_t who) {
+    return ContendKey{parent.dev_, parent.ino_, name, who};
+  }
   struct Contention {
     std::chrono::steady_clock::time_point until;
     bool walked = false;
   };
-  bool contended_locked(fuse_ino_t parent, const std::string& name, pid_t caller,
+  bool contended_locked(const Node& parent, const std::string& name, pid_t caller,
                         std::chrono::steady_clock::time_point now);
   void contend_locked(const Node& n, pid_t caller);
   std::map<ContendKey, Contention> contended_;

@@ -2,6 +2,7 @@
 // mounting: --help, --version, usage errors and their exit codes. Label `unit`.
 #include "cli_support.hpp"
 
+#include "checks.hpp"
 #include "exit_codes.hpp"
 
 #include <unistd.h>
@@ -202,6 +203,31 @@ TEST(UnitCommand, FuseHelperFormIsAMount) {
   EXPECT_NE(r.err.find("bogus"), std::string::npos) << r.describe();
   const Outcome missing = run({snapfs_bin(), (s / "nope").string(), m, "-o", "rw,dev,suid"});
   EXPECT_EQ(missing.code, ec::bad_backing) << missing.describe();
+}
+
+TEST(UnitCliSupport, MountsAreParsedByTheCommandsParser) {
+  // The tests' view of mountinfo is the command's (cli::parse_mountinfo):
+  // only octal escapes \[0-3][0-7][0-7] are decoded, anything else is kept.
+  const std::string text =
+      "40 22 0:35 / /tmp/with\\040space rw shared:2 master:3 - tmpfs tmpfs rw,size=1k\n"
+      "41 22 0:36 / /mnt/a\\400b\\9xy\\13 rw - fuse.snapfs /srv/d\\134e rw,user_id=0,allow_other\n"
+      "garbage line\n"
+      "42 22 0:37 / /mnt/no-options rw - tmpfs\n";
+  const auto ours = parse_mounts(text);
+  const auto theirs = cli::parse_mountinfo(text);
+  ASSERT_EQ(ours.size(), theirs.size());
+  for (std::size_t i = 0; i < ours.size(); ++i) {
+    EXPECT_EQ(ours[i].mountpoint, theirs[i].mountpoint) << i;
+    EXPECT_EQ(ours[i].fstype, theirs[i].fstype) << i;
+    EXPECT_EQ(ours[i].source, theirs[i].source) << i;
+  }
+  ASSERT_EQ(ours.size(), 3u);
+  EXPECT_EQ(ours[0].mountpoint, "/tmp/with space");
+  EXPECT_EQ(ours[0].options, "rw,size=1k");
+  EXPECT_EQ(ours[1].mountpoint, "/mnt/a\\400b\\9xy\\13");
+  EXPECT_EQ(ours[1].source, "/srv/d\\e");
+  EXPECT_EQ(ours[1].options, "rw,user_id=0,allow_other");
+  EXPECT_EQ(ours[2].options, "");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // `snapfs mount/umount/status/conflicts` against the real daemon, as root.
-// Label `mount`. Tests that need a working serve() skip loudly while it is
-// the stub; every test tears down its mounts and daemons in Scratch.
+// Label `mount`. A daemon that cannot mount fails the tests that need it
+// (SNAPFS_REQUIRE_DAEMON); every test tears down its mounts and daemons in Scratch.
 #include "cli_support.hpp"
 
 #include "exit_codes.hpp"
@@ -55,9 +55,9 @@ struct Dirs {
 
 TEST(MountDaemon, ChildFailureIsReportedByParent) {
   // The checks pass, then the daemon child fails to mount: here because
-  // /dev/fuse is /dev/null in a private mount namespace (the stub daemon
-  // fails anyway). The parent must exit 1 with the child's reason on one
-  // line, including what fusermount3 said, and leave nothing behind.
+  // /dev/fuse is /dev/null in a private mount namespace. The parent must
+  // exit 1 with the child's reason on one line, including what fusermount3
+  // said, and leave nothing behind.
   SNAPFS_REQUIRE_ROOT();
   if (access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "needs unshare(1)";
   Dirs d;
