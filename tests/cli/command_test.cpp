@@ -1,5 +1,6 @@
 // The built snapfs and mount.snapfs binaries, without root and without
-// mounting: --help, --version, usage errors and their exit codes. Label `unit`.
+// mounting: --help, --version, usage errors and their exit codes; and
+// scripts/test.sh's checks for leftover test mounts. Label `unit`.
 #include "cli_support.hpp"
 
 #include "checks.hpp"
@@ -228,6 +229,90 @@ TEST(UnitCliSupport, MountsAreParsedByTheCommandsParser) {
   EXPECT_EQ(ours[1].source, "/srv/d\\e");
   EXPECT_EQ(ours[1].options, "rw,user_id=0,allow_other");
   EXPECT_EQ(ours[2].options, "");
+}
+
+// scripts/test.sh's mount checks, against mountinfo files: only mounts in
+// the tests' own directories (<base>/snapfs-{test,mount,cli}-*, base /tmp or
+// $SNAPFS_TEST_TMPDIR) count; a user's own snapfs mounts never do.
+std::string test_sh() {
+  return (fs::path(__FILE__).parent_path().parent_path().parent_path() / "scripts" / "test.sh")
+      .string();
+}
+
+constexpr const char* kUserMounts =
+    "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+    "41 22 0:36 / /mnt/data rw,nosuid,nodev shared:4 - fuse.snapfs /srv/data rw,user_id=0\n"
+    "42 22 0:37 / /tmp/mine/m rw,nosuid,nodev - fuse.snapfs /tmp/mine/b rw,user_id=0\n"
+    "43 22 0:38 / /tmp/snapfs-testing/m rw - fuse.snapfs /srv/x rw\n"
+    "44 22 0:39 / /home/u/snapfs-test-abc/m rw - fuse.snapfs /srv/y rw\n";
+
+constexpr const char* kLeftovers =
+    "50 22 7:3 / /tmp/snapfs-test-Ab12Cd rw - xfs /dev/loop3 rw\n"
+    "51 22 0:41 / /tmp/snapfs-mount-Zz9Yy8/m rw - fuse.snapfs /tmp/snapfs-test-Ab12Cd/b rw\n"
+    "52 22 0:42 / /tmp/snapfs-cli-q1\\040w2/m rw - tmpfs tmpfs rw\n";
+
+Outcome test_sh_check(const std::vector<std::string>& args, const std::string& tmpdir = "") {
+  RunOptions opts;
+  opts.env = {{"SNAPFS_TEST_TMPDIR", tmpdir}};
+  std::vector<std::string> argv = {"bash", test_sh()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, opts);
+}
+
+TEST(UnitTestSh, UsersOwnSnapfsMountsAreNotLeftovers) {
+  ASSERT_TRUE(fs::exists(test_sh())) << test_sh();
+  Scratch s;
+  write_file(s / "mountinfo", kUserMounts);
+  const Outcome r = test_sh_check({"--check-leftovers", (s / "mountinfo").string()});
+  EXPECT_EQ(r.code, 0) << r.describe();
+  EXPECT_EQ(r.err, "") << r.describe();
+}
+
+TEST(UnitTestSh, LeftoversInTestDirectoriesAreNamed) {
+  Scratch s;
+  write_file(s / "mountinfo", std::string(kUserMounts) + kLeftovers);
+  const Outcome r = test_sh_check({"--check-leftovers", (s / "mountinfo").string()});
+  EXPECT_EQ(r.code, 1) << r.describe();
+  for (const char* m : {"/tmp/snapfs-test-Ab12Cd (xfs)", "/tmp/snapfs-mount-Zz9Yy8/m (fuse.snapfs)",
+                        "/tmp/snapfs-cli-q1\\040w2/m (tmpfs)"}) {
+    EXPECT_NE(r.err.find(m), std::string::npos) << m << "\n" << r.describe();
+  }
+  for (const char* m : {"/mnt/data", "/tmp/mine", "snapfs-testing", "/home/u"}) {
+    EXPECT_EQ(r.err.find(m), std::string::npos) << m << "\n" << r.describe();
+  }
+}
+
+TEST(UnitTestSh, TestTmpdirIsATestBase) {
+  Scratch s;
+  write_file(s / "mountinfo", std::string(kUserMounts) +
+                                  "60 22 0:50 / /var/t\\040t/snapfs-test-xyz/m rw - tmpfs t rw\n");
+  const auto info = (s / "mountinfo").string();
+  EXPECT_EQ(test_sh_check({"--check-leftovers", info}).code, 0);
+  const Outcome r = test_sh_check({"--check-leftovers", info}, "/var/t t/");
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_NE(r.err.find("/var/t\\040t/snapfs-test-xyz/m (tmpfs)"), std::string::npos)
+      << r.describe();
+}
+
+TEST(UnitTestSh, AtTheEndOnlyNewTestMountsFail) {
+  Scratch s;
+  const std::string before = std::string(kUserMounts) + kLeftovers;
+  write_file(s / "before", before);
+  // The run's own mounts are gone; the user mounted another snapfs meanwhile.
+  write_file(s / "clean", before + "70 22 0:60 / /srv/m2 rw - fuse.snapfs /srv/b2 rw\n");
+  const Outcome clean =
+      test_sh_check({"--check-new", (s / "before").string(), (s / "clean").string()});
+  EXPECT_EQ(clean.code, 0) << clean.describe();
+  EXPECT_EQ(clean.err, "") << clean.describe();
+  // A test left a mount behind: only that one is named.
+  write_file(s / "left", before + "71 22 0:61 / /tmp/snapfs-cli-N3w/m rw - fuse.snapfs b rw\n");
+  const Outcome left =
+      test_sh_check({"--check-new", (s / "before").string(), (s / "left").string()});
+  EXPECT_EQ(left.code, 1) << left.describe();
+  EXPECT_NE(left.err.find("/tmp/snapfs-cli-N3w/m (fuse.snapfs)"), std::string::npos)
+      << left.describe();
+  EXPECT_EQ(left.err.find("snapfs-test-Ab12Cd"), std::string::npos) << left.describe();
+  EXPECT_EQ(left.err.find("/srv"), std::string::npos) << left.describe();
 }
 
 }  // namespace
