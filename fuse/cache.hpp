@@ -1,5 +1,5 @@
 // Coherence of the kernel's name and attribute caches with what snapfs does
-// (issue #5, docs/design-fuse.md "Caching"):
+// (docs/design-fuse.md "Caching"):
 // - idle kind-file nodes hold no descriptor and are resolved by name;
 // - an OPEN never takes a node the kernel may cache a dentry for (ESTALE,
 //   the re-walk gets a fresh node: before_open);
@@ -66,10 +66,10 @@ private:
 // `shared_reader`, see below): ESTALE, and the kernel's re-walk
 // (LOOKUP_REVAL) gets a fresh node and drops that dentry itself, so no path
 // walk by others ever reaches an open node (stat by anyone else shows the
-// published file, SPEC §2.2). Otherwise binds an idle node to the inode its
-// name holds now and drops the attributes the kernel may have cached for
-// it. The claim keeps the node "open" for the cache rules until the OPEN
-// handler returns.
+// published file, docs/semantics.md#writers). Otherwise binds an idle node to
+// the inode its name holds now and drops the attributes the kernel may have
+// cached for it. The claim keeps the node "open" for the cache rules until the
+// OPEN handler returns.
 // `shared_reader`: a read-only open that kernel passthrough will serve from
 // the warm snapshot of the version B/p holds: it may take a cached node,
 // whose other opens (if any) read that same snapshot, and whose stat is
@@ -77,10 +77,10 @@ private:
 core::Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node,
                                     bool shared_reader = false, pid_t caller = 0) noexcept;
 
-// GETATTR without a file handle (fstat and stat carry none, FUSE-NOTES §5)
-// of a node pinned by shared readers. While B/p still is their version,
-// that is the answer for everyone, cacheable (`timeout`). Once it changed,
-// the readers' version, timeout 0: after a commit through M only they
+// GETATTR without a file handle (fstat and stat carry none, docs/design-fuse.md,
+// "Kernel facts" 5) of a node pinned by shared readers. While B/p still is their
+// version, that is the answer for everyone, cacheable (`timeout`). Once it
+// changed, the readers' version, timeout 0: after a commit through M only they
 // reach the node (after_commit bumps the dentry epoch); after a change made
 // directly in B others may for up to cache_timeout, as with any cached name.
 core::Result<struct stat> shared_reader_attr(Daemon& d, Node& node, double& timeout) noexcept;

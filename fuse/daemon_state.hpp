@@ -35,7 +35,7 @@ struct Stats {
   std::atomic<std::uint64_t> bytes_published{0};
   std::atomic<std::uint64_t> rebases{0};
   std::atomic<std::uint64_t> daemon_opens{0};  // opens served by the daemon (direct_io)
-  // Requests that the kernel's caches would have saved (issue #5): a test
+  // Requests that the kernel's caches would have saved: a test
   // counts them to see that a repeated stat is served by the kernel.
   std::atomic<std::uint64_t> lookups{0};
   std::atomic<std::uint64_t> getattrs{0};

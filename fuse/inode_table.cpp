@@ -118,7 +118,8 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
   t = Timeouts{};
   if (kind == NodeKind::file) {
     // One kernel inode per open, except for readers that share one warm
-    // snapshot (PASSTHROUGH-NOTES; docs/design-fuse.md "Caching"):
+    // snapshot (docs/design-passthrough.md, "Kernel facts" 2 and 3;
+    // docs/design-fuse.md "Caching"):
     // - Caching is off, or this caller's OPEN of the name was just answered
     //   ESTALE (it is walking again, and its retry is the kernel's last):
     //   a fresh node, timeouts 0, that no other lookup is handed.
@@ -266,8 +267,9 @@ double InodeTable::attr_timeout(Node& node, const struct stat& st) {
     case NodeKind::file:
       break;
   }
-  // Nodes with an open: every reply about them has timeout 0 (fstat shows
-  // the open's own snapshot, FUSE-NOTES §5). Unlinked nodes: nothing to cache.
+  // Nodes with an open: every reply about them has timeout 0 (fstat shows the
+  // open's own snapshot, docs/design-fuse.md, "Kernel facts" 5). Unlinked
+  // nodes: nothing to cache.
   if (busy_locked(node) || node.unlinked_ || cache_ <= 0) return 0;
   node.attr_cached_ = true;
   node.cached_version_ = st;
@@ -280,12 +282,12 @@ OpenStart InodeTable::begin_open(Node& node, FdRef fd, bool shared_reader, pid_t
   out.was_idle = !busy_locked(node);
   // The kernel may hold a dentry for this node: opening it would let later
   // path walks by others (stat) reach an open node, whose attributes are
-  // the open's own (SPEC §2.2). So it is not opened: ESTALE makes the kernel
-  // walk again with LOOKUP_REVAL; that LOOKUP by the same thread gets a
-  // fresh, uncached node (contend()), the kernel drops this dentry itself,
-  // and the open lands on the fresh node. No dentry notification is needed
-  // (notify_inval_entry would take the parent's lock, and a daemon blocked
-  // in it cannot even be killed while that lock's holder waits for it).
+  // the open's own (docs/semantics.md#writers). So it is not opened: ESTALE
+  // makes the kernel walk again with LOOKUP_REVAL; that LOOKUP by the same
+  // thread gets a fresh, uncached node (contend()), the kernel drops this
+  // dentry itself, and the open lands on the fresh node. No dentry notification
+  // is needed (notify_inval_entry would take the parent's lock, and a daemon
+  // blocked in it cannot even be killed while that lock's holder waits for it).
   // The exception: shared readers, whose view is the published version
   // that path walks show anyway (attach_open(), docs/design-fuse.md).
   if (out.was_idle && node.entry_cached_ && !shared_reader) {

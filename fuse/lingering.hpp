@@ -2,12 +2,12 @@
 //
 // With kernel passthrough, a MAP_SHARED mapping holds the snapshot itself,
 // not the FUSE file: RELEASE comes at close(2) even while the mapping lives
-// on and keeps writing (PASSTHROUGH-NOTES, pitfall 2). SPEC §2.3 wants
-// those writes published when the last mapping goes away. RELEASE parks
-// such a handle here; a watcher thread asks the kernel every few
-// milliseconds whether anyone else still has the snapshot open for writing
-// (a write lease is granted only then: sys::sole_writer) and, once nobody
-// has, commits what changed (as RELEASE would) and frees the handle.
+// on and keeps writing (docs/design-passthrough.md, "Kernel facts" 7).
+// docs/semantics.md#mmap wants those writes published when the last mapping
+// goes away. RELEASE parks such a handle here; a watcher thread asks the kernel
+// every few milliseconds whether anyone else still has the snapshot open for
+// writing (a write lease is granted only then: sys::sole_writer) and, once
+// nobody has, commits what changed (as RELEASE would) and frees the handle.
 #pragma once
 
 #include "cache.hpp"

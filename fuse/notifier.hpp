@@ -1,4 +1,5 @@
-// Notifier: the daemon's messages to the kernel's attribute cache (issue #5).
+// Notifier: the daemon's messages to the kernel's attribute cache
+// (docs/design-fuse.md "Caching").
 //
 // Only fuse_lowlevel_notify_inval_inode(ino, -1, 0) is used. The kernel's
 // fuse_reverse_inval_inode() with offset -1 drops the cached attributes (and

@@ -1,4 +1,4 @@
-// The only caller of fuse_reply_* (STYLE §1).
+// The only caller of fuse_reply_* (docs/code-style.md §1).
 #include "reply.hpp"
 
 #include "daemon_state.hpp"

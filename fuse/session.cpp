@@ -60,13 +60,15 @@ void log_from_libfuse(enum fuse_log_level level, const char* fmt, va_list ap) {
 
 void init(void* userdata, fuse_conn_info* conn) {
   auto& d = *static_cast<Daemon*>(userdata);
-  // 255 pages: WRITEs then arrive by splice; a larger max_write kills the
-  // mount with libfuse 3.14's 1 MiB + 4 KiB buffer (FUSE-NOTES §6).
+  // 255 pages: WRITEs then arrive by splice; a larger max_write kills the mount
+  // with libfuse 3.14's 1 MiB + 4 KiB buffer (docs/design-fuse.md,
+  // "Kernel facts" 6).
   if (conn->max_write > 1044480 || conn->max_write == 0) conn->max_write = 1044480;
   // The writeback cache would let the kernel merge writes of different
   // opens in one page cache; it also rules out kernel passthrough later.
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
-  // O_TRUNC must arrive in OPEN, not as a path SETATTR (FUSE-NOTES §4).
+  // O_TRUNC must arrive in OPEN, not as a path SETATTR (docs/design-fuse.md,
+  // "Kernel facts" 4).
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
@@ -257,7 +259,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     log->error("snapfs: fuse_session_new failed (options: {})", opts);
     return 1;
   }
-  d->notifier.attach(se);  // issue #5 (notifier.hpp)
+  d->notifier.attach(se);  // see notifier.hpp
   int ret = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     log->error("snapfs: cannot install signal handlers");
@@ -306,7 +308,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   d->lingering.reset();
   for (void* holder : d->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
   d->warm.clear();
-  d->notifier.attach(nullptr);  // issue #5: before the session goes
+  d->notifier.attach(nullptr);  // before the session goes (notifier.hpp)
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);
   return ret;

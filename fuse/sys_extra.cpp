@@ -203,8 +203,8 @@ Result<bool> has_capability(pid_t tid, int cap) noexcept {
 Result<pid_t> tgid_of(pid_t tid) noexcept {
   // The usual caller is a process's main thread: pidfd_open(2) without
   // PIDFD_THREAD succeeds only for a thread-group leader, whose tid is the
-  // tgid. Two syscalls instead of formatting /proc/<tid>/status (issue #5:
-  // every writable open asks this).
+  // tgid. Two syscalls instead of formatting /proc/<tid>/status (every
+  // writable open asks this).
   if (const long pfd = ::syscall(SYS_pidfd_open, static_cast<long>(tid), 0L); pfd >= 0) {
     (void)::close(static_cast<int>(pfd));
     return tid;

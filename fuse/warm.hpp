@@ -1,4 +1,5 @@
-// Warm read-only snapshots (issue #5, item 3; docs/design-passthrough.md).
+// Warm read-only snapshots (docs/design-passthrough.md, "Warm read-only
+// snapshots").
 //
 // A snapshot is a new inode, so its page cache starts cold: every open of
 // an unchanged header in a build would read the disk again. Read-only opens
@@ -37,7 +38,7 @@ namespace snapfs::fuse {
 // kernel holds the file, and what the daemon answers itself (fstat size,
 // SEEK_DATA/SEEK_HOLE of a file without holes) comes from `size`/`blocks`.
 // A file that may have holes (fewer blocks than its size) keeps `file`. So a reader open costs the
-// daemon no descriptor of its own (10,000 files open at once, issue #5).
+// daemon no descriptor of its own (10,000 files open at once).
 struct WarmSnapshot {
   core::TmpFile file;
   off_t size = 0;

@@ -1,10 +1,11 @@
 // Path checks for the snapfs command (see checks.hpp).
 //
-// Everything here only reads: a failed check leaves no trace (SPEC §2.10).
-// Paths are compared after realpath(3), component-wise, and "already a mount
-// point" is decided by /proc/self/mountinfo, which also sees bind mounts of a
-// directory of the same file system (an st_dev comparison with the parent
-// does not), with the st_dev comparison kept as a second opinion.
+// Everything here only reads: a failed check leaves no trace
+// (docs/semantics.md#bad-input). Paths are compared after realpath(3),
+// component-wise, and "already a mount point" is decided by
+// /proc/self/mountinfo, which also sees bind mounts of a directory of the same
+// file system (an st_dev comparison with the parent does not), with the st_dev
+// comparison kept as a second opinion.
 #include "checks.hpp"
 
 #include "exit_codes.hpp"

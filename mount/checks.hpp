@@ -1,5 +1,6 @@
-// Checks of the command's paths before anything is changed (SPEC §2.10):
-// every failure throws Failure with a one-line message and a named exit code.
+// Checks of the command's paths before anything is changed
+// (docs/semantics.md#bad-input): every failure throws Failure with a one-line
+// message and a named exit code.
 #pragma once
 
 #include <optional>

@@ -9,8 +9,8 @@
 
 namespace snapfs::cli {
 
-// How the command steers logging; main.cpp owns the loggers (STYLE §4) and
-// fills this in. Every member may be empty (the unit tests leave them so).
+// How the command steers logging; main.cpp owns the loggers (docs/code-style.md §4)
+// and fills this in. Every member may be empty (the unit tests leave them so).
 struct LogControl {
   std::function<void(const std::string& level)> set_level;  // a parse_log_level() name
   std::function<void()> to_syslog;                          // once daemonized

@@ -1,5 +1,5 @@
-// snapfs and mount.snapfs: main() owns logging (STYLE §4) and turns the
-// command's exceptions into one line on stderr and a named exit code.
+// snapfs and mount.snapfs: main() owns logging (docs/code-style.md §4) and
+// turns the command's exceptions into one line on stderr and a named exit code.
 //
 // Loggers "core", "fuse" and "mount" share one set of sinks: stderr in the
 // foreground, syslog (ident "snapfs", LOG_DAEMON) once daemonized, plus a

@@ -54,9 +54,9 @@ std::string parse_log_level(std::string_view value);  // returns the canonical n
 std::vector<std::string> parse_passthrough(std::string_view value);
 
 // Who mounts: root gets allow_other + default_permissions by default
-// (FUSE-NOTES §8); a user gets them only when asked, and allow_other always
-// brings default_permissions (otherwise other users would act with the
-// daemon's rights, SPEC §2.8).
+// (docs/design-fuse.md, "Kernel facts" 8); a user gets them only when asked,
+// and allow_other always brings default_permissions (otherwise other users
+// would act with the daemon's rights, docs/security.md).
 fuse::Config make_config(const MountOptions& opts, std::string backing_canonical,
                          std::string mountpoint_canonical, bool as_root);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two rules from STYLE §7 that a compiler cannot check:
+# Two rules from docs/code-style.md §7 that a compiler cannot check:
 #  1. Every linkat, renameat, FICLONE and mmap call in core/src/ has an
 #     ISOLATION:, ATOMICITY: or DURABILITY: comment in the lines above it,
 #     saying why the sequence is safe.

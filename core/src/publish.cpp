@@ -38,7 +38,7 @@ bool contains(const std::vector<std::string_view>& names, std::string_view n) {
 
 // A temporary name nobody can predict: ".snapfs-" and 16 random hex digits.
 // Its fixed length keeps it under NAME_MAX whatever the target is called, and
-// the prefix lets recovery at mount (issue #4) find leftovers.
+// the prefix lets recovery at mount find leftovers.
 Result<void> temp_name(char (&out)[32]) noexcept {
   std::byte rnd[8];
   SNAPFS_TRY(sys::random_bytes(rnd));

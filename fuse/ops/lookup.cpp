@@ -63,10 +63,10 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     if (!st) return reply_error(req, st.error(), "getattr", ino);
     return reply_attr(req, *st, timeout);
   }
-  // fstat() arrives without fi (FUSE-NOTES §5): node_attr() then finds the
-  // node's own open, which is why each open has its own node. An idle file
-  // node shows what its name holds now (ESTALE if that is no regular file:
-  // the kernel then walks again).
+  // fstat() arrives without fi (docs/design-fuse.md, "Kernel facts" 5):
+  // node_attr() then finds the node's own open, which is why each open has its
+  // own node. An idle file node shows what its name holds now (ESTALE if that
+  // is no regular file: the kernel then walks again).
   auto st = node_attr(d, *node, fi);
   if (!st) return reply_error(req, st.error(), "getattr", ino);
   // The timeout is decided after the attributes were read: an OPEN that

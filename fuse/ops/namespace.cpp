@@ -115,8 +115,8 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
   const FdRef pfd = pnode->fd();
   core::Result<struct stat> gone = core::Error::of(ENOENT, op);
   {
-    // Exclusive against commits: once the name is gone, an open description
-    // of it commits nothing (SPEC §2.4) and is never resurrected.
+    // Exclusive against commits: once the name is gone, an open description of
+    // it commits nothing (docs/semantics.md#unlink) and is never resurrected.
     std::unique_lock ns(d.ns_mu);
     if (!flags) gone = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
     if (auto r = core::sys::unlinkat(pfd->get(), name, flags); !r)

@@ -76,12 +76,12 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
   }
   // Otherwise every open is direct_io, readers too, and never keep_cache:
   // the page cache is per inode, so cached reads would show another open's
-  // snapshot (FUSE-NOTES §3). Shared (passthrough glob) opens stay coherent
-  // with B. (The passthrough patch clears direct_io.)
+  // snapshot (docs/design-fuse.md, "Kernel facts" 3). Shared (passthrough glob)
+  // opens stay coherent with B. (The passthrough patch clears direct_io.)
   fi->direct_io = 1;
   fi->keep_cache = 0;
   // A read-only description never commits; without FLUSH its close() does
-  // not wait for the daemon (FUSE-NOTES §1).
+  // not wait for the daemon (docs/design-fuse.md, "Kernel facts" 1).
   fi->noflush = (!h->writable && !h->dirty) ? 1 : 0;
   if (h->kind == HandleKind::snapshot || h->kind == HandleKind::reader_share)
     d.stats.open_snapshots.fetch_add(1, std::memory_order_relaxed);
@@ -166,7 +166,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   const bool shared_reader = read_only && node->kind() == NodeKind::file && caller != 0 &&
                              d.kpt.active() && d.warm.enabled() && !d.cfg.exclusive &&
                              d.notifier.epochs();
-  // Issue #5 (cache.hpp): bind an idle node, take it out of the kernel's caches.
+  // Cache coherence (cache.hpp): bind an idle node, take it out of the kernel's caches.
   const auto claim = before_open(d, node, shared_reader, caller);
   if (!claim) return reply_error(req, claim.error(), "open", ino);
   // SECURITY: the kernel checked the attributes it holds for this node,
@@ -187,13 +187,13 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     d.table.contend(*node, caller);
     reply_errno(req, ESTALE, "open", ino);
   };
-  // One open per node, except for readers of one snapshot: the kernel
-  // re-walks on ESTALE (LOOKUP_REVAL) and the lookup then makes a fresh
-  // node (PASSTHROUGH-NOTES). Checked before the snapshot is made, and
-  // again atomically in install(). Readers that land on a node whose opens
-  // read one snapshot share it: shared readers if it still is what B/p
-  // holds; others (two walks in the same jiffy share a dentry even with
-  // entry_timeout 0) if it is a clean reader's.
+  // One open per node, except for readers of one snapshot: the kernel re-walks
+  // on ESTALE (LOOKUP_REVAL) and the lookup then makes a fresh node
+  // (docs/design-passthrough.md, "Kernel facts" 2 and 3). Checked before the
+  // snapshot is made, and again atomically in install(). Readers that land on a
+  // node whose opens read one snapshot share it: shared readers if it still is
+  // what B/p holds; others (two walks in the same jiffy share a dentry even
+  // with entry_timeout 0) if it is a clean reader's.
   const auto cur = d.table.open_of(*node);
   Result<std::unique_ptr<Handle>> h = Error::of(ESTALE, "open");
   // Sharing an open's warm snapshot is a warm hit like one found in the
@@ -283,7 +283,8 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (d.cfg.test_pause) d.cfg.test_pause("create.begin", name);
 
   // The file appears in B now, empty, so that O_EXCL lock files work across
-  // processes (SPEC §2.3). ATOMICITY: O_CREAT|O_EXCL is decided by B itself.
+  // processes (docs/semantics.md#commit-at-close). ATOMICITY: O_CREAT|O_EXCL is
+  // decided by B itself.
   // O_NOFOLLOW: a symlink planted at the name is never followed.
   const int cflags = glob ? (flags & (O_ACCMODE | O_APPEND | O_EXCL | O_TRUNC))
                           : (O_WRONLY | O_EXCL);
@@ -320,7 +321,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto pathfd = reopen_path(fd->get());
   if (!pathfd) return fail(pathfd.error(), "create");
   fuse_entry_param e{};
-  auto node = intern_fd(d, pnode, name, std::move(*pathfd), e, Intent::open);  // issue #5
+  auto node = intern_fd(d, pnode, name, std::move(*pathfd), e, Intent::open);  // see cache.hpp
   if (!node) return fail(node.error(), "create");
 
   if ((*node)->kind() != NodeKind::file && (*node)->kind() != NodeKind::shared_file) {
@@ -358,7 +359,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   d.log->debug("create {} in ino {} -> ino {}", name, parent, e.ino);
   const std::shared_ptr<Handle> hp = handle_ref(fi);  // hands it on, as in open()
   Handle& mine = *hp;
-  // The new inode's attributes may be cached (issue #5): else the kernel's
+  // The new inode's attributes may be cached: else the kernel's
   // permission check at the end of this very open(2) (default_permissions,
   // may_open) asks GETATTR at once. Only this open reaches the node (entry
   // timeout 0: other walks look up again and get other nodes), what it
@@ -382,9 +383,9 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
   Handle& h = *hp;
-  // Commit on close: FLUSH is synchronous with close() and its error is
-  // close()'s error (FUSE-NOTES §1). dup/fork send one FLUSH per close, so
-  // commit() publishes only a dirty snapshot and is idempotent.
+  // Commit on close: FLUSH is synchronous with close() and its error is close()'s
+  // error (docs/design-fuse.md, "Kernel facts" 1). dup/fork send one FLUSH per
+  // close, so commit() publishes only a dirty snapshot and is idempotent.
   const fuse_ctx* ctx = fuse_req_ctx(req);
   CommitCaller caller;
   caller.owner = fi->lock_owner;
@@ -402,9 +403,9 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     return reply_error(req, r.error(), "flush", ino);
   }
   if (*r == CommitOutcome::conflict) {
-    // SPEC §2.5, --on-conflict=fail: close() fails with "Stale file
-    // handle": the file changed since this description opened it; its
-    // content is kept in B/.snapfs/conflicts (logged at info by commit()).
+    // docs/semantics.md#conflicts, --on-conflict=fail: close() fails with
+    // "Stale file handle": the file changed since this description opened it;
+    // its content is kept in B/.snapfs/conflicts (logged at info by commit()).
     return reply_errno(req, ESTALE, "flush", ino);
   }
   if (*r != CommitOutcome::nothing) d.log->debug("flush ino {}: committed", ino);

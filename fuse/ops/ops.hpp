@@ -1,5 +1,5 @@
-// The request handlers, one file per family (STYLE §1). Each is noexcept and
-// ends in exactly one reply.* call. session.cpp puts them into the
+// The request handlers, one file per family (docs/code-style.md §1). Each is
+// noexcept and ends in exactly one reply.* call. session.cpp puts them into the
 // fuse_lowlevel_ops table.
 #pragma once
 

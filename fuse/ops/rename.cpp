@@ -32,8 +32,8 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   core::Result<struct stat> moved = core::Error::of(ENOENT, "rename");
   core::Result<struct stat> target = core::Error::of(ENOENT, "rename");
   {
-    // Exclusive against commits: an open description follows its file to
-    // the new name (SPEC §2.4), and one whose name was replaced commits
+    // Exclusive against commits: an open description follows its file to the new
+    // name (docs/semantics.md#rename), and one whose name was replaced commits
     // nothing; a commit in flight finishes before or after, never between.
     std::unique_lock ns(d.ns_mu);
     moved = core::sys::fstatat(from_fd->get(), name, AT_SYMLINK_NOFOLLOW);

@@ -40,8 +40,9 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
   std::unique_lock lk(h.mu);
   if (auto r = prepare_change(d, h); !r) return reply_error(req, r.error(), "write", ino);
   if (h.kind == HandleKind::snapshot && h.append) {
-    // O_APPEND: the kernel's offset comes from an i_size other opens can
-    // reset (FUSE-NOTES §5); the end of *this* snapshot is what counts.
+    // O_APPEND: the kernel's offset comes from an i_size other opens can reset
+    // (docs/design-fuse.md, "Kernel facts" 5); the end of *this* snapshot is
+    // what counts.
     auto st = core::sys::fstat(h.snap.fd());
     if (!st) return reply_error(req, st.error(), "write", ino);
     off = st->st_size;

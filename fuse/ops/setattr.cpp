@@ -24,7 +24,7 @@ namespace {
 Result<void> ftruncate_handle(Daemon& d, Handle& h, std::uint64_t size) noexcept {
   std::unique_lock lk(h.mu);
   if (h.kind == HandleKind::shared) return core::sys::ftruncate(h.direct.get(), size);
-  // ISOLATION: only this description's snapshot changes (SPEC §2.2).
+  // ISOLATION: only this description's snapshot changes (docs/semantics.md#writers).
   SNAPFS_TRY(prepare_change(d, h));
   SNAPFS_TRY(core::sys::ftruncate(h.snap.fd(), size));
   h.mark_dirty(0);  // SETATTR carries no lock owner in libfuse 3.14
@@ -130,7 +130,8 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       r = ftruncate_handle(d, *hp, size);  // ftruncate(fd)
     } else {
       // truncate(path), even by a process that has the file open: it is the
-      // published file's size that changes (FUSE-NOTES §4), atomically.
+      // published file's size that changes (docs/design-fuse.md,
+      // "Kernel facts" 4), atomically.
       // SECURITY: only if the caller may write the inode the node is bound
       // to (the one truncate_published() replaces), whatever the kernel
       // cached.

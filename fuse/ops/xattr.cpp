@@ -177,9 +177,10 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
   Daemon& d = daemon_of(req);
   if (is_virtual(ino, name)) return reply_errno(req, EPERM, "setxattr", ino);
   auto node = d.table.get(ino);
-  // On the backing inode: a commit keeps the attributes of the file it
-  // replaces (core::publish), so this survives a later close (SPEC §2.4);
-  // ordered against commits like chmod (ops/setattr.cpp).
+  // On the backing inode: a commit keeps the attributes of the file it replaces
+  // (core::publish), so this survives a later close
+  // (docs/semantics.md#commit-at-close); ordered against commits like chmod
+  // (ops/setattr.cpp).
   std::unique_lock ns(d.ns_mu, std::defer_lock);
   if (!node->is_dir()) ns.lock();
   auto fdr = node_fd(d, *node);  // under the lock: a commit may have rebound it

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The mounted view, side by side (issue #5 item 1, docs/performance.md):
+# The mounted view, side by side (docs/performance.md):
 #   1. builds snapfs (Release) in build/bench-compare and the timing helper
 #      scripts/bench/compare_ops.cpp; installs bindfs, mergerfs, btrfs-progs
 #      (and python3-matplotlib for the plot) with apt-get if missing, and
@@ -29,8 +29,9 @@
 #   6. then, once, the snapfs daemon's RSS (/proc/PID/status VmRSS) across
 #      --cycles open+close cycles of one file: at the start, every tenth and
 #      at the end,
-#   7. prints medians over the repetitions, ratios to native and the issue #5
-#      targets (met/missed), writes build/bench-compare/results/
+#   7. prints medians over the repetitions, ratios to native and the
+#      targets of docs/performance.md, "Targets" (met/missed), writes
+#      build/bench-compare/results/
 #      compare-<time>{.csv,-raw.csv,-rss.csv,.info} and, with matplotlib, .png,
 #   8. unmounts and detaches exactly what it made, whatever happens (trap).
 # Needs root (loop devices, mount, drop_caches). Full run: 16-19 minutes on

@@ -1,4 +1,4 @@
-// Small timing helper for scripts/bench/compare.sh (issue #5): the per-call
+// Small timing helper for scripts/bench/compare.sh: the per-call
 // metrics that dd and git cannot give. Plain POSIX calls, no snapfs code, so
 // it times exactly what a program would see through each mount.
 //

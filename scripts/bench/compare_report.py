@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Summarise scripts/bench/compare.sh's raw CSV: medians over the repetitions,
-ratios to native, the issue #5 targets; optional PNG (matplotlib).
+ratios to native, the targets of docs/performance.md ("Targets"); optional
+PNG (matplotlib).
 
   compare_report.py RAW.csv [--csv SUMMARY.csv] [--png PLOT.png] [--rss RSS.csv]
                     [--cycles N] [--hold-files N] [--tree-files N] [--rss-flat-mib MIB]
@@ -134,7 +135,8 @@ def main():
             print("| RSS MiB | " + " | ".join(f"{k / 1024:.1f}" for _, k, _ in rss) + " |")
             print("| seconds | " + " | ".join(f"{s:.0f}" for _, _, s in rss) + " |")
 
-    # issue #5 targets, for snapfs (and snapfs-fast, when measured)
+    # the targets of docs/performance.md ("Targets"), for snapfs (and
+    # snapfs-fast, when measured)
     def verdict(t):
         """(name, measured text, ok or None = not measured) for target t."""
         out = []

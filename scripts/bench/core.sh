@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the core benchmark (issue #2 item 5, docs/performance.md):
+# One command for the core benchmark (docs/performance.md):
 #   1. builds snapfs_bench_core (Release) in build/bench,
 #   2. makes XFS (reflink=1), btrfs and ext4 on sparse loop images and a tmpfs,
 #      all under one private temporary directory,

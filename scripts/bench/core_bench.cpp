@@ -1,6 +1,6 @@
 // snapfs_bench_core: Mmap::open, MmapMut::open, commit() and commit_and_close()
 // against file size, next to a plain open()+close() of the same file in the
-// same run, on every filesystem named on the command line (issue #2 item 5).
+// same run, on every filesystem named on the command line.
 //
 //   snapfs_bench_core [--benchmark_* flags] --fs=NAME=DIR [--fs=NAME=DIR ...]
 //       [--require-reflink=NAME,...]   exit 2 unless these report reflink

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reliability soak for snapfs (issue #4 items 4(c), 4(d), 4(f)); see docs/reliability.md.
+# Reliability soak for snapfs (scenarios (c), (d), (f)); see docs/reliability.md.
 #
 #   scripts/soak/run.sh [--rounds N] [--seconds S] [--only kill|shutdown|fail|storm]
 #                       [--atomic-every K] [--keep]

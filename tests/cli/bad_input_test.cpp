@@ -1,7 +1,7 @@
-// SPEC §2.10 as root, where a missed check would really mount: every bad
-// input gets one line on stderr, its exit code, and changes nothing (no mount
-// appears, B and the rest of the scratch tree are unchanged, no daemon is
-// left). Label `mount`.
+// docs/semantics.md#bad-input as root, where a missed check would really mount:
+// every bad input gets one line on stderr, its exit code, and changes nothing
+// (no mount appears, B and the rest of the scratch tree are unchanged, no
+// daemon is left). Label `mount`.
 #include "cli_support.hpp"
 
 #include "exit_codes.hpp"

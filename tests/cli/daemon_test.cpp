@@ -44,7 +44,7 @@ struct Dirs {
   return failure;
 }
 
-// No warn-or-worse lines in a foreground log (STYLE §4).
+// No warn-or-worse lines in a foreground log (docs/code-style.md §4).
 ::testing::AssertionResult clean_log(const std::string& log) {
   for (const char* level : {" warning: ", " warn: ", " error: ", " critical: "}) {
     if (log.find(level) != std::string::npos)
@@ -116,7 +116,8 @@ TEST(MountDaemon, MountReturnsOnlyWhenLive) {
   EXPECT_EQ(read_file(d.m / "f"), "published\n");
   const auto line = mount_at(d.m);
   EXPECT_EQ(line->source, d.b.string()) << "fsname defaults to B";
-  // Root mounts let others in, with the kernel checking permissions (FUSE-NOTES §8).
+  // Root mounts let others in, with the kernel checking permissions
+  // (docs/design-fuse.md, "Kernel facts" 8).
   EXPECT_NE(line->options.find("allow_other"), std::string::npos) << line->options;
   EXPECT_NE(line->options.find("default_permissions"), std::string::npos) << line->options;
 
@@ -248,8 +249,8 @@ TEST(MountDaemon, OptionsReachTheMount) {
 }
 
 TEST(MountDaemon, ConflictsListsALosingCommit) {
-  // SPEC §2.5 with the default on-conflict=fail: two descriptors modify f,
-  // the first close publishes, the second loses and is listed.
+  // docs/semantics.md#conflicts with the default on-conflict=fail: two descriptors
+  // modify f, the first close publishes, the second loses and is listed.
   SNAPFS_REQUIRE_DAEMON();
   Dirs d;
   ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
@@ -283,7 +284,8 @@ TEST(MountDaemon, ConflictsListsALosingCommit) {
 
 TEST(MountDaemon, UmountAfterTheDaemonDied) {
   // Without auto_unmount a killed daemon leaves a dead mount (ENOTCONN,
-  // FUSE-NOTES §7): status says so, mount refuses it, umount cleans it up.
+  // docs/design-fuse.md, "Kernel facts" 7): status says so, mount refuses it,
+  // umount cleans it up.
   SNAPFS_REQUIRE_DAEMON();
   Dirs d;
   ASSERT_EQ(run({snapfs_bin(), "mount", "-o", "noauto_unmount", d.b, d.m}).code, 0);

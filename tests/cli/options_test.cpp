@@ -33,7 +33,7 @@ TEST(UnitOptions, Defaults) {
   EXPECT_EQ(o.cache_timeout, 1.0);
 }
 
-// Issue #5: how long the kernel may cache names and attributes of idle files.
+// cache_timeout: how long the kernel may cache names and attributes of idle files.
 TEST(UnitOptions, CacheTimeout) {
   MountOptions o;
   apply_option_list("cache_timeout=0", o);

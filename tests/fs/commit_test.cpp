@@ -1,4 +1,4 @@
-// SPEC §1: after commit(), the path holds exactly the snapshot's bytes and
+// docs/core.md: after commit(), the path holds exactly the snapshot's bytes and
 // length (also after shrinking to an unaligned length: the seed's whole-file
 // FICLONE onto a longer file kept its tail or failed with EINVAL); the
 // mapping stays usable and private; dropping publishes nothing.
@@ -476,7 +476,8 @@ namespace snapfs::test {
 namespace {
 
 // publish_in_place(): new contents in the existing inode, so every hard link
-// sees them (SPEC §2.4); only where that is one step (reflinks, not shrinking).
+// sees them (docs/semantics.md#hard-links); only where that is one step
+// (reflinks, not shrinking).
 class InPlace : public LoopFsTest {};
 
 TEST_P(InPlace, HardLinksShareTheNewContent) {

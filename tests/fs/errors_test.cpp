@@ -1,4 +1,4 @@
-// SPEC §1: errors are values carrying the exact errno, the failing call and
+// docs/core.md: errors are values carrying the exact errno, the failing call and
 // the path; files that are not regular files are refused without blocking;
 // each filesystem gets the clone method it can do.
 #include "fs_test.hpp"

@@ -1,4 +1,4 @@
-// SPEC §1: errors are values with the failing syscall and path; a failed
+// docs/core.md: errors are values with the failing syscall and path; a failed
 // call changes nothing and leaves no temporary name behind. Injected here:
 // a directory the committer may not write (as an ordinary user: root passes
 // every permission check), a read-only mount, and a full filesystem.
@@ -120,8 +120,8 @@ protected:
   }
 };
 
-// SPEC §1: "errors are reported as values with the failing syscall and
-// path": a path a human can use, not "." or nothing.
+// docs/core.md: errors are reported as values with the failing syscall and
+// path: a path a human can use, not "." or nothing.
 ::testing::AssertionResult names_the_file(const core::Error& e, const std::filesystem::path& p) {
   if (e.path().find(p.filename().string()) != std::string::npos ||
       e.path().find(p.parent_path().string()) != std::string::npos)

@@ -1,4 +1,4 @@
-// SPEC §1: a snapshot is point-in-time. Later writes, truncations,
+// docs/core.md: a snapshot is point-in-time. Later writes, truncations,
 // replacements or deletion of the file never change the bytes a caller sees,
 // and truncation of the original cannot raise SIGBUS.
 #include "fs_test.hpp"

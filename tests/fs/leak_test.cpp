@@ -1,4 +1,4 @@
-// SPEC §1: no call leaks a descriptor or a mapping, successful or not.
+// docs/core.md: no call leaks a descriptor or a mapping, successful or not.
 // Counts /proc/self/fd and /proc/self/maps around a batch of operations,
 // after one warm-up round (first calls may set up lazily allocated state).
 #include "fs_test.hpp"

@@ -1,4 +1,4 @@
-// SPEC §1: a commit keeps the published file's mode, owner, group and
+// docs/core.md: a commit keeps the published file's mode, owner, group and
 // extended attributes, POSIX ACLs included, on every path: commit() and
 // commit_and_close(), by reflink (xfs, btrfs) and by copy (ext4, tmpfs).
 // The seed's copy path published mode 0600 owned by the committer.

@@ -1,4 +1,4 @@
-// SPEC §1: commits are atomic. Readers running while a writer commits many
+// docs/core.md: commits are atomic. Readers running while a writer commits many
 // versions only ever see whole versions, never a mix, a partial or an empty
 // file, and never an older version after a newer one.
 //

@@ -102,7 +102,8 @@ void FuseMount::start_watchdog() {
     if (wd_cv_.wait_for(lk, limit, [this] { return wd_stop_; })) return;
     wd_fired_ = true;
     // SIGKILL aborts the FUSE connection: blocked requests fail with
-    // ENOTCONN/ECONNABORTED and the test can finish (FUSE-NOTES §7).
+    // ENOTCONN/ECONNABORTED and the test can finish (docs/design-fuse.md,
+    // "Kernel facts" 7).
     ::kill(pid, SIGKILL);
   });
 }

@@ -1,4 +1,4 @@
-// FuseMount: the mount-test fixture (STYLE §6).
+// FuseMount: the mount-test fixture (docs/code-style.md §6).
 //
 // Per test: a fresh backing filesystem (LoopFs: tmpfs or XFS with reflink=1)
 // whose directory "b" is B, a mount point M in a TempDir, and the daemon

@@ -1,7 +1,8 @@
-// Issue #5: the kernel caches names and attributes of files nobody has open
+// The kernel caches names and attributes of files nobody has open
 // (-o cache_timeout), and everything done through M still shows at once
-// (SPEC §2.2: stat by anyone else shows the published file; §2.6). Also: a
-// walk over more files than the daemon may open descriptors.
+// (docs/semantics.md#writers: stat by anyone else shows the published file;
+// #namespace-and-metadata-operations). Also: a walk over more files than the
+// daemon may open descriptors.
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
 
@@ -240,9 +241,9 @@ TEST_P(Cache, StatAfterCommitShowsTheNewFile) {
   }
 }
 
-// SPEC §2.2 with a cached name: once a writer has the file open, stat by
-// anyone else (here: another process, by path) shows the published file,
-// while fstat of the writer shows its own snapshot.
+// docs/semantics.md#writers with a cached name: once a writer has the file
+// open, stat by anyone else (here: another process, by path) shows the
+// published file, while fstat of the writer shows its own snapshot.
 TEST_P(Cache, StatByOthersWhileAWriterHasItOpenShowsThePublishedFile) {
   write_file(b("f"), "published");
   expect_same_stat(m("f"), b("f"));
@@ -386,10 +387,10 @@ TEST_P(Cache, ReadOnlyOpensOfAnUnchangedFileTakeItsCachedNode) {
   ASSERT_EQ(xclose(fd), 0);
 }
 
-// A commit through M replaces a file that readers share a cached node of:
-// stat by path, the readers' own process included, shows the new file as
-// soon as close() returned (the daemon bumps the kernel's dentry epoch),
-// while the readers' fstat and reads keep their version (SPEC §2.1, §2.2).
+// A commit through M replaces a file that readers share a cached node of: stat by
+// path, the readers' own process included, shows the new file as soon as close()
+// returned (the daemon bumps the kernel's dentry epoch), while the readers' fstat
+// and reads keep their version (docs/semantics.md#readers, #writers).
 // The writer opens first, so that its open does not itself send the kernel
 // to look the name up again: only the epoch does.
 TEST_P(Cache, CommitOverSharedReadersShowsAtOnceToStatByPath) {
@@ -449,8 +450,8 @@ TEST_P(Cache, AReaderOfAFileChangedInBSeesItsOwnSize) {
 }
 
 // Idle files hold no descriptor in the daemon: a walk over five times more
-// files than it may open works (before issue #5 it failed with EMFILE once
-// the kernel cached ~1000 of them).
+// files than it may open works (when idle files held one, it failed with
+// EMFILE once the kernel cached ~1000 of them).
 TEST_P(CacheFdLimit, WalkBeyondTheDescriptorLimit) {
   constexpr int kDirs = 50, kPerDir = 100;
   for (int d = 0; d < kDirs; ++d) {

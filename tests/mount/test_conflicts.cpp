@@ -1,5 +1,6 @@
-// Issue #4: nothing lost (SPEC §2.5 conflicts and appends, §2.7 crash
-// recovery), and the hidden directory B/.snapfs (docs/design-conflicts.md).
+// Nothing lost (docs/semantics.md#conflicts: conflicts and appends;
+// #crashes-and-power-loss: crash recovery), and the hidden directory B/.snapfs
+// (docs/design-conflicts.md).
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
 
@@ -90,8 +91,8 @@ Kept kept_in(const fs::path& b) {
 
 class Conflicts : public FuseMount {};
 
-// SPEC §2.5, --on-conflict=fail (the default): first committer wins; the
-// loser's close() fails with ESTALE and its content is kept whole.
+// docs/semantics.md#conflicts, --on-conflict=fail (the default): first committer
+// wins; the loser's close() fails with ESTALE and its content is kept whole.
 TEST_P(Conflicts, SecondWriterLosesAndIsKept) {
   write_file(b("f"), "original\n");
   const int a = xopen(m("f"), O_RDWR);
@@ -163,7 +164,8 @@ TEST_P(Conflicts, ChangeInBackingAfterOpen) {
 }
 
 // Metadata is not content: chmod (in B or through M) and utimens through M
-// while a description is open are no conflict (SPEC §2.4: they survive).
+// while a description is open are no conflict
+// (docs/semantics.md#commit-at-close: they survive).
 TEST_P(Conflicts, MetadataChangesAreNoConflict) {
   write_file(b("f"), "old");
   const int fd = xopen(m("f"), O_RDWR);
@@ -504,8 +506,9 @@ TEST_P(ConflictsOverwrite, AppendersAreStillRebased) {
   EXPECT_NE(xattr_of(mnt(), kStatusXattr).find("\"rebases\":1"), std::string::npos);
 }
 
-// close() returns the commit's error (FLUSH, FUSE-NOTES §1): with overwrite
-// a file whose directory was removed directly in B has nowhere to go.
+// close() returns the commit's error (FLUSH, docs/design-fuse.md,
+// "Kernel facts" 1): with overwrite a file whose directory was removed directly
+// in B has nowhere to go.
 TEST_P(ConflictsOverwrite, CloseReportsCommitError) {
   expect_daemon_errors();
   ASSERT_EQ(::mkdir(b("d").c_str(), 0755), 0);

@@ -1,5 +1,6 @@
-// SPEC §2.2 (stat), §2.4 (metadata survives a commit), §2.6 (namespace
-// operations take effect in B at once), and the status attribute.
+// docs/semantics.md: #writers (stat), #commit-at-close (metadata survives a
+// commit), #namespace-and-metadata-operations (namespace operations take effect
+// in B at once), and the status attribute.
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
 
@@ -146,8 +147,8 @@ TEST_P(Namespace, AttributesGoToBacking) {
   EXPECT_GT(sv.f_bsize, 0u);
 }
 
-// chmod, xattrs and utimens made while a description is open survive its
-// commit (SPEC §2.4); futimens before close is what `cp -p` does.
+// chmod, xattrs and utimens made while a description is open survive its commit
+// (docs/semantics.md#commit-at-close); futimens before close is what `cp -p` does.
 TEST_P(Namespace, MetadataChangedWhileOpenSurvivesCommit) {
   write_file(b("f"), "old", 0644);
   const int fd = xopen(m("f"), O_RDWR);

@@ -1,5 +1,6 @@
-// SPEC §2.9: -o passthrough=GLOB (ordinary shared semantics) and
-// -o exclusive (readers share the published file).
+// docs/semantics.md#passthrough-paths: -o passthrough=GLOB (ordinary shared
+// semantics) and docs/semantics.md#exclusive-mode: -o exclusive (readers share
+// the published file).
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
 

@@ -1,5 +1,5 @@
-// Reliability under failure of the backing filesystem (issue #4 items 4(d)
-// and 4(f)): the short CI versions of scripts/soak/run.sh (docs/reliability.md).
+// Reliability under failure of the backing filesystem (scenarios (d) and
+// (f)): the short CI versions of scripts/soak/run.sh (docs/reliability.md).
 //
 // Both run on XFS only (a loop-mounted image, reflink=1) and shut it down
 // the way `xfs_io -x -c shutdown X` does (XFS_IOC_GOINGDOWN with

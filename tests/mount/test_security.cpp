@@ -1,4 +1,4 @@
-// SPEC §2.8: the daemon never follows a symlink or ".." out of B; with
+// docs/security.md: the daemon never follows a symlink or ".." out of B; with
 // allow_other the kernel checks permissions and files created by a user
 // belong to that user.
 #include "fuse_mount.hpp"

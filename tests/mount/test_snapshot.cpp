@@ -1,4 +1,5 @@
-// SPEC §2.1–2.3: snapshot at open, private writes, commit on close.
+// docs/semantics.md (readers, writers, commit at close): snapshot at open,
+// private writes, commit on close.
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
 
@@ -51,7 +52,7 @@ TEST_P(Snapshot, ReaderIsolatedFromWriterAndFromB) {
   EXPECT_EQ(read_file(m("f")), now);
 }
 
-// Warm snapshots (issue #5): read-only opens of an unchanged version share
+// Warm snapshots: read-only opens of an unchanged version share
 // one snapshot; any change to B/p, through M or in place in B, even one
 // that keeps the size, gives the next open a new one.
 TEST_P(Snapshot, ReadersOfAnUnchangedVersionShareOneWarmSnapshot) {
@@ -125,7 +126,7 @@ TEST_P(Snapshot, ReplacingOrRemovingAFileDropsItsWarmSnapshots) {
 // Warm snapshots that only the kernel holds (reflinks under kernel
 // passthrough: no descriptor of the daemon's) are not held to 1024 entries,
 // so a build's headers beyond 1024 stay warm; copies, and snapshots the
-// daemon serves itself, are (issue #5; session.cpp warm_capacity()).
+// daemon serves itself, are (session.cpp warm_capacity()).
 TEST_P(Snapshot, MoreThan1024ReflinkedFilesStayWarm) {
   constexpr unsigned n = 1100;
   const auto name = [](unsigned i) { return "f" + std::to_string(i); };
@@ -364,7 +365,7 @@ TEST_P(Snapshot, RenameOverOpenFileCommitsNothing) {
 }
 
 // Appends go to the end of each description's own snapshot, whatever the
-// kernel thinks the size is (FUSE-NOTES §5).
+// kernel thinks the size is (docs/design-fuse.md, "Kernel facts" 5).
 TEST_P(Snapshot, AppendFromTwoDescriptors) {
   write_file(b("log"), "start\n");
   const int a = xopen(m("log"), O_WRONLY | O_APPEND);
@@ -379,8 +380,8 @@ TEST_P(Snapshot, AppendFromTwoDescriptors) {
   ASSERT_TRUE(write_str(c, "c2\n"));
   ASSERT_EQ(xclose(a), 0);
   EXPECT_EQ(read_file(b("log")), "start\na1\na2\n");
-  // SPEC §2.5: c only appended, so its commit is rebased onto a's result
-  // (issue #4): every line is kept, in commit order.
+  // docs/semantics.md#conflicts: c only appended, so its commit is rebased onto
+  // a's result: every line is kept, in commit order.
   ASSERT_EQ(xclose(c), 0);
   EXPECT_EQ(read_file(b("log")), "start\na1\na2\nc1\nc2\n");
 }
@@ -398,8 +399,8 @@ TEST_P(Snapshot, MmapPrivateWorks) {
   EXPECT_EQ(read_file(b("f")), pattern(8192, 4));
 }
 
-// SPEC §2.1: MAP_SHARED works, isolated per open, where the kernel passes
-// opens through to their snapshots; elsewhere it fails with ENODEV.
+// docs/semantics.md#mmap: MAP_SHARED works, isolated per open, where the kernel
+// passes opens through to their snapshots; elsewhere it fails with ENODEV.
 TEST_P(Snapshot, MmapSharedIsIsolatedPerOpenOrENODEV) {
   write_file(b("f"), pattern(8192, 4));
   const int fd1 = xopen(m("f"), O_RDWR);
@@ -436,10 +437,10 @@ TEST_P(Snapshot, MmapSharedIsIsolatedPerOpenOrENODEV) {
   EXPECT_EQ(xclose(fd1), -ESTALE);  // B/p changed since fd1's open
 }
 
-// SPEC §2.3: stores through a shared mapping after close() are published
-// when the last mapping goes away (the common mmap-then-close pattern).
-// "hello world" in f, opened read-write through M and mapped shared; the
-// first store ('H') made. Needs kernel passthrough.
+// docs/semantics.md#mmap: stores through a shared mapping after close() are
+// published when the last mapping goes away (the common mmap-then-close
+// pattern). "hello world" in f, opened read-write through M and mapped shared;
+// the first store ('H') made. Needs kernel passthrough.
 #define SNAPFS_MAP_HELLO(fd, p)                                                              \
   if (!kernel_passthrough()) GTEST_SKIP() << "MAP_SHARED needs kernel passthrough (ENODEV here)"; \
   write_file(b("f"), "hello world");                                                         \
@@ -494,17 +495,18 @@ TEST_P(Snapshot, FtruncateAndTruncatePath) {
   ASSERT_EQ(::truncate(m("f").c_str(), 7), 0);
   EXPECT_EQ(read_file(b("f")), "0123456");
   EXPECT_EQ(pread_all(fd), "0123");
-  // The truncate(path) published a version this description did not start
-  // from: with the default --on-conflict=fail its commit loses (SPEC §2.5),
-  // and its content is kept in the conflicts directory.
+  // The truncate(path) published a version this description did not start from:
+  // with the default --on-conflict=fail its commit loses
+  // (docs/semantics.md#conflicts), and its content is kept in the conflicts
+  // directory.
   EXPECT_EQ(xclose(fd), -ESTALE);
   EXPECT_EQ(read_file(b("f")), "0123456");
   EXPECT_EQ(list_backing(b(".snapfs/conflicts")).size(), 2u);
 }
 
 // The file (and its directory) removed directly in B while open: with the
-// default --on-conflict=fail that is a conflict (SPEC §2.5, issue #4): close()
-// fails with ESTALE, nothing is resurrected, the content is kept. (With
+// default --on-conflict=fail that is a conflict (docs/semantics.md#conflicts):
+// close() fails with ESTALE, nothing is resurrected, the content is kept. (With
 // overwrite, close() returns the commit's error: Conflicts.OverwriteReports...)
 TEST_P(Snapshot, CloseReportsCommitError) {
   ASSERT_EQ(::mkdir(b("d").c_str(), 0755), 0);

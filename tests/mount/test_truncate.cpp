@@ -1,8 +1,8 @@
-// O_TRUNC through M never publishes an empty file on its own (SPEC §2.3):
-// shells open with O_TRUNC, dup2 the descriptor and close the original
-// before writing a byte, so a FLUSH arrives for a description that is
-// truncated but not yet written. That FLUSH must publish nothing; the
-// truncation alone is published only once the last reference is gone.
+// O_TRUNC through M never publishes an empty file on its own
+// (docs/semantics.md#truncation): shells open with O_TRUNC, dup2 the descriptor
+// and close the original before writing a byte, so a FLUSH arrives for a
+// description that is truncated but not yet written. That FLUSH must publish
+// nothing; the truncation alone is published only once the last reference is gone.
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
 
@@ -34,7 +34,8 @@ TEST_P(Truncation, ATruncationAloneIsPublishedAfterTheLastClose) {
   const int fd = xopen(m("log"), O_WRONLY | O_TRUNC);  // `: > log`
   ASSERT_GE(fd, 0);
   ASSERT_EQ(xclose(fd), 0);
-  // The release that publishes it is asynchronous to close(2) (FUSE-NOTES §1).
+  // The release that publishes it is asynchronous to close(2)
+  // (docs/design-fuse.md, "Kernel facts" 1).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (read_file(b("log")) != "" && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

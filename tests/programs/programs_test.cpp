@@ -1,6 +1,6 @@
-// Issue #3 item 4: unmodified programs through the view (SPEC §2 "Every
-// unmodified program works through M"), each compared with the same run in a
-// plain directory (STYLE §6, differential tests).
+// Unmodified programs through the view (docs/programs.md: every unmodified
+// program should work through M, docs/semantics.md), each compared with the
+// same run in a plain directory (docs/code-style.md §6, differential tests).
 //
 // Every test runs one script of scripts/ twice with /bin/sh: first in a plain
 // directory beside B on the same backing filesystem (which also proves the
@@ -195,11 +195,12 @@ TEST_P(Programs, CMakeBuild) {
   compare_runs("build.sh", opts, {PROJECT_SOURCE_DIR}, 100s);
 }
 
-// Writing a file through one of its hard links. SPEC §2.4: on XFS and btrfs
-// hard links keep sharing content after a commit, so the run must equal the
-// plain one. Elsewhere a commit publishes a new inode under the name written
-// (rename, SPEC §2.3 atomicity) and the other names keep the old inode: the
-// documented difference (docs/programs.md, "Hard links").
+// Writing a file through one of its hard links. docs/semantics.md#hard-links:
+// on XFS and btrfs hard links keep sharing content after a commit, so the run
+// must equal the plain one. Elsewhere a commit publishes a new inode under the
+// name written (rename, the atomic step of docs/semantics.md#commit-at-close)
+// and the other names keep the old inode: the documented difference
+// (docs/programs.md, "Hard links").
 TEST_P(Programs, HardLinkWrite) {
   if (kind() == FsKind::xfs) {
     compare_runs("hardlink.sh");
@@ -223,19 +224,19 @@ TEST_P(Programs, SparseFilesKeepHoles) {
   compare_runs("sparse.sh");
 }
 
-// SPEC §2.5, concurrent appenders never lose lines: a script's long-lived
-// `exec 3>>log` and a builtin's `>> log`; a group's `>> log` inherited by a
-// child that opens the log too; two background loops appending at once.
+// docs/semantics.md#conflicts, concurrent appenders never lose lines: a script's
+// long-lived `exec 3>>log` and a builtin's `>> log`; a group's `>> log` inherited
+// by a child that opens the log too; two background loops appending at once.
 TEST_P(Programs, ShellAppendersShareALog) { compare_runs("appenders.sh"); }
 
 // Two live sqlite3 sessions on one database without an escape hatch: each
-// connection works on its own snapshot (SPEC §2.1, §2.2), so the second
-// session does not see the first one's committed but unpublished row, and
-// the first one's next write is refused with SQLITE_READONLY once the second
+// connection works on its own snapshot (docs/semantics.md#readers, #writers), so
+// the second session does not see the first one's committed but unpublished row,
+// and the first one's next write is refused with SQLITE_READONLY once the second
 // one's commit has replaced the file (SQLite's "database moved" check). Which
-// rows survive is the conflict policy's business (§2.5); that the database
-// stays whole is not. The documented difference (docs/programs.md): live
-// databases need -o passthrough (below).
+// rows survive is the conflict policy's business (docs/semantics.md#conflicts);
+// that the database stays whole is not. The documented difference
+// (docs/programs.md): live databases need -o passthrough (below).
 TEST_P(Programs, SqliteSessionsEachSeeTheirSnapshot) {
   NEED("sqlite3");
   const Run r = run_in_m("sqlite_sessions.sh");
@@ -249,9 +250,9 @@ TEST_P(Programs, SqliteSessionsEachSeeTheirSnapshot) {
 
 SNAPFS_INSTANTIATE_MOUNT(Programs);
 
-// The escape hatch for live databases (SPEC §2.9): with the database and
-// its journal passed through, two sessions behave exactly as in a plain
-// directory.
+// The escape hatch for live databases (docs/semantics.md#passthrough-paths):
+// with the database and its journal passed through, two sessions behave exactly
+// as in a plain directory.
 class ProgramsPassthrough : public Programs {
 protected:
   std::string mount_options() const override { return "passthrough=*.db:*.db-journal"; }
@@ -264,8 +265,8 @@ TEST_P(ProgramsPassthrough, SqliteSessionsShareADatabase) {
 
 SNAPFS_INSTANTIATE_MOUNT(ProgramsPassthrough);
 
-// -o exclusive (SPEC §2.9): readers share the published file instead of a
-// snapshot. The programs that read most of what they write, once more.
+// -o exclusive (docs/semantics.md#exclusive-mode): readers share the published file
+// instead of a snapshot. The programs that read most of what they write, once more.
 class ProgramsExclusive : public Programs {
 protected:
   std::string mount_options() const override { return "exclusive"; }

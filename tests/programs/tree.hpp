@@ -30,8 +30,8 @@ struct TreeOptions {
   // Left out altogether: output that is not deterministic even between two
   // runs in plain directories.
   std::set<std::string> ignore;
-  // Also record the mtime of everything but directories (for comparing M
-  // with B at one moment: SPEC §2.2, stat through M equals stat of B/p).
+  // Also record the mtime of everything but directories (for comparing M with B
+  // at one moment: docs/semantics.md#writers, stat through M equals stat of B/p).
   // Directories are left out: their attributes may be cached for 1 s.
   bool mtimes = false;
 };

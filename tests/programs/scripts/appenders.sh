@@ -1,5 +1,5 @@
-# Several writers appending to one log (SPEC §2.5: concurrent appenders never
-# lose lines), the ways shell scripts share a log file:
+# Several writers appending to one log (docs/semantics.md#conflicts: concurrent
+# appenders never lose lines), the ways shell scripts share a log file:
 #  1. the script keeps the log open on a descriptor (`exec 3>>log`) while a
 #     builtin appends to it by name;
 #  2. a group's `>> log` is inherited by a child process that also opens the

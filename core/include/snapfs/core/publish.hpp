@@ -9,7 +9,7 @@
 
 namespace snapfs::core {
 
-// How much a successful publish survives (SPEC §2.7).
+// How much a successful publish survives (docs/semantics.md#crashes-and-power-loss).
 enum class Durability {
   fast,    // no sync: atomic against process crashes only
   atomic,  // fdatasync the data before the rename: after a power loss the
@@ -50,12 +50,12 @@ Result<void> publish(TmpFile& file, int dirfd, const char* name,
 // Replaces the contents of the existing regular file `target` (an fd open
 // for writing) with those of `file`, keeping the target's inode: its hard
 // links, owner, mode and xattrs. For a file with several names, which a
-// rename would split (SPEC §2.4). Only where it is one atomic step for
-// readers: a whole-file FICLONE onto a target no longer than `file` (XFS,
-// btrfs). Otherwise it fails with EOPNOTSUPP and changes nothing, and the
-// caller publishes by rename instead: a shrink would need a truncate and a
-// clone, and a reader could see the state between them. A power loss during
-// the clone of a file with many extents can leave it part old, part new
+// rename would split (docs/semantics.md#hard-links). Only where it is one
+// atomic step for readers: a whole-file FICLONE onto a target no longer than
+// `file` (XFS, btrfs). Otherwise it fails with EOPNOTSUPP and changes nothing,
+// and the caller publishes by rename instead: a shrink would need a truncate
+// and a clone, and a reader could see the state between them. A power loss
+// during the clone of a file with many extents can leave it part old, part new
 // (the filesystem remaps extent by extent); a process crash cannot.
 // `opts`: its durability and privilege dropping (kill_setid, kill_caps)
 // apply to `target`; the rest is unused.

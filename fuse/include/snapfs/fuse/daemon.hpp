@@ -21,8 +21,10 @@ struct Config {
   // Kernel-side options.
   bool allow_other = false;          // root mounts set this (with default_permissions)
   bool default_permissions = false;
-  bool auto_unmount = true;          // unmount if the daemon dies (FUSE-NOTES §7)
-  // Semantics (SPEC §2.5, §2.7, §2.9).
+  bool auto_unmount = true;          // unmount if the daemon dies
+                                     // (docs/design-fuse.md, "Kernel facts" 7)
+  // Semantics (docs/semantics.md#conflicts, #crashes-and-power-loss,
+  // #passthrough-paths, #exclusive-mode).
   std::vector<std::string> passthrough_globs;  // paths relative to M, fnmatch(FNM_PATHNAME)
   bool exclusive = false;
   // Kernel passthrough (docs/design-passthrough.md): where the kernel and
@@ -35,8 +37,7 @@ struct Config {
   // open (and of directories, symlinks, specials). Changes made through M
   // are invalidated exactly; changes made directly in B show after at most
   // this long (docs/design-fuse.md "Caching"). 0: nothing about a file is
-  // cached and every path walk asks the daemon (directories: 1 s), as before
-  // issue #5.
+  // cached and every path walk asks the daemon (directories: 1 s).
   double cache_timeout = 1.0;
   // Opens one user (other than root) may hold through M at once; beyond
   // it open() fails with EMFILE for that user alone. -1: a sixteenth of
