@@ -239,9 +239,6 @@ inline Daemon& daemon_of(fuse_req_t req) {
   return *static_cast<Daemon*>(fuse_req_userdata(req));
 }
 
-// Timeouts of replies: InodeTable::intern() (entries) and
-// InodeTable::attr_timeout() (docs/design-fuse.md "Caching").
-
 // Final components only: the kernel never sends others, and anything else
 // would let a request walk out of its parent.
 // `.snapfs` in the root: the view neither shows nor makes it.

@@ -62,10 +62,6 @@ public:
     std::lock_guard lk(fd_mu_);
     return fd_;
   }
-  void set_fd(FdRef fd) {
-    std::lock_guard lk(fd_mu_);
-    fd_ = std::move(fd);
-  }
 
 private:
   friend class InodeTable;

@@ -163,7 +163,6 @@ BackingFile::~BackingFile() {
 }
 
 bool KernelPassthrough::install(fuse_session* se, bool want, bool root) {
-  root_ = root;
   if (!want) {
     not_installed_ = "off (-o kernel_io=off)";
     return false;

@@ -77,7 +77,6 @@ public:
 private:
   friend struct PassthroughIo;
   bool installed_ = false;
-  bool root_ = false;
   int devfd_ = -1;
   std::atomic<bool> offered_{false};
   std::atomic<bool> dirops_offered_{false};  // FUSE_PARALLEL_DIROPS in INIT

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <shared_mutex>
@@ -151,6 +152,18 @@ mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) no
   auto acl = core::sys::getxattr_path(proc.c_str(), "system.posix_acl_default");
   if (acl) return mode;  // B inherits the default ACL and ignores the umask
   return mode & ~(fuse_req_ctx(req)->umask & 0777);
+}
+
+std::string path_for_log(const Daemon& d, const Node& node) noexcept {
+  try {
+    return d.table.path_of(node);
+  } catch (const std::bad_alloc&) {
+    // Short enough for the small-string buffer: no allocation.
+    char buf[16];  // "ino " and at most 11 digits
+    std::snprintf(buf, sizeof buf, "ino %llu",
+                  static_cast<unsigned long long>(node.id() % 100000000000ULL));
+    return std::string(buf);
+  }
 }
 
 Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept {

@@ -42,6 +42,10 @@ core::Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) n
 // otherwise the caller's umask is applied here, as a local filesystem would.
 mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) noexcept;
 
+// The node's path for a log line, or "ino N" where there is no memory for
+// it (logging from a noexcept handler must not throw).
+std::string path_for_log(const Daemon& d, const Node& node) noexcept;
+
 // Re-opens the inode behind `fd` as an O_PATH handle (through /proc/self/fd).
 core::Result<core::UniqueFd> reopen_path(int fd) noexcept;
 

@@ -119,11 +119,16 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
     // it commits nothing (docs/semantics.md#unlink) and is never resurrected.
     std::unique_lock ns(d.ns_mu);
     if (!flags) gone = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
-    if (auto r = core::sys::unlinkat(pfd->get(), name, flags); !r)
+    if (auto r = core::sys::unlinkat(pfd->get(), name, flags); !r) {
+      ns.unlock();  // never reply to the kernel holding a lock (docs/design-fuse.md)
       return reply_error(req, r.error(), op, parent);
+    }
     try {
       d.table.on_unlink(parent, name);
     } catch (const std::bad_alloc&) {
+      d.log->error("{} of {} in ino {}: no memory to record it; an open description of it "
+                   "may still commit to the name",
+                   op, name, parent);
     }
   }
   // The kernel drops this name's dentry and counts one link less on its

@@ -399,7 +399,7 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     if (!h.pending_truncate) settle_truncation(d, h);
   }
   if (!r) {
-    d.log->error("commit of {} failed: {}", d.table.path_of(*h.node), r.error().message());
+    d.log->error("commit of {} failed: {}", path_for_log(d, *h.node), r.error().message());
     return reply_error(req, r.error(), "flush", ino);
   }
   if (*r == CommitOutcome::conflict) {
@@ -444,18 +444,20 @@ void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
       try {
         caller.mapped_stores = mapped_stores_unseen(d, *hp);
       } catch (const std::bad_alloc&) {
+        // Stores through a mapping that went away may stay unpublished.
+        d.log->error("release of ino {}: no memory to compare it for stores through a mapping",
+                     ino);
       }
     }
     auto r = commit(d, *hp, caller);
     if (!r)
-      d.log->error("commit of a truncation of {} failed: {}", d.table.path_of(*hp->node),
+      d.log->error("commit of a truncation of {} failed: {}", path_for_log(d, *hp->node),
                    r.error().message());
     std::unique_lock lk(hp->mu);
     settle_truncation(d, *hp);
   }
   uninstall(d, fi);
   reply_ok(req);
-  (void)ino;
 }
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {

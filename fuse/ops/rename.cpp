@@ -38,11 +38,18 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
     std::unique_lock ns(d.ns_mu);
     moved = core::sys::fstatat(from_fd->get(), name, AT_SYMLINK_NOFOLLOW);
     target = core::sys::fstatat(to_fd->get(), newname, AT_SYMLINK_NOFOLLOW);
-    if (auto r = core::sys::renameat(from_fd->get(), name, to_fd->get(), newname, flags); !r)
+    if (auto r = core::sys::renameat(from_fd->get(), name, to_fd->get(), newname, flags); !r) {
+      ns.unlock();  // never reply to the kernel holding a lock (docs/design-fuse.md)
       return reply_error(req, r.error(), "rename", parent);
+    }
     try {
       d.table.on_rename(from, name, to, newname, (flags & RENAME_EXCHANGE) != 0);
     } catch (const std::bad_alloc&) {
+      // B has the new names; the daemon's index of names does not. Said,
+      // so that a commit of the file through its old node is not a mystery.
+      d.log->error("rename of {} in ino {}: no memory to record the new name; nodes of it "
+                   "still name the old place until the kernel looks them up again",
+                   name, parent);
     }
   }
   // The kernel moves the dentries and fixes the nodes it renamed or
