@@ -162,6 +162,24 @@ const Rule kRules[] = {
        f.t.contend(*idle, 0);
        EXPECT_NE(f.lookup("f", 10, nullptr, kOther), idle);
      }},
+    {"ContentionSurvivesTheParentsNodeBeingRemade", 1.0,
+     [](Fx& f) {
+       // The re-walk (LOOKUP_REVAL) may find the directory's kernel inode
+       // evicted: the directory comes back under a new node id, and the
+       // name must still be contended (keyed by the directory's inode).
+       auto d = f.lookup("d", 20, nullptr, 0, InodeTable::kNoChanges, Intent::lookup, S_IFDIR);
+       Timeouts t;
+       auto idle = f.t.intern(d, "f", core::UniqueFd{}, make_stat(10), false, Intent::lookup, t);
+       f.t.contend(*idle, kThread);
+       const auto old_id = d->id();
+       f.t.forget(old_id, 1);
+       auto d2 = f.lookup("d", 20, nullptr, 0, InodeTable::kNoChanges, Intent::lookup, S_IFDIR);
+       ASSERT_NE(d2->id(), old_id);
+       auto again = f.t.intern(d2, "f", core::UniqueFd{}, make_stat(10), false, Intent::lookup, t,
+                               kThread);
+       EXPECT_NE(again, idle);
+       EXPECT_EQ(t.entry, 0.0);
+     }},
     // rebind
     {"RebindMovesEveryNodeOfTheNameNotOtherLinks", 0.0,
      [](Fx& f) {
