@@ -193,14 +193,36 @@ private:
   uid_t uid_ = 0;
 };
 
+// Every lock of the daemon, by rank. A thread holding a lock takes only
+// locks of a higher rank; "leaf" locks are held around memory updates or one
+// syscall and nothing is taken under them. No reply to the kernel is sent
+// while a lock of rank 2 or more is held (a READ holds its Handle::mu shared
+// while fuse_reply_data copies from the snapshot). Why each exists:
+// docs/design-fuse.md, "Locks".
+//
+//  rank  lock                                     kind           guards
+//  1     Handle::mu (handle.hpp)                  shared_mutex   the open's snapshot: reads shared;
+//                                                                writes, truncation, commit exclusive
+//  2     CommitStripes, 256 (below)               mutex          one path's check-then-publish
+//  3     Daemon::ns_mu                            shared_mutex   names: commits shared; rename,
+//                                                                unlink, chmod/chown/xattr exclusive
+//  4     InodeTable::mu (inode_table.hpp)         mutex          the node maps and node fields
+//  5     Node::fd_mu (inode_table.hpp)            mutex, leaf    a node's O_PATH descriptor
+//  leaf  Handle::lock_mu (handle.hpp)             mutex          the lazily made lock descriptor
+//  leaf  WarmSnapshot::backing_mu (warm.hpp)      mutex          one warm snapshot's backing file
+//                                                                (taken under Handle::mu)
+//  leaf  WarmSnapshots::mu_ (warm.hpp)            mutex          the warm cache's index
+//  leaf  Lingering::mu_ (lingering.hpp)           mutex          parked writers (commits run outside)
+//  leaf  DirHandle::mu (ops/dir.cpp)              mutex          one directory stream's position
+//  leaf  PendingTruncations::mu_, LiveHandles::mu_, UserOpens::mu_ (here)
+//                                                 mutex          their own lists
 struct Daemon {
   Config cfg;
   std::shared_ptr<spdlog::logger> log;
   InodeTable table;
   // Namespace lock: commits (shared) against unlink/rmdir/rename (exclusive),
-  // so a commit never lands on a name that was just moved or removed.
-  // Lock order: Handle::mu -> commit stripe -> ns_mu -> InodeTable::mu ->
-  // Node::fd_mu.
+  // so a commit never lands on a name that was just moved or removed. Its
+  // rank among the daemon's locks: the table above Daemon.
   std::shared_mutex ns_mu;
   CommitStripes stripes;
   Stats stats;

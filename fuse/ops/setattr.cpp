@@ -84,7 +84,12 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   // An idle file node is bound to what its name holds now for the whole
   // request (truncate_published() and rebind() use node->fd()).
   auto claim = hold_node(d, node, "setattr.resolved");
-  if (!claim) return reply_error(req, claim.error(), "setattr", ino);
+  // Every reply goes out with no lock held (docs/design-fuse.md, "Locks").
+  const auto fail = [&](const core::Error& e, const char* op) {
+    if (ns.owns_lock()) ns.unlock();
+    reply_error(req, e, op, ino);
+  };
+  if (!claim) return fail(claim.error(), "setattr");
   if (file && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
       !ns.owns_lock())
     ns.lock();
@@ -105,7 +110,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       // writer of the inode may always take privileges away.
       r = sys::chmod_fd(fd->get(), mode);
     }
-    if (!r) return reply_error(req, r.error(), "setattr(mode)", ino);
+    if (!r) return fail(r.error(), "setattr(mode)");
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
@@ -116,7 +121,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                                                   AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
                            });
         !r)
-      return reply_error(req, r.error(), "setattr(owner)", ino);
+      return fail(r.error(), "setattr(owner)");
   }
   if (sized && ns.owns_lock()) ns.unlock();  // truncate_published() takes the stripe first
   bool published = false;
@@ -139,7 +144,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       if (r) r = truncate_published(d, node, size, who);
       published = r.has_value();
     }
-    if (!r) return reply_error(req, r.error(), "setattr(size)", ino);
+    if (!r) return fail(r.error(), "setattr(size)");
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     struct timespec times[2];
@@ -161,7 +166,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                                                    AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
                            });
         !r)
-      return reply_error(req, r.error(), "setattr(times)", ino);
+      return fail(r.error(), "setattr(times)");
     if (ns.owns_lock()) ns.unlock();  // Handle::mu comes before ns_mu
     if (file) {
       // Not a content change: open descriptors based on this inode keep
@@ -174,7 +179,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       auto now = core::sys::fstat(now_fd->get());
       const struct timespec mnow = now ? now->st_mtim : times[1];
       if (auto r = times_on_snapshot(d, *h, times, mnow); !r)
-        return reply_error(req, r.error(), "setattr(times)", ino);
+        return fail(r.error(), "setattr(times)");
     }
   }
   if (ns.owns_lock()) ns.unlock();

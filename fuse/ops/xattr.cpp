@@ -184,7 +184,10 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
   std::unique_lock ns(d.ns_mu, std::defer_lock);
   if (!node->is_dir()) ns.lock();
   auto fdr = node_fd(d, *node);  // under the lock: a commit may have rebound it
-  if (!fdr) return reply_error(req, fdr.error(), "setxattr", ino);
+  if (!fdr) {
+    if (ns.owns_lock()) ns.unlock();  // replies go out with no lock held
+    return reply_error(req, fdr.error(), "setxattr", ino);
+  }
   const FdRef fd = std::move(*fdr);
   // SECURITY: as the caller: B decides on the inode the node is bound to
   // now (write permission for user.*, ownership for POSIX ACLs). The
@@ -206,7 +209,10 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
   std::unique_lock ns(d.ns_mu, std::defer_lock);
   if (!node->is_dir()) ns.lock();
   auto fdr = node_fd(d, *node);
-  if (!fdr) return reply_error(req, fdr.error(), "removexattr", ino);
+  if (!fdr) {
+    if (ns.owns_lock()) ns.unlock();  // replies go out with no lock held
+    return reply_error(req, fdr.error(), "removexattr", ino);
+  }
   const FdRef fd = std::move(*fdr);
   auto r = acting_as(d, identity_of(req), [&] { return sys::removexattr_fd(fd->get(), name); });
   if (ns.owns_lock()) ns.unlock();
