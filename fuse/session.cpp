@@ -180,14 +180,12 @@ std::string escape_opt(const std::string& s) {
   return out;
 }
 
-}  // namespace
-
-int serve(const Config& cfg, const std::function<void()>& on_mounted) {
-  auto log = spdlog::get("fuse");
-  if (!log) log = spdlog::default_logger();
-  g_fuse_log = log;
-  fuse_set_log_func(log_from_libfuse);
-
+// The daemon's state before the mount: its identity, descriptor limit and
+// per-user share, B's root, B/.snapfs with the recovery of a previous
+// daemon's leftovers, the reflink probe and the warm cache. nullptr (logged)
+// if B cannot be served.
+std::unique_ptr<Daemon> make_daemon(const Config& cfg,
+                                    const std::shared_ptr<spdlog::logger>& log) {
   auto d = std::make_unique<Daemon>();
   d->cfg = cfg;
   d->log = log;
@@ -217,16 +215,16 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   auto root = core::sys::openat(AT_FDCWD, cfg.backing.c_str(), O_PATH | O_DIRECTORY);
   if (!root) {
     log->error("snapfs: cannot open {}: {}", cfg.backing, root.error().message());
-    return 1;
+    return nullptr;
   }
   auto root_st = core::sys::fstat(root->get());
   if (!root_st) {
     log->error("snapfs: cannot stat {}: {}", cfg.backing, root_st.error().message());
-    return 1;
+    return nullptr;
   }
   // B/.snapfs and the recovery of a previous daemon's leftovers, before
   // any request is served (docs/design-conflicts.md).
-  if (!prepare_meta_dir(*d, root->get())) return 1;
+  if (!prepare_meta_dir(*d, root->get())) return nullptr;
   d->reflink = probe_reflink(root->get());
   // Warm snapshots (warm.hpp): a reflinked one shares every block with the
   // version it was taken from, and everything done through M that replaces
@@ -239,6 +237,20 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
               cfg.backing);
   d->table.init_root(std::move(*root), *root_st, cfg.cache_timeout);
+
+  return d;
+}
+
+}  // namespace
+
+int serve(const Config& cfg, const std::function<void()>& on_mounted) {
+  auto log = spdlog::get("fuse");
+  if (!log) log = spdlog::default_logger();
+  g_fuse_log = log;
+  fuse_set_log_func(log_from_libfuse);
+
+  auto d = make_daemon(cfg, log);
+  if (!d) return 1;
 
   std::vector<std::string> argv_s{"snapfs"};
   std::string opts = "fsname=" + escape_opt(cfg.fsname.empty() ? cfg.backing : cfg.fsname) +

@@ -60,6 +60,47 @@ bool only_drops_setid(int fd, mode_t mode) noexcept {
   return (mode & ~old) == 0 && ((old ^ mode) & ~setid) == 0 && old != mode;
 }
 
+// chmod and chown of the inode `fd` as the caller `who` (identity.hpp), so
+// that the backing filesystem applies its own rules (owner, CAP_FOWNER,
+// group membership, clearing setgid) to the inode actually changed.
+Result<void> change_mode_and_owner(Daemon& d, const Identity& who, int fd,
+                                   const struct stat& attr, int to_set) noexcept {
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    const mode_t mode = attr.st_mode & 07777;
+    auto r = acting_as(d, who, [&] { return sys::chmod_fd(fd, mode); });
+    if (!r && r.error().value() == EPERM && only_drops_setid(fd, mode) &&
+        may_access(d, who, fd, W_OK)) {
+      // The kernel drops setuid/setgid before a write or truncate by
+      // someone who is not the owner (it sends that as a mode change): a
+      // writer of the inode may always take privileges away.
+      r = sys::chmod_fd(fd, mode);
+    }
+    if (!r) return r;
+  }
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
+    const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
+    return acting_as(d, who, [&] {
+      return sys::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    });
+  }
+  return {};
+}
+
+// The times a SETATTR asks for, UTIME_OMIT for those it leaves alone.
+void times_of(const struct stat& attr, int to_set, struct timespec (&times)[2]) noexcept {
+  times[0].tv_sec = times[1].tv_sec = 0;
+  times[0].tv_nsec = times[1].tv_nsec = UTIME_OMIT;
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+    times[0].tv_nsec = UTIME_NOW;
+  else if (to_set & FUSE_SET_ATTR_ATIME)
+    times[0] = attr.st_atim;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+    times[1].tv_nsec = UTIME_NOW;
+  else if (to_set & FUSE_SET_ATTR_MTIME)
+    times[1] = attr.st_mtim;
+}
+
 }  // namespace
 
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -96,33 +137,11 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   const FdRef fd = node->fd();  // after the lock: a commit may have rebound it
   // SECURITY: the kernel checked this change against the attributes it
   // holds for the node; the node's name may hold another inode by now (a
-  // rename in B). Every change below is made as the caller (identity.hpp),
-  // so the backing filesystem applies its own rules (owner, CAP_FOWNER,
-  // group membership, clearing setgid) to the inode actually changed.
+  // rename in B). Every change below is made as the caller, or checked for
+  // the caller on the inode it changes (identity.hpp).
   const Identity who = identity_of(req);
-  if (to_set & FUSE_SET_ATTR_MODE) {
-    const mode_t mode = attr->st_mode & 07777;
-    auto r = acting_as(d, who, [&] { return sys::chmod_fd(fd->get(), mode); });
-    if (!r && r.error().value() == EPERM && only_drops_setid(fd->get(), mode) &&
-        may_access(d, who, fd->get(), W_OK)) {
-      // The kernel drops setuid/setgid before a write or truncate by
-      // someone who is not the owner (it sends that as a mode change): a
-      // writer of the inode may always take privileges away.
-      r = sys::chmod_fd(fd->get(), mode);
-    }
-    if (!r) return fail(r.error(), "setattr(mode)");
-  }
-  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-    const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
-    const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (auto r = acting_as(d, who,
-                           [&] {
-                             return sys::fchownat(fd->get(), "", uid, gid,
-                                                  AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-                           });
-        !r)
-      return fail(r.error(), "setattr(owner)");
-  }
+  if (auto r = change_mode_and_owner(d, who, fd->get(), *attr, to_set); !r)
+    return fail(r.error(), "setattr(mode, owner)");
   if (sized && ns.owns_lock()) ns.unlock();  // truncate_published() takes the stripe first
   bool published = false;
   if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -148,16 +167,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     struct timespec times[2];
-    times[0].tv_sec = times[1].tv_sec = 0;
-    times[0].tv_nsec = times[1].tv_nsec = UTIME_OMIT;
-    if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-      times[0].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_ATIME)
-      times[0] = attr->st_atim;
-    if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-      times[1].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_MTIME)
-      times[1] = attr->st_mtim;
+    times_of(*attr, to_set, times);
     if (file && !ns.owns_lock()) ns.lock();
     const FdRef now_fd = node->fd();  // a truncate or commit may have published a new inode
     if (auto r = acting_as(d, who,
