@@ -75,7 +75,7 @@ Result<LockedPlace> lock_place(Daemon& d, const Node& node) noexcept {
   }
 }
 
-// Rebase (SPEC §2.5): a new private file <- the current B/p (O(1) with
+// Rebase (docs/semantics.md#conflicts): a new private file <- the current B/p (O(1) with
 // reflinks), then our tail (base.size .. end of the snapshot) at its end.
 Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
                              core::CloneMethod& method) noexcept {
@@ -320,7 +320,7 @@ Result<Published> publish_locked(Daemon& d, Handle& h, core::TmpFile& mine,
   }
   if (res.out != CommitOutcome::conflict) {
     core::TmpFile& file = res.out == CommitOutcome::rebased ? merged : mine;
-    // SPEC §2.4: a file with several names keeps sharing content, so it is
+    // docs/semantics.md#hard-links: a file with several names keeps sharing content, so it is
     // published into its own inode where that is one atomic step.
     auto in_place = cur && S_ISREG(cur->st_mode) && cur->st_nlink > 1
                         ? publish_into(d, file, pfd, name, *cur, h.who)
@@ -395,7 +395,7 @@ Result<CommitOutcome> settle_after_publish(Daemon& d, Handle& h, const Published
                                            const core::TmpFile& frozen) noexcept {
   const CommitOutcome out = p.out;
   const struct stat& published = p.st;
-  after_commit(d, *h.node, published);  // issue #5: before FLUSH replies (cache.hpp)
+  after_commit(d, *h.node, published);  // before FLUSH replies (cache.hpp)
   if (out == CommitOutcome::overwrote)
     d.log->info("commit of {} overwrote a version published since it was opened", p.path);
   if (out == CommitOutcome::rebased) d.stats.rebases.fetch_add(1, std::memory_order_relaxed);
@@ -559,7 +559,7 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
   }
   SNAPFS_TRY(csys::ftruncate(tmp->fd(), size));
   // Under the path's commit stripe like a commit: descriptors open on the
-  // old version see this as someone else's publish (SPEC §2.5).
+  // old version see this as someone else's publish (docs/semantics.md#conflicts).
   auto lp = lock_place(d, *node);
   if (!lp) return std::move(lp).error();
   const NodePlace& place = lp->place;

@@ -143,7 +143,7 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   }
   if (fresh_empty || (flags & O_TRUNC)) {
     // O_TRUNC (ATOMIC_O_TRUNC): an empty snapshot, nothing copied, nothing
-    // changed in B until the commit at close (FUSE-NOTES §4).
+    // changed in B until the commit at close (docs/design-fuse.md, "Kernel facts" 4).
     auto st = csys::fstat(fdref->get());
     if (!st) return std::move(st).error();
     h->base_mtime = st->st_mtim;

@@ -68,7 +68,7 @@ struct Handle {
   // Dirty only because the open truncated a non-empty file (O_TRUNC), with
   // no change since. FLUSH does not publish that: shells open with O_TRUNC,
   // dup2 and close the original descriptor before writing a byte, and that
-  // FLUSH would publish an empty file for others to see (SPEC §2.3). The
+  // FLUSH would publish an empty file for others to see (docs/semantics.md#truncation). The
   // truncation alone is published at RELEASE, after the last close.
   bool pending_truncate = false;
   bool truncate_announced = false;  // in Daemon::pending_truncations (key: base)
@@ -77,7 +77,7 @@ struct Handle {
   bool published = false;
   core::CloneMethod method = core::CloneMethod::reflink;
   struct timespec base_mtime {};  // shown while not dirty
-  // Conflict detection (SPEC §2.5): the version this attempt started from,
+  // Conflict detection (docs/semantics.md#conflicts): the version this attempt started from,
   // and whether every change since was a write at or past base.size (no
   // truncate, no fallocate): such a description is rebased, not refused.
   Base base;

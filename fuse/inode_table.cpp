@@ -534,7 +534,7 @@ void InodeTable::rebind(Node& node, FdRef fd, const struct stat& st) {
   // it to the published one (not other hard links of it). A chmod or setxattr
   // whose lookup happened before the commit then reaches the new B/p: the
   // caller holds the namespace lock, so such a change runs wholly before the
-  // commit read the metadata or wholly after this rebind (handle.cpp).
+  // commit read the metadata or wholly after this rebind (commit.cpp).
   std::vector<Node*> follow{&node};
   if (node.kind() == NodeKind::file) {
     auto [b, e] = files_.equal_range(InoKey{node.dev_, node.ino_});

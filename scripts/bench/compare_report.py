@@ -228,7 +228,7 @@ def main():
     snaps = [t for t in ("snapfs", "snapfs-fast") if t in targets]
     if snaps:
         cols = {t: verdict(t) for t in snaps}
-        print("\nissue #5 targets (measured in this run)")
+        print("\ntargets of docs/performance.md (measured in this run)")
         head = ["target"] + [x for t in snaps for x in (f"{t}: measured", f"{t}: verdict")]
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))

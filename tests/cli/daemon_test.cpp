@@ -267,7 +267,7 @@ TEST(MountDaemon, ConflictsListsALosingCommit) {
   EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
   if (!lost && c.out == "no conflicts\n") {
     GTEST_SKIP() << "SKIPPED LOUDLY: the daemon published both commits (no conflict detection yet, "
-                    "SPEC §2.5); the table output is covered by UnitReport.RendersConflicts";
+                    "docs/semantics.md#conflicts); the table output is covered by UnitReport.RendersConflicts";
   }
   EXPECT_TRUE(lost) << "the losing close() succeeded";
   EXPECT_EQ(c.code, 0) << c.describe();

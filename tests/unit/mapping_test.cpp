@@ -1,4 +1,4 @@
-// Mapping (STYLE §2): owns one mmap region, unmaps it exactly once, moves
+// Mapping (docs/code-style.md §2): owns one mmap region, unmaps it exactly once, moves
 // leave the source empty, remap() follows the length in both directions.
 #include "support/proc_counts.hpp"
 #include "support/result_check.hpp"

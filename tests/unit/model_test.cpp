@@ -1,4 +1,4 @@
-// MmapMut against a reference model (STYLE §6, after llfio's
+// MmapMut against a reference model (docs/code-style.md §6, after llfio's
 // mapped_file_handle test): one PRNG stream of operations drives both a
 // std::string and an MmapMut on a plain temporary directory (whatever
 // filesystem /tmp is); after every step the mapping must equal the model, and

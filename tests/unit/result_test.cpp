@@ -1,4 +1,4 @@
-// Result<T> and Error (STYLE §3): errno kept exactly in system_category, the
+// Result<T> and Error (docs/code-style.md §3): errno kept exactly in system_category, the
 // failing call and path kept, message() for humans, SNAPFS_TRY propagation.
 #include <snapfs/core/result.hpp>
 

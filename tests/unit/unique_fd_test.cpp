@@ -1,4 +1,4 @@
-// UniqueFd (STYLE §2): closes exactly once, moves are noexcept and leave the
+// UniqueFd (docs/code-style.md §2): closes exactly once, moves are noexcept and leave the
 // source empty, release() gives ownership away, a double owner aborts.
 #include <snapfs/core/unique_fd.hpp>
 
