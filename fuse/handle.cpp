@@ -112,7 +112,7 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   const FdRef fdref = node->fd();
 
   if (node->kind() == NodeKind::shared_file) {
-    // -o passthrough=GLOB: ordinary shared semantics on B/p itself. O_TRUNC
+    // -o shared=GLOB: ordinary shared semantics on B/p itself. O_TRUNC
     // and O_APPEND act in B as they would without snapfs.
     h->kind = HandleKind::shared;
     auto fd = reopen(fdref->get(), flags & (O_ACCMODE | O_APPEND | O_TRUNC));

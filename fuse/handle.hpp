@@ -27,7 +27,7 @@ namespace snapfs::fuse {
 
 enum class HandleKind {
   snapshot,          // private O_TMPFILE clone; commits on FLUSH when dirty
-  shared,            // -o passthrough=GLOB: B/p itself, ordinary shared semantics
+  shared,            // -o shared=GLOB: B/p itself, ordinary shared semantics
   exclusive_reader,  // -o exclusive, read-only open: B/p itself (never changes in place)
   reader_share,      // a read-only open sharing the snapshot of a reader on the same node
 };

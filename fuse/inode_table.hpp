@@ -35,7 +35,7 @@ enum class NodeKind {
   file,         // a regular file served from per-open snapshots: one node per open;
                 // without an open ("idle") it stands for its name (parent, name)
                 // and holds no descriptor
-  shared_file,  // a regular file matching -o passthrough=GLOB: shared by (dev, ino)
+  shared_file,  // a regular file matching -o shared=GLOB: shared by (dev, ino)
   other,        // symlink, fifo, socket, device: shared by (dev, ino)
 };
 

@@ -23,8 +23,9 @@ constexpr std::array kSubcommands{"mount", "umount", "unmount", "status", "confl
 constexpr const char* kOptionsHelp = R"(
 Mount options (-o, comma-separated, repeatable; later ones win; flags above
 override -o):
-  passthrough=GLOB[:GLOB...]  paths (relative to M, fnmatch with FNM_PATHNAME)
+  shared=GLOB[:GLOB...]       paths (relative to M, fnmatch with FNM_PATHNAME)
                               with ordinary shared semantics, no snapshot
+                              (passthrough=GLOB is an older name for it)
   exclusive                   promise that B changes only through M or by
                               whole-file rename: readers share the published file
   kernel_io=auto|off          auto (default): the kernel serves read, write and
@@ -144,7 +145,7 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
 
   MountCommand mc;
   std::vector<std::string> option_lists;
-  std::vector<std::string> passthrough;
+  std::vector<std::string> shared;
   std::string durability, on_conflict, log_level, threads;
   bool exclusive = false, debug = false;
 
@@ -162,8 +163,9 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
                    "trace, debug, info (default), warn, error, critical or off")
       ->type_name("LEVEL");
   mount
-      ->add_option("--passthrough", passthrough,
-                   "Paths with ordinary shared semantics, no snapshot (repeatable)")
+      ->add_option("--shared,--passthrough", shared,
+                   "Paths with ordinary shared semantics, no snapshot (repeatable; "
+                   "--passthrough is an older name)")
       ->allow_extra_args(false)
       ->type_name("GLOB[:GLOB...]");
   mount->add_flag("--exclusive", exclusive,
@@ -208,9 +210,9 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
   if (mount->parsed()) {
     auto& o = mc.options;
     for (const auto& list : option_lists) apply_option_list(list, o);
-    for (const auto& p : passthrough) {
-      auto globs = parse_passthrough(p);
-      o.passthrough.insert(o.passthrough.end(), globs.begin(), globs.end());
+    for (const auto& p : shared) {
+      auto globs = parse_shared_globs(p);
+      o.shared.insert(o.shared.end(), globs.begin(), globs.end());
     }
     if (exclusive) o.exclusive = true;
     if (mount->count("--durability") > 0) o.durability = parse_durability(durability);

@@ -206,11 +206,11 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
   }
   l->debug(
       "backing={} mountpoint={} allow_other={} default_permissions={} auto_unmount={} "
-      "exclusive={} durability={} on_conflict={} threads={} cache_timeout={} passthrough={}",
+      "exclusive={} durability={} on_conflict={} threads={} cache_timeout={} shared={}",
       cfg.backing, cfg.mountpoint, cfg.allow_other, cfg.default_permissions, cfg.auto_unmount,
       cfg.exclusive, durability_name(cfg.durability),
       cfg.on_conflict == fuse::OnConflict::fail ? "fail" : "overwrite", cfg.threads,
-      cfg.cache_timeout, cfg.passthrough_globs.size());
+      cfg.cache_timeout, cfg.shared_globs.size());
   if (cmd.fake) return exit_code::ok;
 
   // B/.snapfs must be the daemon's own (a directory of our euid, mode 0700):

@@ -25,7 +25,7 @@ namespace {
 }
 
 // Splits at commas outside double quotes and removes the quotes, as
-// libmount's optstr does (`-o passthrough="a,b"`).
+// libmount's optstr does (`-o shared="a,b"`).
 std::vector<std::string> split_options(std::string_view list) {
   std::vector<std::string> out;
   std::string current;
@@ -99,9 +99,11 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
   for (const auto& r : kRefused) {
     if (opt == r.name) usage_error("mount option '" + std::string(opt) + "' refused: " + r.why);
   }
-  if (auto v = value_of(opt, "passthrough")) {
-    auto globs = parse_passthrough(*v);
-    opts.passthrough.insert(opts.passthrough.end(), globs.begin(), globs.end());
+  if (auto v = value_of(opt, "shared") ? value_of(opt, "shared") : value_of(opt, "passthrough")) {
+    // `passthrough=` is the older name of `shared=` (kept as an alias: it
+    // is not kernel passthrough, the data path).
+    auto globs = parse_shared_globs(*v);
+    opts.shared.insert(opts.shared.end(), globs.begin(), globs.end());
   } else if (opt == "exclusive") {
     opts.exclusive = true;
   } else if (auto k = value_of(opt, "kernel_io")) {
@@ -138,7 +140,7 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
   } else if (starts_with(opt, "subtype=")) {
     usage_error("mount option '" + std::string(opt) +
                 "' refused: the subtype is always 'snapfs' (umount and status look for it)");
-  } else if (opt == "fsname" || opt == "passthrough" || opt == "durability" ||
+  } else if (opt == "fsname" || opt == "shared" || opt == "passthrough" || opt == "durability" ||
              opt == "on-conflict" || opt == "threads" || opt == "log_level" ||
              opt == "kernel_io" || opt == "cache_timeout" || opt == "max_user_opens") {
     usage_error("mount option '" + std::string(opt) + "' needs a value (" + std::string(opt) +
@@ -224,7 +226,7 @@ std::string parse_log_level(std::string_view value) {
               "' (expected trace, debug, info, warn, error, critical or off)");
 }
 
-std::vector<std::string> parse_passthrough(std::string_view value) {
+std::vector<std::string> parse_shared_globs(std::string_view value) {
   std::vector<std::string> globs;
   std::size_t start = 0;
   while (true) {
@@ -233,7 +235,7 @@ std::vector<std::string> parse_passthrough(std::string_view value) {
         start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
     if (!glob.empty() && glob.front() == '/') glob.remove_prefix(1);
     if (glob.empty()) {
-      usage_error("empty glob in passthrough '" + std::string(value) +
+      usage_error("empty glob in shared '" + std::string(value) +
                   "' (expected GLOB[:GLOB...], relative to the mount point)");
     }
     globs.emplace_back(glob);
@@ -251,7 +253,7 @@ fuse::Config make_config(const MountOptions& opts, std::string backing_canonical
   cfg.allow_other = as_root || opts.allow_other;
   cfg.default_permissions = cfg.allow_other || opts.default_permissions;
   cfg.auto_unmount = opts.auto_unmount;
-  cfg.passthrough_globs = opts.passthrough;
+  cfg.shared_globs = opts.shared;
   cfg.exclusive = opts.exclusive;
   cfg.kernel_io = opts.kernel_io;
   cfg.on_conflict = opts.on_conflict;

@@ -15,7 +15,7 @@ namespace snapfs::cli {
 // What the command line asked for, before any defaults that depend on who
 // runs the command (root or not) are applied.
 struct MountOptions {
-  std::vector<std::string> passthrough;  // globs, in the order given
+  std::vector<std::string> shared;  // globs, in the order given
   bool exclusive = false;
   bool kernel_io = true;  // -o kernel_io=auto|off: kernel passthrough where possible
   fuse::OnConflict on_conflict = fuse::OnConflict::fail;
@@ -51,7 +51,7 @@ double parse_cache_timeout(std::string_view value);
 std::string parse_log_level(std::string_view value);  // returns the canonical name
 // Splits `a:b:c`, drops one leading '/' from each glob (globs are relative to
 // M), rejects empty globs.
-std::vector<std::string> parse_passthrough(std::string_view value);
+std::vector<std::string> parse_shared_globs(std::string_view value);
 
 // Who mounts: root gets allow_other + default_permissions by default
 // (docs/design-fuse.md, "Kernel facts" 8); a user gets them only when asked,

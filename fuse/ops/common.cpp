@@ -22,7 +22,7 @@ using core::Result;
 namespace {
 
 bool matches_glob(const Daemon& d, const std::string& path) {
-  for (const auto& g : d.cfg.passthrough_globs) {
+  for (const auto& g : d.cfg.shared_globs) {
     const char* pat = g.c_str();
     while (*pat == '/') ++pat;  // globs are relative to M; accept "/x" too
     if (::fnmatch(pat, path.c_str(), FNM_PATHNAME) == 0) return true;
@@ -32,8 +32,8 @@ bool matches_glob(const Daemon& d, const std::string& path) {
 
 }  // namespace
 
-bool is_passthrough(Daemon& d, const Node& parent, const char* name) {
-  if (d.cfg.passthrough_globs.empty()) return false;
+bool is_shared_path(Daemon& d, const Node& parent, const char* name) {
+  if (d.cfg.shared_globs.empty()) return false;
   std::string path = d.table.path_of(parent);
   if (!path.empty()) path += '/';
   path += name;
@@ -91,7 +91,7 @@ Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& 
   if (!st) return std::move(st).error();
   bool glob = false;
   try {
-    glob = S_ISREG(st->st_mode) && is_passthrough(d, *parent, name);
+    glob = S_ISREG(st->st_mode) && is_shared_path(d, *parent, name);
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "lookup", name);
   }
@@ -114,7 +114,7 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
   auto st = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
   if (!st) return std::move(st).error();
   try {
-    if (S_ISREG(st->st_mode) && !is_passthrough(d, *parent, name)) {
+    if (S_ISREG(st->st_mode) && !is_shared_path(d, *parent, name)) {
       if (d.cfg.test_pause) d.cfg.test_pause("lookup.stat", name);
       auto node = intern_stat(d, parent, name, core::UniqueFd{}, *st, false, e, Intent::lookup,
                               caller, seen);

@@ -49,8 +49,8 @@ std::string path_for_log(const Daemon& d, const Node& node) noexcept;
 // Re-opens the inode behind `fd` as an O_PATH handle (through /proc/self/fd).
 core::Result<core::UniqueFd> reopen_path(int fd) noexcept;
 
-// Whether a regular file `name` in `parent` falls under -o passthrough=GLOB.
-bool is_passthrough(Daemon& d, const Node& parent, const char* name);
+// Whether a regular file `name` in `parent` falls under -o shared=GLOB.
+bool is_shared_path(Daemon& d, const Node& parent, const char* name);
 
 // fi->fh holds a heap-allocated std::shared_ptr<Handle> (made in open/create,
 // deleted in release), so a GETATTR that found the handle through its node

@@ -277,7 +277,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   UserSlot slot(d.user_opens, who.uid);
   auto pnode = d.table.get(parent);
   const FdRef pfd = pnode->fd();
-  const bool glob = is_passthrough(d, *pnode, name);
+  const bool glob = is_shared_path(d, *pnode, name);
   const int flags = fi->flags;
   // Test-only: the name may appear in B between the kernel's LOOKUP and here.
   if (d.cfg.test_pause) d.cfg.test_pause("create.begin", name);

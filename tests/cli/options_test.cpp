@@ -24,7 +24,7 @@ int usage_code_of(const std::function<void()>& f) {
 TEST(UnitOptions, Defaults) {
   MountOptions o;
   apply_option_list("", o);
-  EXPECT_TRUE(o.passthrough.empty());
+  EXPECT_TRUE(o.shared.empty());
   EXPECT_FALSE(o.exclusive);
   EXPECT_EQ(o.durability, core::Durability::atomic);
   EXPECT_EQ(o.on_conflict, fuse::OnConflict::fail);
@@ -53,10 +53,11 @@ TEST(UnitOptions, CacheTimeout) {
 
 TEST(UnitOptions, SnapfsOptions) {
   MountOptions o;
-  apply_option_list("passthrough=*.db:/logs/*.log,exclusive,durability=full,on-conflict=overwrite",
+  apply_option_list("shared=*.db:/logs/*.log,exclusive,durability=full,on-conflict=overwrite",
                     o);
+  // passthrough= is the older name of shared=: both add to one list.
   apply_option_list("passthrough=x,fsname=data,threads=4,log_level=debug,debug,noauto_unmount", o);
-  EXPECT_EQ(o.passthrough, (std::vector<std::string>{"*.db", "logs/*.log", "x"}));
+  EXPECT_EQ(o.shared, (std::vector<std::string>{"*.db", "logs/*.log", "x"}));
   EXPECT_TRUE(o.exclusive);
   EXPECT_EQ(o.durability, core::Durability::full);
   EXPECT_EQ(o.on_conflict, fuse::OnConflict::overwrite);
@@ -78,8 +79,8 @@ TEST(UnitOptions, LaterOptionsWin) {
 
 TEST(UnitOptions, QuotedValueKeepsCommas) {
   MountOptions o;
-  apply_option_list(R"(passthrough="a,b:c",exclusive)", o);
-  EXPECT_EQ(o.passthrough, (std::vector<std::string>{"a,b", "c"}));
+  apply_option_list(R"(shared="a,b:c",exclusive)", o);
+  EXPECT_EQ(o.shared, (std::vector<std::string>{"a,b", "c"}));
   EXPECT_TRUE(o.exclusive);
 }
 
@@ -98,7 +99,7 @@ TEST(UnitOptions, GenericMountOptionsAreAccepted) {
 TEST(UnitOptions, UnknownAndRefusedOptionsAreUsageErrors) {
   for (const char* bad : {"bogus", "rw,bogus", "ro", "noexec", "sync", "dirsync", "mand",
                           "durability=slow", "durability", "on-conflict=merge", "threads=-1",
-                          "threads=x", "threads=100000", "passthrough=", "passthrough=a::b",
+                          "threads=x", "threads=100000", "passthrough=", "passthrough=a::b", "shared=", "shared=a::b",
                           "log_level=loud", "subtype=other", "fsname", "\"unbalanced"}) {
     MountOptions o;
     EXPECT_EQ(usage_code_of([&] { apply_option_list(bad, o); }), exit_code::usage) << bad;

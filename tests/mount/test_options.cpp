@@ -1,4 +1,4 @@
-// docs/semantics.md#passthrough-paths: -o passthrough=GLOB (ordinary shared
+// docs/semantics.md#shared-paths: -o shared=GLOB (ordinary shared
 // semantics) and docs/semantics.md#exclusive-mode: -o exclusive (readers share
 // the published file).
 #include "fuse_mount.hpp"
@@ -9,7 +9,7 @@ namespace {
 
 class Passthrough : public FuseMount {
 protected:
-  std::string mount_options() const override { return "passthrough=*.db:logs/*"; }
+  std::string mount_options() const override { return "shared=*.db:logs/*"; }
 };
 
 TEST_P(Passthrough, MatchingFilesAreShared) {

@@ -3,7 +3,7 @@
 //
 //   snapfs_testd [-o opt[,opt...]] B M
 //
-// Options: passthrough=GLOB[:GLOB...], exclusive, durability=fast|atomic|full,
+// Options: shared=GLOB[:GLOB...] (or passthrough=), exclusive, durability=fast|atomic|full,
 // on-conflict=fail|overwrite, cache_timeout=SECONDS,
 // max_user_opens=N, noallow_other, debug, and test_pause=POINT:NAME:DIR: the first time a
 // request about NAME reaches POINT (Config::test_pause) it creates
@@ -67,8 +67,10 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "-o" && i + 1 < argc) {
       for (const auto& o : split(argv[++i], ',')) {
-        if (o.rfind("passthrough=", 0) == 0) {
-          cfg.passthrough_globs = split(o.substr(12), ':');
+        if (o.rfind("shared=", 0) == 0) {
+          cfg.shared_globs = split(o.substr(7), ':');
+        } else if (o.rfind("passthrough=", 0) == 0) {  // the older name
+          cfg.shared_globs = split(o.substr(12), ':');
         } else if (o == "exclusive") {
           cfg.exclusive = true;
         } else if (o == "durability=fast") {

@@ -250,7 +250,7 @@ TEST_P(Programs, SqliteSessionsEachSeeTheirSnapshot) {
 
 SNAPFS_INSTANTIATE_MOUNT(Programs);
 
-// The escape hatch for live databases (docs/semantics.md#passthrough-paths):
+// The escape hatch for live databases (docs/semantics.md#shared-paths):
 // with the database and its journal passed through, two sessions behave exactly
 // as in a plain directory.
 class ProgramsPassthrough : public Programs {

@@ -24,8 +24,8 @@ struct Config {
   bool auto_unmount = true;          // unmount if the daemon dies
                                      // (docs/design-fuse.md, "Kernel facts" 7)
   // Semantics (docs/semantics.md#conflicts, #crashes-and-power-loss,
-  // #passthrough-paths, #exclusive-mode).
-  std::vector<std::string> passthrough_globs;  // paths relative to M, fnmatch(FNM_PATHNAME)
+  // #shared-paths, #exclusive-mode).
+  std::vector<std::string> shared_globs;  // paths relative to M, fnmatch(FNM_PATHNAME)
   bool exclusive = false;
   // Kernel passthrough (docs/design-passthrough.md): where the kernel and
   // the daemon's privileges allow it, reads, writes and mmap of an open go
