@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -96,6 +97,61 @@ TEST_P(CreateRace, CreateOfAFileThatAppearedChecksPermission) {
   EXPECT_EQ(read_file(b("proj/v.key")), "secret\n");
   EXPECT_EQ(stat_of(b("proj/v.key")).st_mode & 07777, 0600u);
   EXPECT_EQ(stat_of(b("proj/v.key")).st_uid, kVictim);
+}
+
+// How long the loop races below run: a few seconds in CI;
+// scripts/soak/races.sh sets SNAPFS_RACE_SECONDS for a long run.
+std::chrono::milliseconds race_time() {
+  if (const char* s = std::getenv("SNAPFS_RACE_SECONDS"); s && *s)
+    return std::chrono::milliseconds(static_cast<long>(std::atof(s) * 1000));
+  return 2s;
+}
+
+// The same attack as CreateRace, as an attacker would run it: open(O_CREAT)
+// in a loop while the victim's key comes and goes under the name in B. Not
+// one open may read the key or get it open; the key stays as it was.
+TEST_P(Privilege, CreatesRacingNameFlipsNeverReachAnotherUsersFile) {
+  make_project(b("proj"));
+  victims_file(b("proj/.v.key"), "secret\n");
+  const fs::path sync = outside() / "sync";
+  ASSERT_EQ(::mkdir(sync.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(sync.c_str(), 0777), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<long> flips{0};
+  std::thread flipper([&] {
+    // The victim's key appears at the name and goes again, over and over
+    // (renames in B, as a user who can write B would do).
+    while (!stop) {
+      if (::rename(b("proj/.v.key").c_str(), b("proj/v.key").c_str()) == 0) ++flips;
+      ::rename(b("proj/v.key").c_str(), b("proj/.v.key").c_str());
+      // The attacker's own file, if its create won, goes (never the key).
+      struct stat s {};
+      if (::lstat(b("proj/v.key").c_str(), &s) == 0 && s.st_uid == kAttacker)
+        ::unlink(b("proj/v.key").c_str());
+    }
+  });
+  const auto limit = race_time();
+  auto st = run_as(kAttacker, kAttacker, [&] {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    int leaks = 0;
+    while (std::chrono::steady_clock::now() < end) {
+      const int fd = xopen(m("proj/v.key"), O_RDWR | O_CREAT, 0644);
+      if (fd < 0) continue;
+      struct stat s {};
+      if (::fstat(fd, &s) == 0 && s.st_uid != kAttacker) ++leaks;
+      if (pread_all(fd).find("secret") != std::string::npos) ++leaks;
+      ::close(fd);
+    }
+    return leaks == 0 ? 0 : 1;
+  }, limit + 60s);
+  stop = true;
+  flipper.join();
+  if (!fs::exists(b("proj/.v.key"))) ::rename(b("proj/v.key").c_str(), b("proj/.v.key").c_str());
+  EXPECT_TRUE(st.ok()) << st.describe() << " (1: an open reached the victim's key)";
+  EXPECT_GT(flips.load(), 0);
+  EXPECT_EQ(read_file(b("proj/.v.key")), "secret\n");
+  EXPECT_EQ(stat_of(b("proj/.v.key")).st_mode & 07777, 0600u);
+  EXPECT_EQ(stat_of(b("proj/.v.key")).st_uid, kVictim);
 }
 
 // The kernel checks a chmod, truncate, setxattr or open against the
