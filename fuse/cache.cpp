@@ -15,6 +15,8 @@
 
 namespace snapfs::fuse {
 
+namespace sys = core::sys;
+
 using core::Error;
 using core::Result;
 
@@ -53,9 +55,9 @@ Result<FdRef> node_fd(Daemon& d, const Node& node, const char* pause) noexcept {
     if (!p.parent) return stale("resolve", p.name);
     const FdRef pfd = p.parent->fd();
     // SAFETY: one component, O_NOFOLLOW, RESOLVE_BENEATH (ops/common.cpp).
-    auto fd = core::sys::openat_beneath(pfd->get(), p.name.c_str(), O_PATH | O_NOFOLLOW, 0);
+    auto fd = sys::openat_beneath(pfd->get(), p.name.c_str(), O_PATH | O_NOFOLLOW, 0);
     if (!fd) return gone(fd.error().value()) ? stale("resolve", p.name) : std::move(fd).error();
-    auto st = core::sys::fstat(fd->get());
+    auto st = sys::fstat(fd->get());
     if (!st) return std::move(st).error();
     if (!S_ISREG(st->st_mode)) return stale("resolve", p.name);
     if (pause && d.cfg.test_pause) d.cfg.test_pause(pause, p.name.c_str());
@@ -73,7 +75,7 @@ Result<struct stat> name_stat(Daemon& d, const Node& node) noexcept {
     const FdRef pfd = p.parent->fd();
     // One final component (never '/', '.' or '..': valid_name()) and no
     // symlink followed: cannot leave the parent.
-    auto st = core::sys::fstatat(pfd->get(), p.name.c_str(), AT_SYMLINK_NOFOLLOW);
+    auto st = sys::fstatat(pfd->get(), p.name.c_str(), AT_SYMLINK_NOFOLLOW);
     if (!st) return gone(st.error().value()) ? stale("stat", p.name) : std::move(st).error();
     if (!S_ISREG(st->st_mode)) return stale("stat", p.name);
     return st;
@@ -83,7 +85,7 @@ Result<struct stat> name_stat(Daemon& d, const Node& node) noexcept {
 }
 
 Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept {
-  if (FdRef fd = node.fd()) return core::sys::fstat(fd->get());
+  if (FdRef fd = node.fd()) return sys::fstat(fd->get());
   auto st = name_stat(d, node);
   if (st) d.table.observe(node, *st);
   return st;

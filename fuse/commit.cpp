@@ -8,7 +8,6 @@
 #include "conflicts.hpp"
 
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <snapfs/core/publish.hpp>
 
@@ -28,7 +27,7 @@ namespace snapfs::fuse {
 
 using core::Error;
 using core::Result;
-namespace csys = core::sys;
+namespace sys = core::sys;
 
 namespace {
 
@@ -65,7 +64,7 @@ Result<LockedPlace> lock_place(Daemon& d, const Node& node) noexcept {
     NodePlace p0 = d.table.place(node);
     if (p0.unlinked || !p0.parent) return LockedPlace{{}, {}, std::move(p0), nullptr};
     FdRef pfd = p0.parent->fd();
-    auto pst = csys::fstat(pfd->get());
+    auto pst = sys::fstat(pfd->get());
     if (!pst) return std::move(pst).error();
     std::unique_lock stripe(d.stripes.of(pst->st_dev, pst->st_ino, p0.name));
     std::shared_lock ns(d.ns_mu);
@@ -80,7 +79,7 @@ Result<LockedPlace> lock_place(Daemon& d, const Node& node) noexcept {
 Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
                              core::CloneMethod& method) noexcept {
   // Symlink-safe: one component beneath the parent, never followed.
-  auto cur = csys::openat_beneath(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
+  auto cur = sys::openat_beneath(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
   if (!cur) return std::move(cur).error();
   // SECURITY: B/p is now a file someone else published, possibly another
   // user's made at this name after ours went away. The writer's lines go
@@ -94,16 +93,16 @@ Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
   auto m = core::clone_contents(tmp->fd(), cur->get());
   if (!m) return std::move(m).error();
   method = *m;
-  auto merged = csys::fstat(tmp->fd());
+  auto merged = sys::fstat(tmp->fd());
   if (!merged) return std::move(merged).error();
-  auto ours = csys::fstat(h.snap.fd());
+  auto ours = sys::fstat(h.snap.fd());
   if (!ours) return std::move(ours).error();
   if (ours->st_size > h.base.size) {
     SNAPFS_TRY(sys::copy_range_at(tmp->fd(), static_cast<std::uint64_t>(merged->st_size),
                                   h.snap.fd(), static_cast<std::uint64_t>(h.base.size),
                                   static_cast<std::uint64_t>(ours->st_size - h.base.size)));
   }
-  if (d.cfg.durability != core::Durability::fast) SNAPFS_TRY(csys::fdatasync(tmp->fd()));
+  if (d.cfg.durability != core::Durability::fast) SNAPFS_TRY(sys::fdatasync(tmp->fd()));
   return std::move(*tmp);
 }
 
@@ -113,9 +112,9 @@ Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
 // the caller renames instead.
 Result<bool> publish_into(Daemon& d, core::TmpFile& file, int pfd, const char* name,
                           const struct stat& cur, const Identity& writer) noexcept {
-  auto target = csys::openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK);
+  auto target = sys::openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK);
   if (!target) return false;
-  auto st = csys::fstat(target->get());
+  auto st = sys::fstat(target->get());
   if (!st || st->st_dev != cur.st_dev || st->st_ino != cur.st_ino) return false;
   auto r = core::publish_in_place(file, target->get(), publish_options(d, st->st_mode, writer));
   if (r) return true;
@@ -128,7 +127,7 @@ Result<bool> publish_into(Daemon& d, core::TmpFile& file, int pfd, const char* n
 // user's private file made at the name since (it would take our content
 // with its owner and mode).
 bool may_replace(Daemon& d, const Handle& h, int pfd, const char* name) noexcept {
-  auto cur = csys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
+  auto cur = sys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
   if (!cur) return cur.error().value() == ENOENT;  // nothing to replace: a create
   return static_cast<bool>(may_access(d, h.who, cur->get(), W_OK));
 }
@@ -180,8 +179,8 @@ Result<bool> same_bytes(int a, int b, std::uint64_t len) noexcept {
     // Data in one or both: pread reads a hole as zeros.
     while (off < end) {
       const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(x.size(), end - off));
-      auto nx = csys::pread(a, std::span(x.data(), want), off);
-      auto ny = csys::pread(b, std::span(y.data(), want), off);
+      auto nx = sys::pread(a, std::span(x.data(), want), off);
+      auto ny = sys::pread(b, std::span(y.data(), want), off);
       if (!nx || !ny || *nx != *ny || *nx == 0) return false;
       if (std::memcmp(x.data(), y.data(), *nx) != 0) return false;
       off += *nx;
@@ -198,8 +197,8 @@ bool only_appended(const Handle& h) noexcept {
   if (h.append) return true;         // O_APPEND: every write went to the end
   if (h.base.size == 0) return true;
   if (!h.base_file) return false;
-  auto bst = csys::fstat(h.base_file.get());
-  auto sst = csys::fstat(h.snap.fd());
+  auto bst = sys::fstat(h.base_file.get());
+  auto sst = sys::fstat(h.snap.fd());
   if (!bst || !sst || bst->st_size < h.base.size || sst->st_size < h.base.size) return false;
   auto same = same_bytes(h.snap.fd(), h.base_file.get(), static_cast<std::uint64_t>(h.base.size));
   return same && *same;
@@ -259,7 +258,7 @@ Result<core::TmpFile> freeze(Daemon& d, Handle& h, const struct stat& snap_st) n
   // what futimens set (cp -p), not the time of this clone. (As of `now`:
   // a write since then moved the ctime too, and publishes again later.)
   const struct timespec times[2] = {snap_st.st_atim, snap_st.st_mtim};
-  SNAPFS_TRY(csys::futimens(tmp->fd(), times));
+  SNAPFS_TRY(sys::futimens(tmp->fd(), times));
   return std::move(*tmp);
 }
 
@@ -287,7 +286,7 @@ Result<Published> publish_locked(Daemon& d, Handle& h, core::TmpFile& mine,
     // commits through M to one path are serialised and each sees the
     // other's result. A change made directly in B between this fstatat and
     // the rename is not seen (no compare-and-rename exists): documented.
-    auto cur = csys::fstatat(pfd, name, AT_SYMLINK_NOFOLLOW);
+    auto cur = sys::fstatat(pfd, name, AT_SYMLINK_NOFOLLOW);
     if (!cur && cur.error().value() != ENOENT) return std::move(cur).error();
     if (cur) f.current = *cur;
   }
@@ -328,7 +327,7 @@ Result<Published> publish_locked(Daemon& d, Handle& h, core::TmpFile& mine,
     if (!in_place) return std::move(in_place).error();
     if (!*in_place) {
       const FdRef old = h.node->fd();
-      auto old_st = csys::fstat(old->get());
+      auto old_st = sys::fstat(old->get());
       const mode_t mode = old_st ? old_st->st_mode : 0644;
       // ATOMICITY: core::publish links the file under a temporary name in
       // B/.snapfs/staging and renames it over B/p: readers see old or new.
@@ -345,16 +344,16 @@ Result<Published> publish_locked(Daemon& d, Handle& h, core::TmpFile& mine,
     if (*in_place) {
       // B/p is still the inode the node holds; the snapshot stays private.
       const FdRef cur_fd = h.node->fd();
-      auto st = csys::fstat(cur_fd->get());
+      auto st = sys::fstat(cur_fd->get());
       if (!st) return std::move(st).error();
       res.st = *st;
     } else {
-      auto st = csys::fstat(published_fd);
+      auto st = sys::fstat(published_fd);
       if (!st) return std::move(st).error();
       res.st = *st;
       // The node now stands for the inode it published, so stat, chmod and
       // xattrs through this open reach the new B/p.
-      auto pathfd = reopen(published_fd, O_PATH);
+      auto pathfd = sys::reopen(published_fd, O_PATH);
       if (!pathfd) return std::move(pathfd).error();
       try {
         d.table.rebind(*h.node, std::make_shared<const core::UniqueFd>(std::move(*pathfd)),
@@ -413,7 +412,7 @@ Result<CommitOutcome> settle_after_publish(Daemon& d, Handle& h, const Published
   if (kernel_writes) {
     // What the next only_appended() compares with: the snapshot as of
     // this commit (`frozen`, published or not).
-    auto fd = reopen(frozen.fd(), O_RDONLY);
+    auto fd = sys::reopen(frozen.fd(), O_RDONLY);
     if (!fd) return std::move(fd).error();
     h.base_file = std::move(*fd);
   }
@@ -422,7 +421,7 @@ Result<CommitOutcome> settle_after_publish(Daemon& d, Handle& h, const Published
     // so this description does not see what it was rebased onto. Its next
     // commit must rebase again from where its tail now starts: a base that
     // matches no file forces that (or a conflict, if it stops appending).
-    auto st = csys::fstat(frozen.fd());
+    auto st = sys::fstat(frozen.fd());
     if (!st) return std::move(st).error();
     h.base = Base{};
     h.base.size = st->st_size;
@@ -450,7 +449,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
   SnapState now;
   struct stat snap_st {};
   if (kernel_writes) {
-    auto st = csys::fstat(h.snap.fd());
+    auto st = sys::fstat(h.snap.fd());
     if (!st) return std::move(st).error();
     snap_st = *st;
     now = SnapState::of(*st);
@@ -484,7 +483,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
 
   // DURABILITY: the data sync (the slow part) happens before the locks;
   // publish's own fdatasync then finds nothing left to write.
-  if (d.cfg.durability != core::Durability::fast) SNAPFS_TRY(csys::fdatasync(h.snap.fd()));
+  if (d.cfg.durability != core::Durability::fast) SNAPFS_TRY(sys::fdatasync(h.snap.fd()));
 
   core::TmpFile frozen;
   if (kernel_writes) {
@@ -508,15 +507,15 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
 // published last.
 bool mapped_stores_unseen(Daemon& d, Handle& h) {
   std::shared_lock lk(h.mu);
-  auto st = core::sys::fstat(h.snap.fd());
+  auto st = sys::fstat(h.snap.fd());
   if (!st || !h.seen.same(SnapState::of(*st))) return false;  // commit() will see it
   const NodePlace place = d.table.place(*h.node);
   if (!place.parent || place.unlinked) return false;
   const FdRef pfd = place.parent->fd();
-  auto cur = core::sys::openat_beneath(pfd->get(), place.name.c_str(),
+  auto cur = sys::openat_beneath(pfd->get(), place.name.c_str(),
                                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
   if (!cur) return false;
-  auto cst = core::sys::fstat(cur->get());
+  auto cst = sys::fstat(cur->get());
   if (!cst || !h.base.same(*cst)) return false;  // published by someone else since
   if (cst->st_size != st->st_size) return true;
   auto same = same_bytes(h.snap.fd(), cur->get(), static_cast<std::uint64_t>(st->st_size));
@@ -541,13 +540,13 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
                                 std::uint64_t size, const Identity& who) noexcept {
   const FdRef fdref = node->fd();
   if (node->kind() == NodeKind::shared_file) {
-    auto fd = reopen(fdref->get(), O_WRONLY);
+    auto fd = sys::reopen(fdref->get(), O_WRONLY);
     if (!fd) return std::move(fd).error();
-    return csys::ftruncate(fd->get(), size);
+    return sys::ftruncate(fd->get(), size);
   }
-  auto src = reopen(fdref->get(), O_RDONLY);
+  auto src = sys::reopen(fdref->get(), O_RDONLY);
   if (!src) return std::move(src).error();
-  auto st = csys::fstat(src->get());
+  auto st = sys::fstat(src->get());
   if (!st) return std::move(st).error();
   auto tmp = make_private(d, *node, true);
   if (!tmp) return std::move(tmp).error();
@@ -557,7 +556,7 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
     auto m = core::clone_contents(tmp->fd(), src->get());
     if (!m) return std::move(m).error();
   }
-  SNAPFS_TRY(csys::ftruncate(tmp->fd(), size));
+  SNAPFS_TRY(sys::ftruncate(tmp->fd(), size));
   // Under the path's commit stripe like a commit: descriptors open on the
   // old version see this as someone else's publish (docs/semantics.md#conflicts).
   auto lp = lock_place(d, *node);
@@ -568,9 +567,9 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
   SNAPFS_TRY(core::publish(*tmp, pfd->get(), place.name.c_str(),
                            publish_options(d, st->st_mode, who)));
   tmp->mark_named();
-  auto pst = csys::fstat(tmp->fd());
+  auto pst = sys::fstat(tmp->fd());
   if (!pst) return std::move(pst).error();
-  auto path = reopen(tmp->fd(), O_PATH);
+  auto path = sys::reopen(tmp->fd(), O_PATH);
   if (!path) return std::move(path).error();
   try {
     d.table.rebind(*node, std::make_shared<const core::UniqueFd>(std::move(*path)), *pst);

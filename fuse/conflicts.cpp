@@ -10,7 +10,6 @@
 #include "conflicts.hpp"
 
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <snapfs/core/publish.hpp>
 
@@ -36,7 +35,7 @@ namespace snapfs::fuse {
 
 using core::Error;
 using core::Result;
-namespace csys = core::sys;
+namespace sys = core::sys;
 
 namespace {
 
@@ -98,7 +97,7 @@ MetaDir make_dir(int parent, const char* name, const std::string& shown, bool cr
   try {
     bool created = false;
     if (!create) {
-      auto st = csys::fstatat(parent, name, AT_SYMLINK_NOFOLLOW);
+      auto st = sys::fstatat(parent, name, AT_SYMLINK_NOFOLLOW);
       if (!st && st.error().value() == ENOENT) return out;
     } else if (auto r = sys::mkdirat(parent, name, 0700); r) {
       created = true;
@@ -110,11 +109,11 @@ MetaDir make_dir(int parent, const char* name, const std::string& shown, bool cr
     // refused here (ELOOP or ENOTDIR), never followed; RESOLVE_BENEATH keeps
     // the walk inside `parent`. O_PATH needs no permission on the directory
     // itself, so a foreign 0700 one is still seen and described.
-    auto fd = csys::openat_beneath(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+    auto fd = sys::openat_beneath(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     if (!fd) {
       out.refuse = true;
       const int e = fd.error().value();
-      auto lst = csys::fstatat(parent, name, AT_SYMLINK_NOFOLLOW);  // only to describe it
+      auto lst = sys::fstatat(parent, name, AT_SYMLINK_NOFOLLOW);  // only to describe it
       if ((e == ELOOP || e == ENOTDIR) && lst && !S_ISDIR(lst->st_mode)) {
         out.problem = shown + " is " + kind_of(lst->st_mode) +
                       ", not a directory; remove it (snapfs keeps its staging and conflicts there)";
@@ -123,7 +122,7 @@ MetaDir make_dir(int parent, const char* name, const std::string& shown, bool cr
       }
       return out;
     }
-    auto st = csys::fstat(fd->get());
+    auto st = sys::fstat(fd->get());
     if (!st) {
       out.refuse = true;
       out.problem = "cannot stat " + shown + ": " + st.error().message();
@@ -134,9 +133,9 @@ MetaDir make_dir(int parent, const char* name, const std::string& shown, bool cr
       // mkdirat asked for: set it. fchmod refuses O_PATH handles, so through
       // a real descriptor of the same inode ("." of the handle, no name
       // lookup that could be swapped).
-      auto rd = csys::openat(fd->get(), ".", O_RDONLY | O_DIRECTORY);
-      auto ch = rd ? csys::fchmod(rd->get(), 0700) : Result<void>(std::move(rd).error());
-      if (ch) st = csys::fstat(fd->get());
+      auto rd = sys::openat(fd->get(), ".", O_RDONLY | O_DIRECTORY);
+      auto ch = rd ? sys::fchmod(rd->get(), 0700) : Result<void>(std::move(rd).error());
+      if (ch) st = sys::fstat(fd->get());
     }
     if (!st) {
       out.refuse = true;
@@ -182,7 +181,7 @@ bool ends_with(const std::string& s, const char* suffix) {
 // or root could have put anything else there; still, recovery removes only
 // what it can tell is a leftover of ours.
 bool is_regular(int dir, const char* name) noexcept {
-  auto st = csys::fstatat(dir, name, AT_SYMLINK_NOFOLLOW);
+  auto st = sys::fstatat(dir, name, AT_SYMLINK_NOFOLLOW);
   return st && S_ISREG(st->st_mode);
 }
 
@@ -198,7 +197,7 @@ void recover(Daemon& d) {
       // A commit that died between linkat and renameat: the target still
       // holds the old complete version; this name is the unpublished new one.
       // unlinkat removes the name itself, never what a symlink points at.
-      if (auto r = csys::unlinkat(d.staging_dir.get(), n.c_str(), 0))
+      if (auto r = sys::unlinkat(d.staging_dir.get(), n.c_str(), 0))
         d.log->info("snapfs: removed an interrupted commit: {}", n);
       else
         d.log->info("snapfs: cannot remove the interrupted commit {}: {}", n,
@@ -216,7 +215,7 @@ void recover(Daemon& d) {
       if (!is_regular(d.conflicts_dir.get(), n.c_str())) continue;  // not a record of ours
       // The record is written before the content: a record alone is a
       // conflict whose close() never returned (the daemon died).
-      if (csys::unlinkat(d.conflicts_dir.get(), n.c_str(), 0))
+      if (sys::unlinkat(d.conflicts_dir.get(), n.c_str(), 0))
         d.log->info("snapfs: removed the record of an interrupted conflict: {}", n);
     }
   }
@@ -230,7 +229,7 @@ Result<std::string> new_id(const struct timespec& now) {
   if (!::gmtime_r(&secs, &tm) || std::strftime(when, sizeof when, "%Y%m%dT%H%M%S", &tm) == 0)
     return Error::of(EINVAL, "conflict id");
   std::array<std::byte, 4> rnd{};
-  SNAPFS_TRY(csys::random_bytes(rnd));
+  SNAPFS_TRY(sys::random_bytes(rnd));
   static constexpr char kHex[] = "0123456789abcdef";
   char tail[64];
   std::snprintf(tail, sizeof tail, ".%09ldZ-%d-", static_cast<long>(now.tv_nsec),
@@ -314,7 +313,7 @@ bool prepare_meta_dir(Daemon& d, int rootfd) noexcept {
 
 std::string check_meta_dir(const std::string& backing) noexcept {
   try {
-    auto root = csys::openat(AT_FDCWD, backing.c_str(), O_PATH | O_DIRECTORY);
+    auto root = sys::openat(AT_FDCWD, backing.c_str(), O_PATH | O_DIRECTORY);
     if (!root) return {};  // serve() reports an unusable B itself
     return check_at(root->get(), backing + "/" + kMetaDir);
   } catch (const std::bad_alloc&) {
@@ -333,7 +332,7 @@ Result<std::string> keep_conflict(Daemon& d, core::TmpFile& snap, const Conflict
     now.tv_nsec = static_cast<long>(ns % 1000000000);
     auto id = new_id(now);
     if (!id) return std::move(id).error();
-    auto st = csys::fstat(snap.fd());
+    auto st = sys::fstat(snap.fd());
     if (!st) return std::move(st).error();
     const std::string kept_at = d.cfg.backing + "/" + kMetaDir + "/" + kConflicts + "/" + *id;
 
@@ -349,7 +348,7 @@ Result<std::string> keep_conflict(Daemon& d, core::TmpFile& snap, const Conflict
     // private file): nobody ever reads half a record.
     auto rf = core::TmpFile::create_in(dir);
     if (!rf) return std::move(rf).error();
-    SNAPFS_TRY(csys::pwrite_all(
+    SNAPFS_TRY(sys::pwrite_all(
         rf->fd(), std::span<const std::byte>(reinterpret_cast<const std::byte*>(rec.data()), rec.size()),
         0));
     const std::string rec_name = *id + ".json";
@@ -370,7 +369,7 @@ Result<std::string> keep_conflict(Daemon& d, core::TmpFile& snap, const Conflict
       }
     }
     if (!linked) {
-      (void)csys::unlinkat(dir, rec_name.c_str(), 0);
+      (void)sys::unlinkat(dir, rec_name.c_str(), 0);
       return std::move(linked).error();
     }
     return kept_at;
@@ -402,24 +401,24 @@ std::string read_record(int dir, const char* name) {
   // Looked at before it is opened: only a regular file is opened at all, so
   // a FIFO, a device or a socket named x.json is never opened (a device's
   // open can have effects of its own). A symlink is not followed.
-  auto pre = csys::fstatat(dir, name, AT_SYMLINK_NOFOLLOW);
+  auto pre = sys::fstatat(dir, name, AT_SYMLINK_NOFOLLOW);
   if (!pre || !S_ISREG(pre->st_mode) || static_cast<std::uint64_t>(pre->st_size) > kMaxRecord)
     return {};
   // The name may be swapped between that look and this open:
   // O_NOFOLLOW refuses a symlink now there (ELOOP), O_NONBLOCK makes an open
   // of a FIFO return at once instead of waiting for a writer, O_NOCTTY keeps
   // a terminal from becoming ours; and the fstat below must find the very
-  // file that was looked at. O_CLOEXEC comes with csys::openat.
-  auto fd = csys::openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  // file that was looked at. O_CLOEXEC comes with sys::openat.
+  auto fd = sys::openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   if (!fd) return {};
-  auto st = csys::fstat(fd->get());
+  auto st = sys::fstat(fd->get());
   if (!st || !S_ISREG(st->st_mode) || st->st_dev != pre->st_dev || st->st_ino != pre->st_ino)
     return {};
   std::string rec;
   std::array<std::byte, 4096> buf{};
   std::uint64_t off = 0;
   while (off < kMaxRecord) {  // capped even if it grew since the fstat
-    auto r = csys::pread(fd->get(), buf, off);
+    auto r = sys::pread(fd->get(), buf, off);
     if (!r || *r == 0) break;
     rec.append(reinterpret_cast<const char*>(buf.data()), *r);
     off += *r;

@@ -4,7 +4,6 @@
 #include "handle.hpp"
 
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 
@@ -17,16 +16,7 @@ namespace snapfs::fuse {
 
 using core::Error;
 using core::Result;
-namespace csys = core::sys;
-
-// Re-opens the inode behind an O_PATH handle. ISOLATION/SAFETY: the
-// /proc/self/fd magic link resolves to the open file itself, not to a path,
-// so no rename or symlink swap in B can redirect it; the handle was taken
-// with O_NOFOLLOW on a regular file.
-Result<core::UniqueFd> reopen(int fd, int flags) noexcept {
-  const auto proc = csys::proc_fd_path(fd);
-  return csys::openat(AT_FDCWD, proc.c_str(), flags);
-}
+namespace sys = core::sys;
 
 // A private file on the filesystem of the node's directory, so that publish
 // can link it there. Read-only opens fall back to memory where the directory
@@ -54,14 +44,14 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
   try {
     w = d.warm.find(st);
     if (!w) {
-      auto src = reopen(pathfd, O_RDONLY);
+      auto src = sys::reopen(pathfd, O_RDONLY);
       if (!src) return std::move(src).error();
       auto tmp = make_private(d, *h->node, false);
       if (!tmp) return std::move(tmp).error();
       // ISOLATION: one instant of B/p, into a file nobody writes (below).
       auto m = core::clone_contents(tmp->fd(), src->get());
       if (!m) return std::move(m).error();
-      auto snap_st = csys::fstat(tmp->fd());
+      auto snap_st = sys::fstat(tmp->fd());
       if (!snap_st) return std::move(snap_st).error();
       w = std::make_shared<WarmSnapshot>();
       w->size = snap_st->st_size;
@@ -77,7 +67,7 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
       // Shared only if B/p did not change since `st` was taken (before the
       // clone): the snapshot then is exactly version `st`. Otherwise this
       // reader keeps it alone, as a snapshot of a version at least as new.
-      auto after = csys::fstat(src->get());
+      auto after = sys::fstat(src->get());
       if (after && WarmSnapshots::same_version(*after, st)) {
         w->exact = true;
         w->version = st;
@@ -115,7 +105,7 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
     // -o shared=GLOB: ordinary shared semantics on B/p itself. O_TRUNC
     // and O_APPEND act in B as they would without snapfs.
     h->kind = HandleKind::shared;
-    auto fd = reopen(fdref->get(), flags & (O_ACCMODE | O_APPEND | O_TRUNC));
+    auto fd = sys::reopen(fdref->get(), flags & (O_ACCMODE | O_APPEND | O_TRUNC));
     if (!fd) return std::move(fd).error();
     h->direct = std::move(*fd);
     return h;
@@ -125,9 +115,9 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
     // -o exclusive: B/p changes only by whole-file replacement, so the inode
     // this reader holds never changes: no clone needed.
     h->kind = HandleKind::exclusive_reader;
-    auto fd = reopen(fdref->get(), O_RDONLY);
+    auto fd = sys::reopen(fdref->get(), O_RDONLY);
     if (!fd) return std::move(fd).error();
-    auto st = csys::fstat(fd->get());
+    auto st = sys::fstat(fd->get());
     if (!st) return std::move(st).error();
     h->base_mtime = st->st_mtim;
     h->direct = std::move(*fd);
@@ -144,7 +134,7 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   if (fresh_empty || (flags & O_TRUNC)) {
     // O_TRUNC (ATOMIC_O_TRUNC): an empty snapshot, nothing copied, nothing
     // changed in B until the commit at close (docs/design-fuse.md, "Kernel facts" 4).
-    auto st = csys::fstat(fdref->get());
+    auto st = sys::fstat(fdref->get());
     if (!st) return std::move(st).error();
     h->base_mtime = st->st_mtim;
     h->base.set(*st);
@@ -161,18 +151,18 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   if (!h->writable && d.warm.enabled()) {
     // A reader of a version that has a warm snapshot opens nothing: the
     // version is read off the held O_PATH descriptor (fstat works on it).
-    auto st = csys::fstat(fdref->get());
+    auto st = sys::fstat(fdref->get());
     if (!st) return std::move(st).error();
     if (!S_ISREG(st->st_mode)) return Error::of(EINVAL, "open");
     h->base_mtime = st->st_mtim;
     h->base.set(*st);
     return open_warm_reader(d, std::move(h), fdref->get(), *st);
   }
-  auto src = reopen(fdref->get(), O_RDONLY);
+  auto src = sys::reopen(fdref->get(), O_RDONLY);
   if (!src) return std::move(src).error();
   // The base is taken before the clone: a change in place between the two
   // then shows as a conflict (safe), never the other way round.
-  auto st = csys::fstat(src->get());
+  auto st = sys::fstat(src->get());
   if (!st) return std::move(st).error();
   h->base_mtime = st->st_mtim;
   h->base.set(*st);
@@ -228,7 +218,7 @@ Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
     h->warm = cur.warm;
     return h;
   }
-  auto fd = reopen(cur.fd(), O_RDONLY);
+  auto fd = sys::reopen(cur.fd(), O_RDONLY);
   if (!fd) return std::move(fd).error();
   h->direct = std::move(*fd);
   return h;
@@ -239,7 +229,7 @@ Result<struct stat> handle_attr(const Handle& h) noexcept {
   // Unbound: the node's last open went away meanwhile (a GETATTR racing
   // with RELEASE); the kernel walks again.
   if (!fdref) return Error::of(ESTALE, "getattr");
-  auto st = csys::fstat(fdref->get());
+  auto st = sys::fstat(fdref->get());
   if (!st) return st;
   if (h.kind == HandleKind::shared) return st;
   if (h.warm && h.fd() < 0) {
@@ -249,7 +239,7 @@ Result<struct stat> handle_attr(const Handle& h) noexcept {
     st->st_mtim = h.base_mtime;
     return st;
   }
-  auto s = csys::fstat(h.fd());
+  auto s = sys::fstat(h.fd());
   if (!s) return s;
   st->st_size = s->st_size;
   st->st_blocks = s->st_blocks;

@@ -149,10 +149,6 @@ struct Handle {
   }
 };
 
-// Re-opens the inode behind an O_PATH handle through /proc/self/fd
-// (handle.cpp, which says why that is safe).
-core::Result<core::UniqueFd> reopen(int fd, int flags) noexcept;
-
 // A private file on the filesystem of the node's directory, so that publish
 // can link it there; readers may get one in memory (handle.cpp).
 core::Result<core::TmpFile> make_private(Daemon& d, const Node& node, bool for_write) noexcept;

@@ -2,7 +2,6 @@
 #include "identity.hpp"
 
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,6 +9,8 @@
 #include <cstdlib>
 
 namespace snapfs::fuse {
+
+namespace sys = core::sys;
 
 Identity identity_of(fuse_req_t req) noexcept {
   const fuse_ctx* ctx = fuse_req_ctx(req);
@@ -47,7 +48,7 @@ core::Result<void> may_access(const Daemon& d, const Identity& who, int fd, int 
   if (!acts_for_others(d, who) || mask == 0) return {};
   // The owner's access is decided by the owner's bits (or ACL_USER_OBJ)
   // alone: no need to read the caller's groups.
-  auto st = core::sys::fstat(fd);
+  auto st = sys::fstat(fd);
   if (!st) return std::move(st).error();
   std::vector<gid_t> none;
   if (st->st_uid == who.uid) {

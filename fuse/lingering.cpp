@@ -3,7 +3,6 @@
 #include "daemon_state.hpp"
 #include "handle.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 
@@ -14,6 +13,8 @@
 #include <vector>
 
 namespace snapfs::fuse {
+
+namespace sys = core::sys;
 
 namespace {
 

@@ -1,7 +1,7 @@
 // The attribute invalidation (see notifier.hpp).
 #include "notifier.hpp"
 
-#include "sys_extra.hpp"
+#include "kernel_io.hpp"
 
 #include <cerrno>
 
@@ -19,7 +19,7 @@ bool Notifier::inc_epoch() noexcept {
   fuse_session* se = se_.load(std::memory_order_acquire);
   if (!se || !epochs()) return false;
   epochs_sent_.fetch_add(1, std::memory_order_relaxed);
-  return static_cast<bool>(sys::notify_inc_epoch(fuse_session_fd(se)));
+  return static_cast<bool>(kernel::notify_inc_epoch(fuse_session_fd(se)));
 }
 
 }  // namespace snapfs::fuse

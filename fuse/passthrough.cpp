@@ -2,7 +2,8 @@
 // (see passthrough.hpp and docs/design-passthrough.md for the protocol).
 #include "passthrough.hpp"
 
-#include "sys_extra.hpp"
+#include "kernel_abi.hpp"
+#include "kernel_io.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -13,34 +14,8 @@ namespace snapfs::fuse {
 
 namespace {
 
-// Protocol 7.40 layouts (the kernel's include/uapi/linux/fuse.h). Debian
-// 12's headers stop at 7.38, so the few fields used are spelled out here,
-// with the offsets the kernel reads them at.
-constexpr std::uint32_t kOpInit = 26;
-constexpr std::uint32_t kOpOpen = 14;
-constexpr std::uint32_t kOpCreate = 35;
-
-constexpr std::size_t kInHeader = 40;   // struct fuse_in_header
-constexpr std::size_t kOutHeader = 16;  // struct fuse_out_header
-constexpr std::size_t kInHdrOpcode = 4, kInHdrUnique = 8;
-constexpr std::size_t kOutHdrError = 4, kOutHdrUnique = 8;
-
-// struct fuse_init_in / fuse_init_out
-constexpr std::size_t kInitInFlags = 12, kInitInFlags2 = 16, kInitInMin = 20;
-constexpr std::size_t kInitOutSize = 64;
-constexpr std::size_t kInitOutFlags = 12, kInitOutFlags2 = 32, kInitOutMaxStackDepth = 36;
-constexpr std::uint32_t kInitExt = 1u << 30;
-constexpr std::uint32_t kWritebackCache = 1u << 16;
-constexpr std::uint32_t kParallelDirops = 1u << 18;
-constexpr std::uint32_t kPassthrough2 = 1u << 5;  // FUSE_PASSTHROUGH == 1ULL << 37
-
-// struct fuse_open_out (16 bytes); CREATE sends fuse_entry_out (128) first.
-constexpr std::size_t kOpenOutSize = 16, kEntryOutSize = 128;
-constexpr std::size_t kOpenOutFlags = 8, kOpenOutBackingId = 12;
-constexpr std::uint32_t kFopenDirectIo = 1u << 0;
-constexpr std::uint32_t kFopenNoflush = 1u << 5;
-constexpr std::uint32_t kFopenParallelDirectWrites = 1u << 6;
-constexpr std::uint32_t kFopenPassthrough = 1u << 7;
+// The wire layouts and the offsets the kernel reads them at.
+using namespace abi;
 
 template <typename T>
 T load(const void* base, std::size_t off) noexcept {
@@ -73,7 +48,7 @@ thread_local Armed t_armed;
 
 struct PassthroughIo {
   static ssize_t read(int fd, void* buf, size_t len, void* /*userdata*/) {
-    const ssize_t n = sys::raw_read(fd, buf, len);
+    const ssize_t n = kernel::raw_read(fd, buf, len);
     if (n < static_cast<ssize_t>(kInHeader)) return n;
     t_opcode = load<std::uint32_t>(buf, kInHdrOpcode);
     t_unique = load<std::uint64_t>(buf, kInHdrUnique);
@@ -99,12 +74,12 @@ struct PassthroughIo {
         else if (unique == t_armed.unique) patch_open(iov[1]);
       }
     }
-    return sys::raw_writev(fd, iov, count);
+    return kernel::raw_writev(fd, iov, count);
   }
 
   static ssize_t splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                              unsigned flags, void* /*userdata*/) {
-    return sys::raw_splice(fdin, offin, fdout, offout, len, flags);
+    return kernel::raw_splice(fdin, offin, fdout, offout, len, flags);
   }
 
   // The INIT reply asks for passthrough if the kernel offered it. The
@@ -158,7 +133,7 @@ struct PassthroughIo {
 };
 
 BackingFile::~BackingFile() {
-  if (auto r = sys::backing_close(devfd_, id_); !r)
+  if (auto r = kernel::backing_close(devfd_, id_); !r)
     spdlog::debug("snapfs: {}", r.error().message());
 }
 
@@ -202,7 +177,7 @@ std::string KernelPassthrough::state() const {
 
 std::shared_ptr<BackingFile> KernelPassthrough::open_backing(int fd) {
   if (!active()) return nullptr;
-  auto id = sys::backing_open(devfd_, fd);
+  auto id = kernel::backing_open(devfd_, fd);
   if (!id) {
     int expected = 0;
     if (first_error_.compare_exchange_strong(expected, id.error().value()))
@@ -213,7 +188,7 @@ std::shared_ptr<BackingFile> KernelPassthrough::open_backing(int fd) {
   try {
     return std::make_shared<BackingFile>(devfd_, *id);
   } catch (...) {
-    (void)sys::backing_close(devfd_, *id);
+    (void)kernel::backing_close(devfd_, *id);
     return nullptr;
   }
 }

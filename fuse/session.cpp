@@ -6,7 +6,7 @@
 #include "lingering.hpp"
 #include "ops/ops.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
+#include "kernel_io.hpp"
 
 #include <snapfs/core/tmpfile.hpp>
 #include <snapfs/fuse/daemon.hpp>
@@ -26,6 +26,8 @@
 #include <vector>
 
 namespace snapfs::fuse {
+
+namespace sys = core::sys;
 
 namespace {
 
@@ -150,7 +152,7 @@ bool probe_reflink(int rootfd) {
   auto b = core::TmpFile::create_in(rootfd);
   if (!a || !b) return false;
   std::vector<std::byte> block(4096, std::byte{0x5a});
-  if (!core::sys::pwrite_all(a->fd(), block, 0)) return false;
+  if (!sys::pwrite_all(a->fd(), block, 0)) return false;
   auto m = core::clone_contents(b->fd(), a->fd());
   return m && *m == core::CloneMethod::reflink;
 }
@@ -212,12 +214,12 @@ std::unique_ptr<Daemon> make_daemon(const Config& cfg,
                               ? static_cast<std::size_t>(cfg.max_user_opens)
                               : std::max<std::size_t>(64, static_cast<std::size_t>(fd_limit / 16)));
 
-  auto root = core::sys::openat(AT_FDCWD, cfg.backing.c_str(), O_PATH | O_DIRECTORY);
+  auto root = sys::openat(AT_FDCWD, cfg.backing.c_str(), O_PATH | O_DIRECTORY);
   if (!root) {
     log->error("snapfs: cannot open {}: {}", cfg.backing, root.error().message());
     return nullptr;
   }
-  auto root_st = core::sys::fstat(root->get());
+  auto root_st = sys::fstat(root->get());
   if (!root_st) {
     log->error("snapfs: cannot stat {}: {}", cfg.backing, root_st.error().message());
     return nullptr;
@@ -295,7 +297,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
       // device read may fail with ECONNABORTED rather than ENODEV: still an
       // unmount, which the mount point shows (libfuse: "check if the
       // filesystem is still mounted"). Aborted while mounted stays an error.
-      if (ret == -ECONNABORTED && !sys::is_fuse_mount(cfg.mountpoint.c_str())) ret = 0;
+      if (ret == -ECONNABORTED && !kernel::is_fuse_mount(cfg.mountpoint.c_str())) ret = 0;
       fuse_session_unmount(se);
       // Snapshots still mapped after their close: published now.
       d->lingering.reset();

@@ -51,12 +51,11 @@ std::pair<int, std::string> run_fusermount(const std::vector<std::string>& args)
     throw Failure(exit_code::failure, std::string("cannot run fusermount3: ") + std::strerror(rc));
   }
   std::string text;
-  char buf[512];
-  ssize_t n = 0;
-  while ((n = ::read(err[0], buf, sizeof buf)) != 0) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
+  std::byte buf[512];
+  for (;;) {
+    const auto n = core::sys::read(err[0], buf);  // EINTR retried
+    if (!n || *n == 0) break;
+    text.append(reinterpret_cast<const char*>(buf), *n);
   }
   ::close(err[0]);
   int status = 0;

@@ -24,6 +24,7 @@
 #include "exit_codes.hpp"
 
 #include <snapfs/core/unique_fd.hpp>
+#include <sys/sys.hpp>
 #include <snapfs/fuse/daemon.hpp>
 #include <snapfs/fuse/meta_dir.hpp>
 
@@ -63,12 +64,11 @@ std::string last_error_or(const LogControl& log, const std::string& fallback) {
 }
 
 void write_all(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the parent is gone: nobody to tell
-    done += static_cast<std::size_t>(n);
+  auto rest = std::as_bytes(std::span(data));
+  while (!rest.empty()) {
+    const auto n = core::sys::write(fd, rest);  // EINTR retried
+    if (!n || *n == 0) return;  // the parent is gone: nobody to tell
+    rest = rest.subspan(*n);
   }
 }
 
@@ -76,10 +76,10 @@ void write_all(int fd, const std::string& data) {
 std::string captured_stderr(int fd) {
   if (fd < 0 || ::lseek(fd, 0, SEEK_SET) != 0) return {};
   std::string text;
-  char buf[1024];
-  ssize_t n = 0;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < 65536)
-    text.append(buf, static_cast<std::size_t>(n));
+  std::byte buf[1024];
+  for (auto n = core::sys::read(fd, buf); n && *n > 0 && text.size() < 65536;
+       n = core::sys::read(fd, buf))
+    text.append(reinterpret_cast<const char*>(buf), *n);
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   const auto nl = text.rfind('\n');
   return nl == std::string::npos ? text : text.substr(nl + 1);
@@ -98,13 +98,12 @@ int await_child(core::UniqueFd rfd, pid_t child, const std::string& mountpoint) 
   std::string msg;
   char buf[512];
   while (true) {
-    const ssize_t n = ::read(rfd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
+    const auto n = core::sys::read(rfd.get(), std::as_writable_bytes(std::span(buf)));
+    if (!n)
       throw Failure(exit_code::failure,
-                    std::string("reading from the daemon: ") + std::strerror(errno));
-    if (n == 0) break;
-    msg.append(buf, static_cast<std::size_t>(n));
+                    std::string("reading from the daemon: ") + std::strerror(n.error().value()));
+    if (*n == 0) break;
+    msg.append(buf, *n);
     if (msg.front() == 'M') break;  // live: don't wait for the daemon to close
   }
   rfd.reset();
@@ -149,9 +148,11 @@ int daemon_child(core::UniqueFd wfd, const fuse::Config& cfg, const LogControl& 
     // caller's working directory, and it must not keep a file system busy.
     if (::chdir("/") != 0)
       throw Failure(exit_code::failure, std::string("chdir /: ") + std::strerror(errno));
-    core::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (!null)
-      throw Failure(exit_code::failure, std::string("/dev/null: ") + std::strerror(errno));
+    auto opened = core::sys::openat(AT_FDCWD, "/dev/null", O_RDWR);  // O_CLOEXEC added
+    if (!opened)
+      throw Failure(exit_code::failure,
+                    std::string("/dev/null: ") + std::strerror(opened.error().value()));
+    core::UniqueFd null = std::move(*opened);
     startup_err.reset(::memfd_create("snapfs-startup-stderr", MFD_CLOEXEC));
     if (::dup2(null.get(), 0) < 0 || ::dup2(null.get(), 1) < 0 ||
         ::dup2(startup_err ? startup_err.get() : null.get(), 2) < 0) {
@@ -165,8 +166,8 @@ int daemon_child(core::UniqueFd wfd, const fuse::Config& cfg, const LogControl& 
     const int rc = fuse::serve(cfg, [&] {
       mounted = true;
       // From now on nobody reads our stderr.
-      if (const core::UniqueFd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC)); devnull)
-        ::dup2(devnull.get(), 2);
+      if (const auto devnull = core::sys::openat(AT_FDCWD, "/dev/null", O_WRONLY); devnull)
+        ::dup2(devnull->get(), 2);
       startup_err.reset();
       write_all(wfd.get(), "M");
       wfd.reset();

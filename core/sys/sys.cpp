@@ -4,6 +4,7 @@
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -73,6 +74,83 @@ Result<void> renameat(int olddirfd, const char* oldpath, int newdirfd, const cha
 
 Result<void> unlinkat(int dirfd, const char* path, int flags) noexcept {
   return ok_or(::unlinkat(dirfd, path, flags), "unlinkat", path);
+}
+
+Result<void> mkdirat(int dirfd, const char* name, mode_t mode) noexcept {
+  return ok_or(::mkdirat(dirfd, name, mode), "mkdirat", name);
+}
+
+Result<void> symlinkat(const char* target, int dirfd, const char* name) noexcept {
+  return ok_or(::symlinkat(target, dirfd, name), "symlinkat", name);
+}
+
+Result<void> mknodat(int dirfd, const char* name, mode_t mode, dev_t rdev) noexcept {
+  return ok_or(::mknodat(dirfd, name, mode, rdev), "mknodat", name);
+}
+
+Result<void> fchownat(int dirfd, const char* name, uid_t uid, gid_t gid, int flags) noexcept {
+  return ok_or(::fchownat(dirfd, name, uid, gid, flags), "fchownat", name);
+}
+
+Result<void> chmod_fd(int fd, mode_t mode) noexcept {
+  const auto proc = proc_fd_path(fd);
+  return ok_or(::fchmodat(AT_FDCWD, proc.c_str(), mode, 0), "chmod", proc.c_str());
+}
+
+Result<void> utimensat(int dirfd, const char* name, const struct timespec times[2],
+                       int flags) noexcept {
+  return ok_or(::utimensat(dirfd, name, times, flags), "utimensat", name);
+}
+
+Result<struct statvfs> fstatvfs(int fd) noexcept {
+  struct statvfs st {};
+  if (retry([&] { return ::fstatvfs(fd, &st); }) == -1) return Error::from_errno("fstatvfs");
+  return st;
+}
+
+Result<void> fallocate(int fd, int mode, std::uint64_t off, std::uint64_t len) noexcept {
+  return ok_or(retry([&] {
+                 return ::fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len));
+               }),
+               "fallocate");
+}
+
+Result<std::uint64_t> lseek(int fd, std::int64_t off, int whence) noexcept {
+  const off_t r = ::lseek(fd, static_cast<off_t>(off), whence);
+  if (r == -1) return Error::from_errno("lseek");
+  return static_cast<std::uint64_t>(r);
+}
+
+Result<void> flock(int fd, int op) noexcept {
+  return ok_or(retry([&] { return ::flock(fd, op); }), "flock");
+}
+
+Result<void> ofd_setlk(int fd, struct flock& lk) noexcept {
+  lk.l_pid = 0;  // required for OFD locks
+  return ok_or(retry([&] { return ::fcntl(fd, F_OFD_SETLK, &lk); }), "fcntl(F_OFD_SETLK)");
+}
+
+Result<void> ofd_getlk(int fd, struct flock& lk) noexcept {
+  lk.l_pid = 0;
+  return ok_or(retry([&] { return ::fcntl(fd, F_OFD_GETLK, &lk); }), "fcntl(F_OFD_GETLK)");
+}
+
+Result<bool> sole_writer(int fd) noexcept {
+  if (::fcntl(fd, F_SETLEASE, F_WRLCK) == -1) {
+    if (errno == EAGAIN || errno == EBUSY) return false;
+    return Error::from_errno("fcntl(F_SETLEASE)");
+  }
+  (void)::fcntl(fd, F_SETLEASE, F_UNLCK);
+  return true;
+}
+
+Result<void> writeback(int fd) noexcept {
+  return ok_or(retry([&] {
+                 return ::sync_file_range(fd, 0, 0,
+                                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                              SYNC_FILE_RANGE_WAIT_AFTER);
+               }),
+               "sync_file_range");
 }
 
 Result<void> ficlone(int dst, int src) noexcept {
@@ -148,6 +226,51 @@ Result<void> pwrite_all(int fd, std::span<const std::byte> buf, std::uint64_t of
     if (!n) return std::move(n).error();
     buf = buf.subspan(*n);
     off += *n;
+  }
+  return {};
+}
+
+Result<std::size_t> read(int fd, std::span<std::byte> buf) noexcept {
+  const ssize_t n = retry([&] { return ::read(fd, buf.data(), buf.size()); });
+  if (n == -1) return Error::from_errno("read");
+  return static_cast<std::size_t>(n);
+}
+
+Result<std::size_t> write(int fd, std::span<const std::byte> buf) noexcept {
+  const ssize_t n = retry([&] { return ::write(fd, buf.data(), buf.size()); });
+  if (n == -1) return Error::from_errno("write");
+  return static_cast<std::size_t>(n);
+}
+
+Result<void> copy_range_at(int dst, std::uint64_t dst_off, int src, std::uint64_t src_off,
+                           std::uint64_t len) noexcept {
+  bool fallback = false;
+  while (len > 0) {
+    const std::size_t chunk = len > (std::uint64_t{1} << 30) ? (std::size_t{1} << 30)
+                                                               : static_cast<std::size_t>(len);
+    std::size_t n = 0;
+    if (!fallback) {
+      auto in = static_cast<off_t>(src_off);
+      auto out = static_cast<off_t>(dst_off);
+      const ssize_t r = retry([&] { return ::copy_file_range(src, &in, dst, &out, chunk, 0); });
+      if (r == -1 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
+                      errno == ENOSYS)) {
+        fallback = true;
+        continue;
+      }
+      if (r == -1) return Error::from_errno("copy_file_range");
+      n = static_cast<std::size_t>(r);
+    } else {
+      std::byte buf[65536];
+      auto r = pread(src, std::span(buf, std::min(chunk, sizeof buf)), src_off);
+      if (!r) return std::move(r).error();
+      SNAPFS_TRY(pwrite_all(dst, std::span<const std::byte>(buf, *r), dst_off));
+      n = *r;
+    }
+    if (n == 0) break;  // the source ended early
+    src_off += n;
+    dst_off += n;
+    len -= n;
   }
   return {};
 }
@@ -257,6 +380,32 @@ Result<void> fremovexattr(int fd, const char* name) noexcept {
   return ok_or(::fremovexattr(fd, name), "fremovexattr", name);
 }
 
+Result<std::size_t> getxattr_fd(int fd, const char* name, std::span<char> out) noexcept {
+  const auto proc = proc_fd_path(fd);
+  const ssize_t n = ::getxattr(proc.c_str(), name, out.data(), out.size());
+  if (n == -1) return Error::from_errno("getxattr", name);
+  return static_cast<std::size_t>(n);
+}
+
+Result<std::size_t> listxattr_fd(int fd, std::span<char> out) noexcept {
+  const auto proc = proc_fd_path(fd);
+  const ssize_t n = ::listxattr(proc.c_str(), out.data(), out.size());
+  if (n == -1) return Error::from_errno("listxattr");
+  return static_cast<std::size_t>(n);
+}
+
+Result<void> setxattr_fd(int fd, const char* name, std::span<const char> value,
+                         int flags) noexcept {
+  const auto proc = proc_fd_path(fd);
+  return ok_or(::setxattr(proc.c_str(), name, value.data(), value.size(), flags), "setxattr",
+               name);
+}
+
+Result<void> removexattr_fd(int fd, const char* name) noexcept {
+  const auto proc = proc_fd_path(fd);
+  return ok_or(::removexattr(proc.c_str(), name), "removexattr", name);
+}
+
 Result<void> random_bytes(std::span<std::byte> out) noexcept {
   while (!out.empty()) {
     const ssize_t n = ::getrandom(out.data(), out.size(), 0);
@@ -289,6 +438,13 @@ ProcFdPath proc_fd_path(int fd) noexcept {
   ProcFdPath p{};
   std::snprintf(p.buf, sizeof p.buf, "/proc/self/fd/%d", fd);
   return p;
+}
+
+Result<UniqueFd> reopen(int fd, int flags) noexcept {
+  // ISOLATION/SAFETY: the magic link names the open file itself, not a path
+  // (see sys.hpp): nothing done to the names meanwhile can redirect it.
+  const auto proc = proc_fd_path(fd);
+  return openat(AT_FDCWD, proc.c_str(), flags);
 }
 
 }  // namespace snapfs::core::sys

@@ -10,8 +10,10 @@
 #include <snapfs/core/result.hpp>
 #include <snapfs/core/unique_fd.hpp>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <cerrno>
@@ -25,7 +27,7 @@
 namespace snapfs::core::sys {
 
 // Retries a call that returns -1/EINTR. Only for calls that are safe to
-// repeat; close(2) is never one of them. (Also used by fuse/sys_extra.)
+// repeat; close(2) is never one of them. (Also used by fuse/kernel_io.)
 template <typename F>
 auto retry(F f) noexcept {
   decltype(f()) r;
@@ -62,6 +64,29 @@ Result<void> linkat(int olddirfd, const char* oldpath, int newdirfd, const char*
 Result<void> renameat(int olddirfd, const char* oldpath, int newdirfd, const char* newpath,
                       unsigned flags = 0) noexcept;
 Result<void> unlinkat(int dirfd, const char* path, int flags) noexcept;
+Result<void> mkdirat(int dirfd, const char* name, mode_t mode) noexcept;
+Result<void> symlinkat(const char* target, int dirfd, const char* name) noexcept;
+Result<void> mknodat(int dirfd, const char* name, mode_t mode, dev_t rdev) noexcept;
+Result<void> fchownat(int dirfd, const char* name, uid_t uid, gid_t gid, int flags) noexcept;
+// chmod through /proc/self/fd/N: fchmod refuses O_PATH descriptors.
+Result<void> chmod_fd(int fd, mode_t mode) noexcept;
+Result<void> utimensat(int dirfd, const char* name, const struct timespec times[2],
+                       int flags) noexcept;
+Result<struct statvfs> fstatvfs(int fd) noexcept;
+Result<void> fallocate(int fd, int mode, std::uint64_t off, std::uint64_t len) noexcept;
+Result<std::uint64_t> lseek(int fd, std::int64_t off, int whence) noexcept;
+// flock(2).
+Result<void> flock(int fd, int op) noexcept;
+// Open file description locks (F_OFD_SETLK / F_OFD_GETLK) on `fd`.
+Result<void> ofd_setlk(int fd, struct flock& lk) noexcept;
+Result<void> ofd_getlk(int fd, struct flock& lk) noexcept;
+// Whether the open file `fd` (opened for writing) is the only open file
+// description with write access to its inode: a write lease can be taken
+// only then (fcntl F_SETLEASE F_WRLCK, released at once). EAGAIN -> false.
+Result<bool> sole_writer(int fd) noexcept;
+// Writes back the dirty pages of `fd` and waits (sync_file_range), without
+// a device flush: what fdatasync does minus durability.
+Result<void> writeback(int fd) noexcept;
 
 // ioctl(FICLONE): makes `dst` share all of `src`'s extents.
 Result<void> ficlone(int dst, int src) noexcept;
@@ -77,6 +102,14 @@ Result<std::size_t> pread(int fd, std::span<std::byte> buf, std::uint64_t off) n
 Result<std::size_t> pwrite(int fd, std::span<const std::byte> buf, std::uint64_t off) noexcept;
 // Writes all of `buf` (loops over short writes).
 Result<void> pwrite_all(int fd, std::span<const std::byte> buf, std::uint64_t off) noexcept;
+// read(2) and write(2) at the file position (pipes, memfds), EINTR retried.
+Result<std::size_t> read(int fd, std::span<std::byte> buf) noexcept;
+Result<std::size_t> write(int fd, std::span<const std::byte> buf) noexcept;
+// Copies `len` bytes of `src` from `src_off` to `dst` at `dst_off`:
+// copy_file_range, falling back to pread/pwrite where the kernel refuses
+// (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS). Stops early at src's end of file.
+Result<void> copy_range_at(int dst, std::uint64_t dst_off, int src, std::uint64_t src_off,
+                           std::uint64_t len) noexcept;
 
 Result<void*> mmap(std::size_t len, int prot, int flags, int fd) noexcept;
 void munmap(void* addr, std::size_t len) noexcept;  // failure is a broken invariant: aborts
@@ -87,7 +120,8 @@ Result<UniqueFd> memfd_create(const char* name) noexcept;
 
 // faccessat(2) with AT_EACCESS (effective ids, as open(2) checks).
 Result<void> faccessat(int dirfd, const char* path, int mode, int flags) noexcept;
-// readlink(2) into a string (for /proc/self/fd/N).
+// readlink(2) into a string (for /proc/self/fd/N; `path` "" reads the
+// target of an O_PATH symlink handle `dirfd`).
 Result<std::string> readlinkat(int dirfd, const char* path) noexcept;
 
 // Extended attributes of a file named by path, not following a final
@@ -101,6 +135,14 @@ Result<std::vector<char>> fgetxattr(int fd, const char* name) noexcept;
 Result<void> fsetxattr(int fd, const char* name, std::span<const char> value, int flags) noexcept;
 Result<void> fremovexattr(int fd, const char* name) noexcept;
 
+// Extended attributes of the inode behind an fd of any kind (O_PATH
+// included), through /proc/self/fd/N. An empty `out` asks for the length only.
+Result<std::size_t> getxattr_fd(int fd, const char* name, std::span<char> out) noexcept;
+Result<std::size_t> listxattr_fd(int fd, std::span<char> out) noexcept;
+Result<void> setxattr_fd(int fd, const char* name, std::span<const char> value,
+                         int flags) noexcept;
+Result<void> removexattr_fd(int fd, const char* name) noexcept;
+
 // Fills `out` with bytes from getrandom(2).
 Result<void> random_bytes(std::span<std::byte> out) noexcept;
 
@@ -108,11 +150,68 @@ Result<void> random_bytes(std::span<std::byte> out) noexcept;
 // it (umask(2) can only be read by setting it, which races with other threads).
 mode_t current_umask() noexcept;
 
-// "/proc/self/fd/N" for linkat(AT_SYMLINK_FOLLOW): see publish.cpp for why.
+// "/proc/self/fd/N", for the calls that need a path rather than a
+// descriptor: linkat(AT_SYMLINK_FOLLOW) (see publish.cpp for why), xattrs
+// and chmod of an O_PATH handle.
 struct ProcFdPath {
   char buf[32];
   const char* c_str() const noexcept { return buf; }
 };
 ProcFdPath proc_fd_path(int fd) noexcept;
+
+// Opens the inode behind `fd` (typically an O_PATH handle) anew with
+// `flags`, through /proc/self/fd/N. ISOLATION/SAFETY: the /proc/self/fd
+// magic link resolves to the open file itself, not to a path, so no rename
+// or symlink swap can redirect it to another inode.
+Result<UniqueFd> reopen(int fd, int flags) noexcept;
+
+// The process and the calling thread (process.cpp).
+
+// Raises the soft limit on open descriptors to the hard limit; returns the
+// new soft limit.
+Result<std::uint64_t> raise_nofile_limit() noexcept;
+// The process's umask; returns the previous one.
+mode_t set_umask(mode_t mask) noexcept;
+uid_t geteuid() noexcept;
+gid_t getegid() noexcept;
+pid_t getpid() noexcept;
+// The calling thread's filesystem identity (setfsuid(2), setfsgid(2) and
+// the raw setgroups(2) syscall, which unlike glibc's setgroups() changes
+// this thread alone). A thread whose fsuid leaves 0 loses CAP_DAC_OVERRIDE,
+// CAP_FOWNER, CAP_CHOWN, CAP_FSETID and the other filesystem capabilities
+// from its effective set; back at 0 it has them again (capabilities(7),
+// "Effect of user ID changes on capabilities"). Fails (EPERM) if the
+// kernel did not take the ids.
+Result<void> set_fs_identity(uid_t uid, gid_t gid, std::span<const gid_t> groups) noexcept;
+// The supplementary groups of thread `tid` (the "Groups:" line of
+// /proc/<tid>/status).
+Result<std::vector<gid_t>> groups_of(pid_t tid) noexcept;
+// Whether thread `tid` has capability `cap` in its effective set (CapEff
+// in /proc/<tid>/status).
+Result<bool> has_capability(pid_t tid, int cap) noexcept;
+// The thread group (process) of thread `tid`: itself if it leads one (a
+// pidfd opens), else from /proc/<tid>/status.
+Result<pid_t> tgid_of(pid_t tid) noexcept;
+
+// A directory stream over its own O_RDONLY descriptor (fdopendir; dir.cpp).
+class DirStream {
+public:
+  DirStream() noexcept = default;
+  DirStream(DirStream&& o) noexcept;
+  DirStream& operator=(DirStream&& o) noexcept;
+  DirStream(const DirStream&) = delete;
+  DirStream& operator=(const DirStream&) = delete;
+  ~DirStream();
+
+  // Opens the directory behind the O_PATH handle `dirfd`.
+  [[nodiscard]] static Result<DirStream> open(int dirfd) noexcept;
+  int fd() const noexcept;
+  void seek(std::int64_t off) noexcept;
+  // The next entry, nullptr at the end; errors come back as an Error.
+  Result<struct dirent*> next() noexcept;
+
+private:
+  DIR* dir_ = nullptr;
+};
 
 }  // namespace snapfs::core::sys

@@ -4,7 +4,6 @@
 #include "ops/common.hpp"
 
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -15,6 +14,8 @@
 #include <shared_mutex>
 
 namespace snapfs::fuse::ops {
+
+namespace sys = core::sys;
 
 using core::Error;
 using core::Result;
@@ -38,12 +39,6 @@ bool is_shared_path(Daemon& d, const Node& parent, const char* name) {
   if (!path.empty()) path += '/';
   path += name;
   return matches_glob(d, path);
-}
-
-Result<core::UniqueFd> reopen_path(int fd) noexcept {
-  // The magic link names the open file itself, not a path: no race.
-  const auto proc = core::sys::proc_fd_path(fd);
-  return core::sys::openat(AT_FDCWD, proc.c_str(), O_PATH);
 }
 
 namespace {
@@ -87,7 +82,7 @@ Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>
 Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
                                         const char* name, core::UniqueFd fd,
                                         fuse_entry_param& e, Intent intent, pid_t caller) noexcept {
-  auto st = core::sys::fstat(fd.get());
+  auto st = sys::fstat(fd.get());
   if (!st) return std::move(st).error();
   bool glob = false;
   try {
@@ -111,7 +106,7 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
   // are resolved by name): its attributes are all we need.
   // SAFETY: one final component (valid_name(): no '/', '.' or '..') and
   // AT_SYMLINK_NOFOLLOW: nothing outside the parent is reached.
-  auto st = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
+  auto st = sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
   if (!st) return std::move(st).error();
   try {
     if (S_ISREG(st->st_mode) && !is_shared_path(d, *parent, name)) {
@@ -130,7 +125,7 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
   // stat and no open.
   // SAFETY: one component, O_NOFOLLOW (a symlink is opened as itself) and
   // RESOLVE_BENEATH (a ".." or absolute walk fails with EXDEV).
-  auto fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
+  auto fd = sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
   if (!fd) return std::move(fd).error();
   return intern_fd(d, parent, name, std::move(*fd), e, Intent::lookup, caller);
 }
@@ -138,7 +133,7 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
 Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcept {
   if (!d.as_root) return {};
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  auto dir = core::sys::fstat(dirfd);
+  auto dir = sys::fstat(dirfd);
   if (!dir) return std::move(dir).error();
   // A setgid directory hands its group down (the kernel already did that).
   const gid_t gid = (dir->st_mode & S_ISGID) ? static_cast<gid_t>(-1) : ctx->gid;
@@ -148,8 +143,8 @@ Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcep
 
 mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) noexcept {
   if (!d.posix_acl) return mode;
-  const auto proc = core::sys::proc_fd_path(dirfd);
-  auto acl = core::sys::getxattr_path(proc.c_str(), "system.posix_acl_default");
+  const auto proc = sys::proc_fd_path(dirfd);
+  auto acl = sys::getxattr_path(proc.c_str(), "system.posix_acl_default");
   if (acl) return mode;  // B inherits the default ACL and ignores the umask
   return mode & ~(fuse_req_ctx(req)->umask & 0777);
 }

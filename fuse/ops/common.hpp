@@ -46,9 +46,6 @@ mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) no
 // it (logging from a noexcept handler must not throw).
 std::string path_for_log(const Daemon& d, const Node& node) noexcept;
 
-// Re-opens the inode behind `fd` as an O_PATH handle (through /proc/self/fd).
-core::Result<core::UniqueFd> reopen_path(int fd) noexcept;
-
 // Whether a regular file `name` in `parent` falls under -o shared=GLOB.
 bool is_shared_path(Daemon& d, const Node& parent, const char* name);
 

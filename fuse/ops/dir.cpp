@@ -6,7 +6,6 @@
 #include "ops/ops.hpp"
 #include "reply.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 
@@ -15,6 +14,8 @@
 #include <vector>
 
 namespace snapfs::fuse::ops {
+
+namespace sys = core::sys;
 
 namespace {
 
@@ -126,7 +127,7 @@ void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) 
   DirHandle& dh = dir_of(fi);
   const int fd = dh.stream.fd();
   handoff_give(&dh);
-  auto r = datasync ? core::sys::fdatasync(fd) : core::sys::fsync(fd);
+  auto r = datasync ? sys::fdatasync(fd) : sys::fsync(fd);
   if (!r) return reply_error(req, r.error(), "fsyncdir", ino);
   reply_ok(req);
 }

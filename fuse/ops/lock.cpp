@@ -18,7 +18,6 @@
 #include "ops/ops.hpp"
 #include "reply.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -29,6 +28,8 @@
 
 namespace snapfs::fuse::ops {
 
+namespace sys = core::sys;
+
 using core::Result;
 using namespace std::chrono_literals;
 
@@ -38,7 +39,6 @@ Result<int> lock_fd_of(Handle& h) noexcept {
   std::lock_guard lk(h.lock_mu);
   if (!h.lock_fd) {
     const FdRef fd = h.node->fd();
-    const auto proc = core::sys::proc_fd_path(fd->get());
     // F_WRLCK needs a descriptor open for writing; flock and read locks do
     // not. The kernel sends F_WRLCK only for a description open for
     // writing (fcntl(2): EBADF otherwise), so B/p is opened for writing
@@ -46,9 +46,9 @@ Result<int> lock_fd_of(Handle& h) noexcept {
     // lock never opens it for writing: that would make exec of B/p fail
     // with ETXTBSY while the lock is held.
     const int acc = h.writable ? O_RDWR : O_RDONLY;
-    auto f = core::sys::openat(AT_FDCWD, proc.c_str(), acc | O_NOCTTY | O_NONBLOCK);
+    auto f = sys::reopen(fd->get(), acc | O_NOCTTY | O_NONBLOCK);
     if (!f && h.writable)
-      f = core::sys::openat(AT_FDCWD, proc.c_str(), O_RDONLY | O_NOCTTY | O_NONBLOCK);
+      f = sys::reopen(fd->get(), O_RDONLY | O_NOCTTY | O_NONBLOCK);
     if (!f) return std::move(f).error();
     h.lock_fd = std::move(*f);
   }

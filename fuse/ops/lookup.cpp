@@ -15,6 +15,8 @@
 
 namespace snapfs::fuse::ops {
 
+namespace sys = core::sys;
+
 void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
   Daemon& d = daemon_of(req);
   d.stats.lookups.fetch_add(1, std::memory_order_relaxed);
@@ -29,7 +31,7 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
     // still open and about to write keeps the old version visible, as it
     // should.
     const FdRef pfd = parent_node->fd();
-    if (auto st = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW); st && S_ISREG(st->st_mode))
+    if (auto st = sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW); st && S_ISREG(st->st_mode))
       d.pending_truncations.settle({st->st_dev, st->st_ino}, std::chrono::milliseconds(50));
   }
   auto node = lookup_child(d, parent_node, name, e, fuse_req_ctx(req)->pid);

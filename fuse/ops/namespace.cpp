@@ -8,7 +8,6 @@
 #include "ops/ops.hpp"
 #include "reply.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 
@@ -16,6 +15,8 @@
 #include <shared_mutex>
 
 namespace snapfs::fuse::ops {
+
+namespace sys = core::sys;
 
 using core::Result;
 
@@ -25,7 +26,7 @@ namespace {
 // register it and reply with its entry.
 void finish_new(fuse_req_t req, Daemon& d, const std::shared_ptr<Node>& parent, int pfd,
                 const char* name, const char* op) noexcept {
-  auto fd = core::sys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
+  auto fd = sys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
   if (!fd) return reply_error(req, fd.error(), op, parent->id());
   if (auto r = chown_created(d, req, pfd, fd->get()); !r)
     return reply_error(req, r.error(), op, parent->id());
@@ -88,15 +89,15 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newn
   if (node->type() == S_IFLNK) {
     // A symlink cannot be reached through /proc/self/fd without following
     // it; AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (root daemons have it).
-    r = core::sys::linkat(fd->get(), "", pfd->get(), newname, AT_EMPTY_PATH);
+    r = sys::linkat(fd->get(), "", pfd->get(), newname, AT_EMPTY_PATH);
   } else {
-    const auto proc = core::sys::proc_fd_path(fd->get());
-    r = core::sys::linkat(AT_FDCWD, proc.c_str(), pfd->get(), newname, AT_SYMLINK_FOLLOW);
+    const auto proc = sys::proc_fd_path(fd->get());
+    r = sys::linkat(AT_FDCWD, proc.c_str(), pfd->get(), newname, AT_SYMLINK_FOLLOW);
   }
   if (!r) return reply_error(req, r.error(), "link", ino);
   // The link count changed for every node of the inode.
   if (node->kind() == NodeKind::file) {
-    if (auto st = core::sys::fstat(fd->get())) after_inode_change(d, st->st_dev, st->st_ino);
+    if (auto st = sys::fstat(fd->get())) after_inode_change(d, st->st_dev, st->st_ino);
   }
   fuse_entry_param e{};
   auto n = lookup_child(d, pnode, newname, e);
@@ -118,8 +119,8 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
     // Exclusive against commits: once the name is gone, an open description of
     // it commits nothing (docs/semantics.md#unlink) and is never resurrected.
     std::unique_lock ns(d.ns_mu);
-    if (!flags) gone = core::sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
-    if (auto r = core::sys::unlinkat(pfd->get(), name, flags); !r) {
+    if (!flags) gone = sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
+    if (auto r = sys::unlinkat(pfd->get(), name, flags); !r) {
       ns.unlock();  // never reply to the kernel holding a lock (docs/design-fuse.md)
       return reply_error(req, r.error(), op, parent);
     }
@@ -155,7 +156,7 @@ void readlink(fuse_req_t req, fuse_ino_t ino) noexcept {
   Daemon& d = daemon_of(req);
   auto node = d.table.get(ino);
   const FdRef fd = node->fd();
-  auto target = sys::readlink_fd(fd->get());
+  auto target = sys::readlinkat(fd->get(), "");
   if (!target) return reply_error(req, target.error(), "readlink", ino);
   reply_readlink(req, target->c_str());
 }

@@ -8,7 +8,6 @@
 #include "reply.hpp"
 #include "lingering.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 
@@ -16,6 +15,8 @@
 #include <shared_mutex>
 
 namespace snapfs::fuse::ops {
+
+namespace sys = core::sys;
 
 using core::Error;
 using core::Result;
@@ -70,7 +71,7 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
       std::unique_lock lk(h->mu);
       h->backing = std::move(b);
       if (h->kind == HandleKind::snapshot) {
-        if (auto st = core::sys::fstat(h->snap.fd())) h->seen = SnapState::of(*st);
+        if (auto st = sys::fstat(h->snap.fd())) h->seen = SnapState::of(*st);
       }
     }
   }
@@ -142,10 +143,10 @@ void uninstall(Daemon& d, fuse_file_info* fi) noexcept {
 // O_EXCL lock file does not stay behind for an open that returned an error.
 // Only if the name still holds the inode we made.
 void undo_create(int dirfd, const char* name, int fd) noexcept {
-  auto mine = core::sys::fstat(fd);
-  auto now = core::sys::fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW);
+  auto mine = sys::fstat(fd);
+  auto now = sys::fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW);
   if (mine && now && mine->st_dev == now->st_dev && mine->st_ino == now->st_ino)
-    (void)core::sys::unlinkat(dirfd, name, 0);
+    (void)sys::unlinkat(dirfd, name, 0);
 }
 
 }  // namespace
@@ -288,13 +289,13 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // O_NOFOLLOW: a symlink planted at the name is never followed.
   const int cflags = glob ? (flags & (O_ACCMODE | O_APPEND | O_EXCL | O_TRUNC))
                           : (O_WRONLY | O_EXCL);
-  auto fd = core::sys::openat(pfd->get(), name, cflags | O_CREAT | O_NOFOLLOW,
+  auto fd = sys::openat(pfd->get(), name, cflags | O_CREAT | O_NOFOLLOW,
                               creation_mode(d, req, pfd->get(), mode) & 07777);
   bool created = true;
   if (!fd && fd.error().value() == EEXIST && !(flags & O_EXCL)) {
     // It appeared since the kernel's lookup: open the existing file.
     created = false;
-    fd = core::sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
+    fd = sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
     // SECURITY: the kernel took this open for a create and checked only
     // the parent directory. Opening an existing file needs what open(2)
     // would need of it: the backing filesystem decides, for the caller and
@@ -313,12 +314,12 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     reply_error(req, err, op, parent);
   };
   if (created) {
-    auto dup = reopen_path(fd->get());
+    auto dup = sys::reopen(fd->get(), O_PATH);
     if (dup) made = std::move(*dup);
     if (auto r = chown_created(d, req, pfd->get(), fd->get()); !r)
       return fail(r.error(), "create(chown)");
   }
-  auto pathfd = reopen_path(fd->get());
+  auto pathfd = sys::reopen(fd->get(), O_PATH);
   if (!pathfd) return fail(pathfd.error(), "create");
   fuse_entry_param e{};
   auto node = intern_fd(d, pnode, name, std::move(*pathfd), e, Intent::open);  // see cache.hpp
@@ -469,7 +470,7 @@ void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noe
   // does, with the durability the mount asked for).
   std::shared_lock lk(h.mu);
   if (h.fd() < 0) return reply_ok(req);  // a warm snapshot the kernel holds: nothing to sync
-  auto r = datasync ? core::sys::fdatasync(h.fd()) : core::sys::fsync(h.fd());
+  auto r = datasync ? sys::fdatasync(h.fd()) : sys::fsync(h.fd());
   if (!r) return reply_error(req, r.error(), "fsync", ino);
   reply_ok(req);
 }

@@ -14,6 +14,8 @@
 
 namespace snapfs::fuse::ops {
 
+namespace sys = core::sys;
+
 void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
             const char* newname, unsigned int flags) noexcept {
   Daemon& d = daemon_of(req);
@@ -36,9 +38,9 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
     // name (docs/semantics.md#rename), and one whose name was replaced commits
     // nothing; a commit in flight finishes before or after, never between.
     std::unique_lock ns(d.ns_mu);
-    moved = core::sys::fstatat(from_fd->get(), name, AT_SYMLINK_NOFOLLOW);
-    target = core::sys::fstatat(to_fd->get(), newname, AT_SYMLINK_NOFOLLOW);
-    if (auto r = core::sys::renameat(from_fd->get(), name, to_fd->get(), newname, flags); !r) {
+    moved = sys::fstatat(from_fd->get(), name, AT_SYMLINK_NOFOLLOW);
+    target = sys::fstatat(to_fd->get(), newname, AT_SYMLINK_NOFOLLOW);
+    if (auto r = sys::renameat(from_fd->get(), name, to_fd->get(), newname, flags); !r) {
       ns.unlock();  // never reply to the kernel holding a lock (docs/design-fuse.md)
       return reply_error(req, r.error(), "rename", parent);
     }

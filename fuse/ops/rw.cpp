@@ -5,7 +5,6 @@
 #include "ops/ops.hpp"
 #include "reply.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -14,6 +13,8 @@
 #include <shared_mutex>
 
 namespace snapfs::fuse::ops {
+
+namespace sys = core::sys;
 
 void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept {
   (void)ino;
@@ -43,7 +44,7 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
     // O_APPEND: the kernel's offset comes from an i_size other opens can reset
     // (docs/design-fuse.md, "Kernel facts" 5); the end of *this* snapshot is
     // what counts.
-    auto st = core::sys::fstat(h.snap.fd());
+    auto st = sys::fstat(h.snap.fd());
     if (!st) return reply_error(req, st.error(), "write", ino);
     off = st->st_size;
   }

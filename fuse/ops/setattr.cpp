@@ -8,7 +8,6 @@
 #include "ops/ops.hpp"
 #include "reply.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <fcntl.h>
 
@@ -17,16 +16,18 @@
 
 namespace snapfs::fuse::ops {
 
+namespace sys = core::sys;
+
 using core::Result;
 
 namespace {
 
 Result<void> ftruncate_handle(Daemon& d, Handle& h, std::uint64_t size) noexcept {
   std::unique_lock lk(h.mu);
-  if (h.kind == HandleKind::shared) return core::sys::ftruncate(h.direct.get(), size);
+  if (h.kind == HandleKind::shared) return sys::ftruncate(h.direct.get(), size);
   // ISOLATION: only this description's snapshot changes (docs/semantics.md#writers).
   SNAPFS_TRY(prepare_change(d, h));
-  SNAPFS_TRY(core::sys::ftruncate(h.snap.fd(), size));
+  SNAPFS_TRY(sys::ftruncate(h.snap.fd(), size));
   h.mark_dirty(0);  // SETATTR carries no lock owner in libfuse 3.14
   h.append_only = false;  // not an append: never rebased
   return {};
@@ -42,7 +43,7 @@ Result<void> times_on_snapshot(Daemon& d, Handle& h, const struct timespec times
     h.base_mtime = times[1].tv_nsec == UTIME_NOW ? mtime_now : times[1];
   bool changed = false;  // a passthrough writer's writes are not marked before its close
   if (h.kernel_writes()) {
-    auto st = core::sys::fstat(h.snap.fd());
+    auto st = sys::fstat(h.snap.fd());
     changed = st && !h.seen.same(SnapState::of(*st));
   }
   if (!h.dirty && !changed) return {};
@@ -53,7 +54,7 @@ Result<void> times_on_snapshot(Daemon& d, Handle& h, const struct timespec times
 // Whether chmod to `mode` would only clear setuid and/or setgid of the
 // inode `fd` and change nothing else.
 bool only_drops_setid(int fd, mode_t mode) noexcept {
-  auto st = core::sys::fstat(fd);
+  auto st = sys::fstat(fd);
   if (!st) return false;
   const mode_t old = st->st_mode & 07777;
   const mode_t setid = S_ISUID | S_ISGID;
@@ -181,12 +182,12 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     if (file) {
       // Not a content change: open descriptors based on this inode keep
       // it as their base (docs/design-conflicts.md).
-      if (auto now = core::sys::fstat(now_fd->get())) touch_bases(d, *now);
+      if (auto now = sys::fstat(now_fd->get())) touch_bases(d, *now);
     }
     std::shared_ptr<Handle> h;
     if (file) h = (fi && fi->fh) ? handle_ref(fi) : d.table.open_of(*node);
     if (h && h->writable) {
-      auto now = core::sys::fstat(now_fd->get());
+      auto now = sys::fstat(now_fd->get());
       const struct timespec mnow = now ? now->st_mtim : times[1];
       if (auto r = times_on_snapshot(d, *h, times, mnow); !r)
         return fail(r.error(), "setattr(times)");
@@ -200,7 +201,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     // inode (hard links), and after truncate(path) every node of the name
     // and of the replaced inode, hold stale attributes (cache.hpp).
     if (published) {
-      if (auto pst = core::sys::fstat(node->fd()->get())) after_commit(d, *node, *pst);
+      if (auto pst = sys::fstat(node->fd()->get())) after_commit(d, *node, *pst);
     }
     const auto [dev, ino_b] = d.table.key_of(*node);
     after_inode_change(d, dev, ino_b, node->id());

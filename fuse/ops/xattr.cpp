@@ -11,7 +11,6 @@
 #include "ops/ops.hpp"
 #include "reply.hpp"
 #include "sys/sys.hpp"
-#include "sys_extra.hpp"
 
 #include <linux/capability.h>
 
@@ -24,6 +23,8 @@
 #include <vector>
 
 namespace snapfs::fuse::ops {
+
+namespace sys = core::sys;
 
 namespace {
 
@@ -64,7 +65,7 @@ std::string status_json(const Daemon& d, uid_t viewer) {
 // inode: every node of it, this one included, drops its cached attributes.
 void changed(Daemon& d, const Node& node, int fd) {
   if (node.kind() != NodeKind::file) return;
-  if (auto st = core::sys::fstat(fd)) after_inode_change(d, st->st_dev, st->st_ino);
+  if (auto st = sys::fstat(fd)) after_inode_change(d, st->st_dev, st->st_ino);
 }
 
 // Whether trusted.* names are hidden from `who`: xattr(7) shows them only
@@ -153,8 +154,8 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
     // so B lists trusted.* names that it hides from the caller (xattr(7)):
     // the whole list is read and those names are taken out; the caller is
     // told the filtered size.
-    const auto proc = core::sys::proc_fd_path(fd->get());
-    auto all = acting_as(d, who, [&] { return core::sys::listxattr_path(proc.c_str()); });
+    const auto proc = sys::proc_fd_path(fd->get());
+    auto all = acting_as(d, who, [&] { return sys::listxattr_path(proc.c_str()); });
     if (!all) return reply_error(req, all.error(), "listxattr", ino);
     std::vector<char> out;
     try {
