@@ -87,6 +87,14 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
 
 }  // namespace
 
+Result<void> charge_to_writer(const Daemon& d, Handle& h) noexcept {
+  if (h.kind != HandleKind::snapshot || !h.writable || !h.snap.valid()) return {};
+  if (!acts_for_others(d, h.who)) return {};
+  // The snapshot is unnamed and reachable only through the daemon's
+  // descriptor: giving it to the writer gives them nothing they can open.
+  return sys::fchown(h.snap.fd(), h.who.uid, h.who.gid);
+}
+
 Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
                                             int flags, bool fresh_empty) noexcept {
   std::unique_ptr<Handle> h;

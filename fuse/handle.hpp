@@ -159,6 +159,12 @@ core::Result<core::TmpFile> make_private(Daemon& d, const Node& node, bool for_w
 core::Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
                                                   int flags, bool fresh_empty) noexcept;
 
+// A writer's snapshot belongs to the writer (Handle::who), so that what it
+// writes before its close counts against its disk quota, as a file it wrote
+// directly would (docs/security.md). Nothing for readers, root, or a daemon
+// that is not root.
+core::Result<void> charge_to_writer(const Daemon& d, Handle& h) noexcept;
+
 // Another read-only open of a node whose open `cur` is a clean reader: it
 // shares cur's snapshot inode (read-only, never changes), so the node's
 // fstat is right for both.

@@ -257,6 +257,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   set_opener(req, **h);
   (*h)->who = who;
   (*h)->slot = std::move(slot);
+  if (auto r = charge_to_writer(d, **h); !r) return reply_error(req, r.error(), "open", ino);
   if (!install(d, std::move(*h), fi, cur.get(), force, pin)) return estale();
   // Attributes the kernel may hold for the node from another version (a
   // change made directly in B within cache_timeout): dropped before the
@@ -351,6 +352,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     set_opener(req, **h);
     (*h)->who = who;
     (*h)->slot = std::move(slot);
+    if (auto r = charge_to_writer(d, **h); !r) h = std::move(r).error();
   }
   if (!h || !install(d, std::move(*h), fi)) {
     d.table.forget((*node)->id(), 1);  // the kernel never hears of this lookup

@@ -70,6 +70,7 @@ void FuseMount::SetUp() {
   std::string why;
   LoopFsOptions fo;
   fo.size = fs_size();
+  fo.mount_options = fs_mount_options();
   fs_ = LoopFs::make(kind(), fo, outcome, why);
   if (outcome == LoopFs::Outcome::skipped) GTEST_SKIP() << fs_name(kind()) << ": " << why;
   ASSERT_EQ(outcome, LoopFs::Outcome::mounted) << why;

@@ -42,6 +42,8 @@ protected:
   virtual std::string mount_options() const { return ""; }
   // Size of the backing filesystem (LoopFsOptions::size); 0: the default.
   virtual std::uint64_t fs_size() const { return 0; }
+  // Extra mount options of the backing filesystem (LoopFsOptions).
+  virtual std::string fs_mount_options() const { return ""; }
   // RLIMIT_NOFILE (soft and hard) of the daemon; 0: inherited.
   virtual unsigned daemon_nofile() const { return 0; }
   // The fixture's options are snapfs_testd's own (test_pause=): mount with

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -481,7 +482,83 @@ TEST_P(UserCap, OneUserCannotTakeEveryDescriptor) {
   if (fd >= 0) ::close(fd);
 }
 
+// A backing XFS with user quotas on.
+class Quota : public FuseMount {
+protected:
+  std::string fs_mount_options() const override { return "uquota"; }
+};
+
+// While a file is open for writing, its new content lives in the open's
+// snapshot: that snapshot belongs to the writer, so the writer's quota
+// applies to it as to a file it wrote directly (EDQUOT at the write).
+TEST_P(Quota, AWritersSnapshotCountsAgainstItsQuota) {
+  if (kind() != FsKind::xfs) GTEST_SKIP() << "quota limits are set with xfs_quota (XFS only)";
+  if (find_program("xfs_quota").empty()) GTEST_SKIP() << "xfs_quota not found (xfsprogs)";
+  ASSERT_EQ(::chmod(backing().c_str(), 0777), 0);
+  const auto q = run_command({"xfs_quota", "-x", "-c",
+                              "limit -u bhard=1m " + std::to_string(kAttacker),
+                              backing().parent_path().string()});
+  ASSERT_TRUE(q.status.ok()) << q.output;
+  auto st = run_as(kAttacker, kAttacker, [&] {
+    const int fd = xopen(m("big"), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) return 10;
+    const std::string chunk(64 * 1024, 'q');
+    int err = 0;
+    for (int i = 0; i < 64 && err == 0; ++i)  // 4 MiB, four times the limit
+      if (::write(fd, chunk.data(), chunk.size()) < 0) err = errno;
+    const int rc = xclose(fd);
+    if (err == 0 && rc < 0) err = -rc;
+    return err == EDQUOT ? 0 : (err == 0 ? 1 : 100 + err);
+  });
+  EXPECT_TRUE(st.ok()) << st.describe() << " (1: 4 MiB written past a 1 MiB quota)";
+}
+
+// The mechanism behind the quota test above, checked where the kernel has
+// no quotas: while a user's file is open for writing, the unnamed snapshot
+// the daemon holds for it belongs to that user (the filesystem charges its
+// blocks to them), and it goes back to the file's owner when published.
+TEST_P(Privilege, AWritersSnapshotBelongsToTheWriter) {
+  ASSERT_EQ(::chmod(backing().c_str(), 0777), 0);
+  const fs::path sync = outside() / "sync";
+  ASSERT_EQ(::mkdir(sync.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(sync.c_str(), 0777), 0);
+  write_file(b("shared"), "old", 0666);
+  ASSERT_EQ(::chmod(b("shared").c_str(), 0666), 0);
+  const dev_t dev = stat_of(backing()).st_dev;
+  std::atomic<int> rc{-1};
+  std::thread writer([&] {
+    auto st = run_as(kAttacker, kAttacker, [&] {
+      const int fd = xopen(m("shared"), O_RDWR);
+      if (fd < 0 || !pwrite_str(fd, "new content", 0)) return 1;
+      write_file(sync / "open", "");
+      if (!wait_exists(sync / "go", 20s)) return 2;
+      return xclose(fd) == 0 ? 0 : 3;
+    });
+    rc = st.ok() ? 0 : (st.exited ? st.code : 99);
+  });
+  const bool open = wait_exists(sync / "open", 20s);
+  // The daemon's unnamed regular files on B's filesystem, and their owners.
+  std::vector<uid_t> owners;
+  const fs::path fds = "/proc/" + std::to_string(daemon_pid()) + "/fd";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fds, ec)) {
+    struct stat s {};
+    if (::stat(e.path().c_str(), &s) == 0 && S_ISREG(s.st_mode) && s.st_dev == dev &&
+        s.st_nlink == 0)
+      owners.push_back(s.st_uid);
+  }
+  write_file(sync / "go", "");
+  writer.join();
+  ASSERT_TRUE(open) << "writer code " << rc.load();
+  EXPECT_EQ(rc.load(), 0);
+  EXPECT_NE(std::find(owners.begin(), owners.end(), kAttacker), owners.end())
+      << "no snapshot of the writer's belongs to it";
+  EXPECT_EQ(read_file(b("shared")), "new content");
+  EXPECT_EQ(stat_of(b("shared")).st_uid, 0u);  // published with the file's own owner
+}
+
 SNAPFS_INSTANTIATE_MOUNT(UserCap);
+SNAPFS_INSTANTIATE_MOUNT(Quota);
 SNAPFS_INSTANTIATE_MOUNT(Privilege);
 SNAPFS_INSTANTIATE_MOUNT(PrivilegeCached);
 SNAPFS_INSTANTIATE_MOUNT(CreateRace);

@@ -213,7 +213,8 @@ std::string LoopFs::mount_it(const LoopFsOptions& opts, Outcome& outcome) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 
-  auto r = run_command({"mount", "-o", "loop", image_.string(), mnt_.string()});
+  const std::string mopts = opts.mount_options.empty() ? "loop" : "loop," + opts.mount_options;
+  auto r = run_command({"mount", "-o", mopts, image_.string(), mnt_.string()});
   if (!r.status.ok()) {
     // No loop devices, no kernel module, a container without CAP_SYS_ADMIN...
     outcome = Outcome::skipped;

@@ -48,6 +48,9 @@ struct LoopFsOptions {
   // Image size, or tmpfs size=. 0 means default_size(kind); tiny_size(kind)
   // for ENOSPC tests. At least min_size(kind).
   std::uint64_t size = 0;
+  // Extra options for mount(8) of an image ("uquota" for XFS quotas); empty
+  // for none. Not used for tmpfs.
+  std::string mount_options = {};
 };
 
 // What the filesystem can do, found by trying it on O_TMPFILE files.
