@@ -78,33 +78,28 @@ inline bool hidden(std::uint32_t cp) {
          cp == 0x2028 || cp == 0x2029;
 }
 
-}  // namespace printable_detail
-
-// `s` with everything listed above escaped. May throw std::bad_alloc.
-inline std::string printable(std::string_view s) {
-  namespace d = printable_detail;
+// Walks `s`: each ASCII byte goes to `ascii(out, byte)`, each byte that is
+// not part of valid UTF-8 to `invalid(out, byte)`; a hidden code point
+// becomes \uXXXX and any other UTF-8 sequence is copied. May throw
+// std::bad_alloc.
+template <typename Ascii, typename Invalid>
+std::string escape_walk(std::string_view s, Ascii ascii, Invalid invalid) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     const auto b = static_cast<unsigned char>(s[i]);
     if (b < 0x80) {
-      if (b < 0x20 || b == 0x7F) {
-        d::hex_byte(out, b);
-      } else if (b == '\\') {
-        out += "\\\\";
-      } else {
-        out += static_cast<char>(b);
-      }
+      ascii(out, b);
       ++i;
       continue;
     }
     std::uint32_t cp = 0;
-    const std::size_t n = d::decode(s, i, cp);
+    const std::size_t n = decode(s, i, cp);
     if (n == 0) {
-      d::hex_byte(out, b);  // one invalid byte; resynchronise at the next
+      invalid(out, b);  // one invalid byte; resynchronise at the next
       ++i;
-    } else if (d::hidden(cp)) {
-      d::u_escape(out, cp);
+    } else if (hidden(cp)) {
+      u_escape(out, cp);
       i += n;
     } else {
       out.append(s.substr(i, n));
@@ -112,6 +107,25 @@ inline std::string printable(std::string_view s) {
     }
   }
   return out;
+}
+
+}  // namespace printable_detail
+
+// `s` with everything listed above escaped. May throw std::bad_alloc.
+inline std::string printable(std::string_view s) {
+  namespace d = printable_detail;
+  return d::escape_walk(
+      s,
+      [](std::string& out, unsigned char b) {
+        if (b < 0x20 || b == 0x7F) {
+          d::hex_byte(out, b);
+        } else if (b == '\\') {
+          out += "\\\\";
+        } else {
+          out += static_cast<char>(b);
+        }
+      },
+      [](std::string& out, unsigned char b) { d::hex_byte(out, b); });
 }
 
 // The JSON counterpart, for text that is (or goes inside) a JSON document:
@@ -124,32 +138,15 @@ inline std::string printable(std::string_view s) {
 // json_string). The result is printable. May throw std::bad_alloc.
 inline std::string json_printable(std::string_view s) {
   namespace d = printable_detail;
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    if (b < 0x80) {
-      if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7F)
-        d::u_escape(out, b);
-      else
-        out += static_cast<char>(b);
-      ++i;
-      continue;
-    }
-    std::uint32_t cp = 0;
-    const std::size_t n = d::decode(s, i, cp);
-    if (n == 0) {
-      d::u_escape(out, 0xDC00u | b);
-      ++i;
-    } else if (d::hidden(cp)) {
-      d::u_escape(out, cp);
-      i += n;
-    } else {
-      out.append(s.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
+  return d::escape_walk(
+      s,
+      [](std::string& out, unsigned char b) {
+        if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7F)
+          d::u_escape(out, b);
+        else
+          out += static_cast<char>(b);
+      },
+      [](std::string& out, unsigned char b) { d::u_escape(out, 0xDC00u | b); });
 }
 
 // An spdlog formatter that escapes each message (printable()) before the
