@@ -98,8 +98,11 @@ void FuseMount::start_watchdog() {
   std::chrono::seconds limit = 200s;
   if (const char* e = std::getenv("SNAPFS_TEST_WATCHDOG_S"); e && std::atoi(e) > 0)
     limit = std::chrono::seconds(std::atoi(e));
+  wd_waiting_ = false;
   watchdog_ = std::thread([this, pid, limit] {
     std::unique_lock lk(wd_mu_);
+    wd_waiting_ = true;
+    wd_cv_.notify_all();
     if (wd_cv_.wait_for(lk, limit, [this] { return wd_stop_; })) return;
     wd_fired_ = true;
     // SIGKILL aborts the FUSE connection: blocked requests fail with
@@ -107,6 +110,12 @@ void FuseMount::start_watchdog() {
     // "Kernel facts" 7).
     ::kill(pid, SIGKILL);
   });
+  // Tests fork right after SetUp. Under AddressSanitizer (GCC 12's runtime
+  // does not lock its allocator around fork) a fork while this new thread
+  // is still starting, and allocating, can leave the child stuck on an
+  // allocator lock forever: wait until the thread sleeps in its wait.
+  std::unique_lock lk(wd_mu_);
+  wd_cv_.wait(lk, [this] { return wd_waiting_; });
 }
 
 void FuseMount::stop_watchdog() {

@@ -87,6 +87,7 @@ private:
   std::mutex wd_mu_;
   std::condition_variable wd_cv_;
   bool wd_stop_ = false;
+  bool wd_waiting_ = false;  // the watchdog thread is in its wait
   bool wd_fired_ = false;
   std::unique_ptr<TempDir> dir_;
   fs::path b_, m_, outside_, log_;

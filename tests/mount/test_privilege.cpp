@@ -76,25 +76,21 @@ protected:
 TEST_P(CreateRace, CreateOfAFileThatAppearedChecksPermission) {
   make_project(b("proj"));
   ASSERT_TRUE(fs::is_directory(m("proj")));
-  std::atomic<int> rc{-1};
-  std::thread attacker([&] {
-    auto st = run_as(kAttacker, kAttacker, [&] {
-      const int fd = xopen(m("proj/v.key"), O_RDWR | O_CREAT, 0644);
-      if (fd == -EACCES) return 0;
-      if (fd < 0) return 10;
-      const std::string got = pread_all(fd);
-      (void)write_str(fd, "owned\n");
-      ::close(fd);
-      return got.find("secret") != std::string::npos ? 1 : 2;
-    });
-    rc = st.ok() ? 0 : (st.exited ? st.code : 99);
+  Child attacker(kAttacker, kAttacker, [&] {
+    const int fd = xopen(m("proj/v.key"), O_RDWR | O_CREAT, 0644);
+    if (fd == -EACCES) return 0;
+    if (fd < 0) return 10;
+    const std::string got = pread_all(fd);
+    (void)write_str(fd, "owned\n");
+    ::close(fd);
+    return got.find("secret") != std::string::npos ? 1 : 2;
   });
   const bool paused = wait_exists(outside() / "paused", 10s);
   if (paused) victims_file(b("proj/v.key"), "secret\n");
   write_file(outside() / "go", "");
-  attacker.join();
+  const ExitStatus st = attacker.wait();
   ASSERT_TRUE(paused) << "the CREATE never reached create.begin";
-  EXPECT_EQ(rc.load(), 0) << "1: read the victim's key; 2: opened it";
+  EXPECT_TRUE(st.ok()) << st.describe() << " (1: read the victim's key; 2: opened it)";
   EXPECT_EQ(read_file(b("proj/v.key")), "secret\n");
   EXPECT_EQ(stat_of(b("proj/v.key")).st_mode & 07777, 0600u);
   EXPECT_EQ(stat_of(b("proj/v.key")).st_uid, kVictim);
@@ -117,21 +113,23 @@ TEST_P(Privilege, CreatesRacingNameFlipsNeverReachAnotherUsersFile) {
   const fs::path sync = outside() / "sync";
   ASSERT_EQ(::mkdir(sync.c_str(), 0777), 0);
   ASSERT_EQ(::chmod(sync.c_str(), 0777), 0);
-  std::atomic<bool> stop{false};
-  std::atomic<long> flips{0};
-  std::thread flipper([&] {
-    // The victim's key appears at the name and goes again, over and over
-    // (renames in B, as a user who can write B would do).
-    while (!stop) {
-      if (::rename(b("proj/.v.key").c_str(), b("proj/v.key").c_str()) == 0) ++flips;
-      ::rename(b("proj/v.key").c_str(), b("proj/.v.key").c_str());
+  const auto limit = race_time();
+  const auto until = std::chrono::steady_clock::now() + limit;
+  const std::string hidden = b("proj/.v.key").string(), shown = b("proj/v.key").string();
+  // The victim's key appears at the name and goes again, over and over
+  // (renames in B, as a user who can write B would do): a process of its
+  // own, so that nothing forks while another thread runs.
+  Child flipper([&] {
+    long flips = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      if (::rename(hidden.c_str(), shown.c_str()) == 0) ++flips;
+      ::rename(shown.c_str(), hidden.c_str());
       // The attacker's own file, if its create won, goes (never the key).
       struct stat s {};
-      if (::lstat(b("proj/v.key").c_str(), &s) == 0 && s.st_uid == kAttacker)
-        ::unlink(b("proj/v.key").c_str());
+      if (::lstat(shown.c_str(), &s) == 0 && s.st_uid == kAttacker) ::unlink(shown.c_str());
     }
+    return flips > 0 ? 0 : 1;
   });
-  const auto limit = race_time();
   auto st = run_as(kAttacker, kAttacker, [&] {
     const auto end = std::chrono::steady_clock::now() + limit;
     int leaks = 0;
@@ -144,12 +142,11 @@ TEST_P(Privilege, CreatesRacingNameFlipsNeverReachAnotherUsersFile) {
       ::close(fd);
     }
     return leaks == 0 ? 0 : 1;
-  }, limit + 60s);
-  stop = true;
-  flipper.join();
+  }, limit + 30s);
+  const ExitStatus flipped = flipper.wait(limit + 30s);
   if (!fs::exists(b("proj/.v.key"))) ::rename(b("proj/v.key").c_str(), b("proj/.v.key").c_str());
   EXPECT_TRUE(st.ok()) << st.describe() << " (1: an open reached the victim's key)";
-  EXPECT_GT(flips.load(), 0);
+  EXPECT_TRUE(flipped.ok()) << flipped.describe() << " (1: the key never moved)";
   EXPECT_EQ(read_file(b("proj/.v.key")), "secret\n");
   EXPECT_EQ(stat_of(b("proj/.v.key")).st_mode & 07777, 0600u);
   EXPECT_EQ(stat_of(b("proj/.v.key")).st_uid, kVictim);
@@ -210,15 +207,7 @@ TEST_P(Privilege, AnAppenderIsNotRebasedOntoAnotherUsersFile) {
   ASSERT_EQ(::chmod(sync.c_str(), 0777), 0);
   const fs::path flag = sync / "swapped";
   const fs::path ready = sync / "ready";
-  std::atomic<bool> done{false};
-  std::thread victim([&] {
-    if (!wait_exists(ready, 20s)) return;
-    ::unlink(b("proj/log").c_str());
-    victims_file(b("proj/log"), "v private\n");
-    write_file(flag, "");
-    done = true;
-  });
-  auto st = run_as(kAttacker, kAttacker, [&] {
+  Child attacker(kAttacker, kAttacker, [&] {
     const int fd = xopen(m("proj/log"), O_WRONLY | O_APPEND);
     if (fd < 0 || !write_str(fd, "x line 1\n")) return 10;
     write_file(ready, "");
@@ -228,8 +217,15 @@ TEST_P(Privilege, AnAppenderIsNotRebasedOntoAnotherUsersFile) {
     const int rc = xclose(fd);
     return rc == 0 ? 1 : 0;
   });
-  if (!fs::exists(ready)) write_file(ready, "");
-  victim.join();
+  // The victim, meanwhile: removes the name and makes its own private file.
+  const bool ready_seen = wait_exists(ready, 20s);
+  if (ready_seen) {
+    ::unlink(b("proj/log").c_str());
+    victims_file(b("proj/log"), "v private\n");
+    write_file(flag, "");
+  }
+  const ExitStatus st = attacker.wait();
+  ASSERT_TRUE(ready_seen) << st.describe();
   EXPECT_TRUE(st.ok()) << st.describe() << " (1: the close published)";
   EXPECT_EQ(read_file(b("proj/log")), "v private\n");
   EXPECT_EQ(stat_of(b("proj/log")).st_uid, kVictim);
@@ -443,9 +439,7 @@ TEST_P(UserCap, OneUserCannotTakeEveryDescriptor) {
   const fs::path sync = outside() / "sync";
   ASSERT_EQ(::mkdir(sync.c_str(), 0777), 0);
   ASSERT_EQ(::chmod(sync.c_str(), 0777), 0);
-  std::atomic<int> rc{-1};
-  std::thread user([&] {
-    auto st = run_as(kAttacker, kAttacker, [&] {
+  Child user(kAttacker, kAttacker, [&] {
       int fds[4];
       for (int i = 0; i < 4; ++i) {
         fds[i] = xopen(m("f" + std::to_string(i)), O_RDONLY);
@@ -463,8 +457,6 @@ TEST_P(UserCap, OneUserCannotTakeEveryDescriptor) {
              std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(1ms);
       return again >= 0 ? 0 : 5;
-    });
-    rc = st.ok() ? 0 : (st.exited ? st.code : 99);
   });
   const bool full = wait_exists(sync / "full", 20s);
   // Meanwhile another user and root are not held back.
@@ -474,9 +466,9 @@ TEST_P(UserCap, OneUserCannotTakeEveryDescriptor) {
   });
   const int fd = xopen(m("f5"), O_RDONLY);
   write_file(sync / "go", "");
-  user.join();
-  ASSERT_TRUE(full) << "user code " << rc.load();
-  EXPECT_EQ(rc.load(), 0) << "2/3: not refused at the cap; 5: no open after a close";
+  const ExitStatus st = user.wait();
+  ASSERT_TRUE(full) << st.describe();
+  EXPECT_TRUE(st.ok()) << st.describe() << " (2/3: not refused at the cap; 5: no open after a close)";
   EXPECT_TRUE(other.ok()) << other.describe();
   EXPECT_GE(fd, 0);
   if (fd >= 0) ::close(fd);
@@ -525,16 +517,12 @@ TEST_P(Privilege, AWritersSnapshotBelongsToTheWriter) {
   write_file(b("shared"), "old", 0666);
   ASSERT_EQ(::chmod(b("shared").c_str(), 0666), 0);
   const dev_t dev = stat_of(backing()).st_dev;
-  std::atomic<int> rc{-1};
-  std::thread writer([&] {
-    auto st = run_as(kAttacker, kAttacker, [&] {
-      const int fd = xopen(m("shared"), O_RDWR);
-      if (fd < 0 || !pwrite_str(fd, "new content", 0)) return 1;
-      write_file(sync / "open", "");
-      if (!wait_exists(sync / "go", 20s)) return 2;
-      return xclose(fd) == 0 ? 0 : 3;
-    });
-    rc = st.ok() ? 0 : (st.exited ? st.code : 99);
+  Child writer(kAttacker, kAttacker, [&] {
+    const int fd = xopen(m("shared"), O_RDWR);
+    if (fd < 0 || !pwrite_str(fd, "new content", 0)) return 1;
+    write_file(sync / "open", "");
+    if (!wait_exists(sync / "go", 20s)) return 2;
+    return xclose(fd) == 0 ? 0 : 3;
   });
   const bool open = wait_exists(sync / "open", 20s);
   // The daemon's unnamed regular files on B's filesystem, and their owners.
@@ -548,9 +536,9 @@ TEST_P(Privilege, AWritersSnapshotBelongsToTheWriter) {
       owners.push_back(s.st_uid);
   }
   write_file(sync / "go", "");
-  writer.join();
-  ASSERT_TRUE(open) << "writer code " << rc.load();
-  EXPECT_EQ(rc.load(), 0);
+  const ExitStatus st = writer.wait();
+  ASSERT_TRUE(open) << st.describe();
+  EXPECT_TRUE(st.ok()) << st.describe();
   EXPECT_NE(std::find(owners.begin(), owners.end(), kAttacker), owners.end())
       << "no snapshot of the writer's belongs to it";
   EXPECT_EQ(read_file(b("shared")), "new content");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -78,20 +79,18 @@ TEST_P(Stress, ProcessesInTheirOwnDirectoriesNeverSeeAnError) {
   constexpr int kProcs = 4;
   // tmpfs is fast: more operations there, where the race shows most.
   const int ops = kind() == FsKind::tmpfs ? 3000 : 600;
-  std::vector<std::thread> threads;
-  std::vector<ExitStatus> status(kProcs);
+  // Forked one after the other from this thread (no fork while another
+  // thread runs), then waited for.
+  std::vector<std::unique_ptr<Child>> workers;
   for (int k = 0; k < kProcs; ++k) {
-    threads.emplace_back([&, k] {
-      status[static_cast<std::size_t>(k)] = run_in_child(
-          [&] { return worker(m("w" + std::to_string(k)), ops, static_cast<unsigned>(k + 1)); },
-          120s);
-    });
+    workers.push_back(std::make_unique<Child>(
+        [&, k] { return worker(m("w" + std::to_string(k)), ops, static_cast<unsigned>(k + 1)); }));
   }
-  for (auto& t : threads) t.join();
-  for (int k = 0; k < kProcs; ++k)
-    EXPECT_TRUE(status[static_cast<std::size_t>(k)].ok())
-        << "worker " << k << ": " << status[static_cast<std::size_t>(k)].describe()
-        << " (100 + errno; 116 is ESTALE)";
+  for (int k = 0; k < kProcs; ++k) {
+    const ExitStatus st = workers[static_cast<std::size_t>(k)]->wait(120s);
+    EXPECT_TRUE(st.ok()) << "worker " << k << ": " << st.describe()
+                         << " (100 + errno; 116 is ESTALE)";
+  }
 }
 
 SNAPFS_INSTANTIATE_MOUNT(Stress);

@@ -16,6 +16,7 @@
 #include <exception>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 namespace snapfs::test {
 namespace {
@@ -103,10 +104,10 @@ ExitStatus wait_child(pid_t pid, int out_fd, std::string* out, Clock::time_point
   return s;
 }
 
-ExitStatus fork_and_run(const std::function<int()>& fn, std::chrono::milliseconds timeout,
-                        const std::function<bool()>& prepare) {
+// Forks a child that runs `fn` (after `prepare`) and _exit()s with its
+// result; returns its pid.
+pid_t fork_child(const std::function<int()>& fn, const std::function<bool()>& prepare) {
   std::fflush(nullptr);  // the child must not flush the parent's buffers twice
-  const auto deadline = Clock::now() + timeout;
   const pid_t pid = ::fork();
   if (pid == -1) throw std::system_error(errno, std::system_category(), "fork");
   if (pid == 0) {
@@ -122,6 +123,22 @@ ExitStatus fork_and_run(const std::function<int()>& fn, std::chrono::millisecond
     std::fflush(nullptr);
     ::_exit(code);
   }
+  return pid;
+}
+
+bool drop_to(uid_t uid, gid_t gid) {
+  if (::setgroups(0, nullptr) == -1 || ::setresgid(gid, gid, gid) == -1 ||
+      ::setresuid(uid, uid, uid) == -1) {
+    std::perror("run_as: dropping privileges");
+    return false;
+  }
+  return true;
+}
+
+ExitStatus fork_and_run(const std::function<int()>& fn, std::chrono::milliseconds timeout,
+                        const std::function<bool()>& prepare) {
+  const auto deadline = Clock::now() + timeout;
+  const pid_t pid = fork_child(fn, prepare);
   return wait_child(pid, -1, nullptr, deadline);
 }
 
@@ -206,14 +223,23 @@ ExitStatus run_in_child(const std::function<int()>& fn, std::chrono::millisecond
 
 ExitStatus run_as(uid_t uid, gid_t gid, const std::function<int()>& fn,
                   std::chrono::milliseconds timeout) {
-  return fork_and_run(fn, timeout, [uid, gid] {
-    if (::setgroups(0, nullptr) == -1 || ::setresgid(gid, gid, gid) == -1 ||
-        ::setresuid(uid, uid, uid) == -1) {
-      std::perror("run_as: dropping privileges");
-      return false;
-    }
-    return true;
-  });
+  return fork_and_run(fn, timeout, [uid, gid] { return drop_to(uid, gid); });
+}
+
+Child::Child(uid_t uid, gid_t gid, const std::function<int()>& fn) {
+  pid_ = fork_child(fn, [uid, gid] { return drop_to(uid, gid); });
+}
+
+Child::Child(const std::function<int()>& fn) { pid_ = fork_child(fn, {}); }
+
+Child::~Child() {
+  if (pid_ > 0) (void)wait(std::chrono::milliseconds(0));
+}
+
+ExitStatus Child::wait(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return status_;
+  status_ = wait_child(std::exchange(pid_, -1), -1, nullptr, Clock::now() + timeout);
+  return status_;
 }
 
 }  // namespace snapfs::test

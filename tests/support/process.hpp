@@ -49,4 +49,24 @@ ExitStatus run_in_child(const std::function<int()>& fn, std::chrono::millisecond
 ExitStatus run_as(uid_t uid, gid_t gid, const std::function<int()>& fn,
                   std::chrono::milliseconds timeout = 60s);
 
+// A child running `fn` while the caller goes on: forked at construction
+// (from the calling thread, which should be the only one doing anything:
+// a fork while another thread holds a lock, the allocator's for one, can
+// leave the child stuck), as root or, with a uid, after dropping every
+// privilege as run_as() does. wait() reaps it, killing it with SIGKILL
+// after `timeout`; the destructor kills and reaps it if nobody waited.
+class Child {
+public:
+  Child(uid_t uid, gid_t gid, const std::function<int()>& fn);
+  explicit Child(const std::function<int()>& fn);
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child();
+  ExitStatus wait(std::chrono::milliseconds timeout = 60s);
+
+private:
+  pid_t pid_ = -1;
+  ExitStatus status_;
+};
+
 }  // namespace snapfs::test
