@@ -56,14 +56,16 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
       w = std::make_shared<WarmSnapshot>();
       w->size = snap_st->st_size;
       w->blocks = snap_st->st_blocks;
-      // Registered now, the kernel keeps the snapshot; the daemon lets its
-      // descriptor go (WarmSnapshot). Without passthrough it keeps it to
-      // serve the reads.
+      // Registered now, the kernel keeps the snapshot once an OPEN reply
+      // hands it over; the daemon then lets its descriptor go
+      // (WarmSnapshot::confirm). Without passthrough it keeps it to serve
+      // the reads. A file that may have holes keeps its descriptor too:
+      // SEEK_DATA and SEEK_HOLE must find them (cp and tar keep sparse
+      // files sparse).
       w->backing = d.kpt.open_backing(tmp->fd());
-      // A file that may have holes keeps its descriptor: SEEK_DATA and
-      // SEEK_HOLE must find them (cp and tar keep sparse files sparse).
       const bool sparse = snap_st->st_blocks * 512 < snap_st->st_size;
-      if (!w->backing || sparse) w->file = std::move(*tmp);
+      w->keeps_file = !w->backing || sparse;
+      w->file = std::move(*tmp);
       // Shared only if B/p did not change since `st` was taken (before the
       // clone): the snapshot then is exactly version `st`. Otherwise this
       // reader keeps it alone, as a snapshot of a version at least as new.

@@ -116,9 +116,12 @@ struct Handle {
   UserSlot slot;
   SnapState seen;
 
+  // The descriptor the daemon serves this open from; -1 for a warm reader
+  // whose snapshot only the kernel holds (it never sends READ for it).
   int fd() const noexcept {
     if (kind == HandleKind::snapshot) return snap.fd();
-    return warm ? warm->file.fd() : direct.get();
+    if (direct.valid() || !warm) return direct.get();
+    return warm->keeps_file ? warm->file.fd() : -1;
   }
   // The kernel writes this snapshot without telling the daemon.
   bool kernel_writes() const noexcept {

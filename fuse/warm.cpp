@@ -52,7 +52,7 @@ std::shared_ptr<WarmSnapshot> WarmSnapshots::find(const struct stat& st) {
 void WarmSnapshots::insert(const struct stat& st, std::shared_ptr<WarmSnapshot> snap) {
   if (!enabled()) return;
   const auto now = Clock::now();
-  const int cls = snap->file.valid() ? 1 : 0;
+  const int cls = snap->keeps_file ? 1 : 0;
   if (capacity_[cls] == 0) return;
   List dead;  // destroyed after the lock is released
   std::lock_guard lk(mu_);

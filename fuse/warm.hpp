@@ -34,13 +34,22 @@ namespace snapfs::fuse {
 // and the backing file the kernel reads it through (registered at the
 // first passthrough open, then shared by every later one).
 // With kernel passthrough the backing file is registered when the snapshot
-// is made and the daemon keeps no descriptor of it (`file` is empty): the
-// kernel holds the file, and what the daemon answers itself (fstat size,
-// SEEK_DATA/SEEK_HOLE of a file without holes) comes from `size`/`blocks`.
-// A file that may have holes (fewer blocks than its size) keeps `file`. So a reader open costs the
-// daemon no descriptor of its own (10,000 files open at once).
+// is made, and once the kernel has taken it in an OPEN reply the daemon
+// keeps no descriptor of it: the kernel holds the file, and what the daemon
+// answers itself (fstat size, SEEK_DATA/SEEK_HOLE of a file without holes)
+// comes from `size`/`blocks`. So a reader open costs the daemon no
+// descriptor of its own (10,000 files open at once). A file that may have
+// holes (fewer blocks than its size), or one the kernel cannot take, keeps
+// `file` for good (`keeps_file`).
 struct WarmSnapshot {
+  // With `keeps_file` the snapshot's descriptor for its whole life, read by
+  // its readers without a lock. Otherwise held, under `backing_mu`, only
+  // until the first OPEN reply armed with `backing` was patched (confirm()):
+  // until then every reader takes a descriptor of its own from it, so an
+  // open whose reply the kernel did not take is served by the daemon
+  // (Handle::fd()) instead of failing every READ.
   core::TmpFile file;
+  bool keeps_file = true;  // set before the snapshot is shared, never changed after
   off_t size = 0;
   blkcnt_t blocks = 0;
   // Exactly the published version `version` (an fstat of B/p), and then
@@ -50,6 +59,15 @@ struct WarmSnapshot {
   struct stat version {};
   std::mutex backing_mu;  // leaf lock
   std::shared_ptr<BackingFile> backing;
+
+  // The kernel took `backing` in an OPEN reply: it holds the snapshot now,
+  // and a snapshot without `keeps_file` lets the daemon's descriptor go.
+  void confirm() noexcept {
+    if (keeps_file) return;
+    core::TmpFile dead;  // closed after the lock is released
+    std::lock_guard lk(backing_mu);
+    dead = std::move(file);
+  }
 };
 
 class WarmSnapshots {

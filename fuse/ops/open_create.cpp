@@ -61,6 +61,12 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
       std::lock_guard lk(h->warm->backing_mu);
       if (!h->warm->backing) h->warm->backing = d.kpt.open_backing(h->warm->file.fd());
       b = h->warm->backing;
+      // Until the kernel has taken the snapshot once, this open keeps a
+      // descriptor of its own to fall back on if its reply is not patched
+      // (reply_with_backing); once it has, every reply of this shape is.
+      if (b && !h->warm->keeps_file && h->warm->file.valid()) {
+        if (auto fd = sys::reopen(h->warm->file.fd(), O_RDONLY)) h->direct = std::move(*fd);
+      }
     } else if (share_with) {
       std::shared_lock lk(share_with->mu);
       if (share_with->passthrough.load(std::memory_order_acquire)) b = share_with->backing;
@@ -89,6 +95,16 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
   return true;
 }
 
+// Config::test_fault "open.unpatched".
+bool unpatched_for_test(Daemon& d, const Handle& h) noexcept {
+  if (!d.cfg.test_fault) return false;
+  try {
+    return d.cfg.test_fault("open.unpatched", d.table.path_of(*h.node));
+  } catch (...) {
+    return false;
+  }
+}
+
 // Sends the OPEN/CREATE reply through `send`, armed with the handle's
 // backing file if it has one; records whether the kernel got passthrough.
 template <typename Send>
@@ -107,15 +123,29 @@ bool reply_with_backing(Daemon& d, Handle& h, Send&& send) noexcept {
   // again. If the reply could not be patched, the open is daemon-served
   // (direct_io) and its WRITEs mark it dirty as usual.
   h.passthrough.store(true, std::memory_order_release);
-  d.kpt.arm(*b);
+  if (!unpatched_for_test(d, h)) d.kpt.arm(*b);
   const bool sent = send();
   const bool patched = d.kpt.disarm();
-  if (!patched) {
-    h.passthrough.store(false, std::memory_order_release);
-    d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
-    std::unique_lock lk(h.mu);
-    h.backing.reset();
+  core::UniqueFd spare;  // closed after the lock is released
+  if (patched) {
+    // The kernel holds the snapshot: the daemon's descriptors of a warm
+    // one are not needed any more.
+    if (h.warm) {
+      h.warm->confirm();
+      std::unique_lock lk(h.mu);
+      spare = std::move(h.direct);
+    }
+    return sent;
   }
+  h.passthrough.store(false, std::memory_order_release);
+  d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock lk(h.mu);
+  h.backing.reset();
+  // Served by the daemon from now on: from its snapshot, or for a warm
+  // reader from the descriptor install() kept. None means a warm snapshot
+  // the kernel took before, in a reply of the same shape, so this cannot
+  // happen; if it does, every READ of this open fails.
+  if (h.fd() < 0) d.log->error("open of a warm snapshot not handed to the kernel: reads fail (EIO)");
   return sent;
 }
 

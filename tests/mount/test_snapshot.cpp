@@ -560,6 +560,42 @@ TEST_P(Snapshot, ConcurrentOpensSeeWholeVersions) {
 
 SNAPFS_INSTANTIATE_MOUNT(Snapshot);
 
+// Every OPEN reply for "f" goes out without the backing file it was armed
+// with (snapfs_testd's test_fault), as if the kernel had not taken it.
+class SnapshotUnpatched : public FuseMount {
+protected:
+  std::string mount_options() const override { return "test_fault=open.unpatched:f"; }
+  bool needs_testd() const override { return true; }
+};
+
+// A reader of a warm snapshot whose OPEN reply the kernel did not take is
+// served by the daemon, from a descriptor of the snapshot the daemon kept
+// for that case, and reads its version; readers of other files, whose
+// replies were taken, are unaffected.
+TEST_P(SnapshotUnpatched, AWarmReaderTheKernelDidNotTakeIsServedByTheDaemon) {
+  if (!kernel_passthrough())
+    GTEST_SKIP() << "needs kernel passthrough (root, Linux >= 6.9): without it no OPEN reply "
+                    "carries a backing file";
+  write_file(b("f"), pattern(100000, 7));
+  write_file(b("g"), pattern(5000, 8));
+  const auto hits = [&] { return std::stoull("0" + status_field("warm_hits")); };
+  EXPECT_EQ(read_file(m("g")), pattern(5000, 8));  // the kernel took this one
+  EXPECT_EQ(read_file(m("f")), pattern(100000, 7));  // makes f's warm snapshot
+  const auto h0 = hits();
+  EXPECT_EQ(read_file(m("f")), pattern(100000, 7));  // a warm hit
+  EXPECT_GE(hits(), h0 + 1);
+  {
+    const int held = xopen(m("f"), O_RDONLY);
+    ASSERT_GE(held, 0);
+    EXPECT_EQ(read_file(m("f")), pattern(100000, 7));  // shares the held one's node
+    EXPECT_EQ(pread_all(held), pattern(100000, 7));
+    ASSERT_EQ(xclose(held), 0);
+  }
+  EXPECT_EQ(read_file(m("g")), pattern(5000, 8));  // a warm hit the kernel took
+}
+
+SNAPFS_INSTANTIATE_MOUNT(SnapshotUnpatched);
+
 }  // namespace
 }  // namespace snapfs::test
 

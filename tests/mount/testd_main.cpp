@@ -7,7 +7,8 @@
 // on-conflict=fail|overwrite, cache_timeout=SECONDS,
 // max_user_opens=N, noallow_other, debug, and test_pause=POINT:NAME:DIR: the first time a
 // request about NAME reaches POINT (Config::test_pause) it creates
-// DIR/paused and waits there until DIR/go exists (at most 10 s). Always in the foreground; logs go to stderr as
+// DIR/paused and waits there until DIR/go exists (at most 10 s); test_fault=POINT:PATH: every
+// request about PATH (relative to M) that reaches POINT fails there (Config::test_fault). Always in the foreground; logs go to stderr as
 // "<time> [<level>] <message>" so the fixture can fail on warn-or-worse lines.
 #include <snapfs/fuse/daemon.hpp>
 #include <snapfs/fuse/printable.hpp>
@@ -96,6 +97,15 @@ int main(int argc, char** argv) {
             return 2;
           }
           cfg.test_pause = Pause{f[0], f[1], f[2]};
+        } else if (o.rfind("test_fault=", 0) == 0) {
+          const auto f = split(o.substr(11), ':');
+          if (f.size() != 2) {
+            std::fprintf(stderr, "snapfs_testd: test_fault=POINT:PATH\n");
+            return 2;
+          }
+          cfg.test_fault = [point = f[0], path = f[1]](std::string_view at, std::string_view p) {
+            return at == point && p == path;
+          };
         } else if (o.rfind("max_user_opens=", 0) == 0) {
           cfg.max_user_opens = std::stol(o.substr(15));
         } else if (o == "noallow_other") {

@@ -52,6 +52,11 @@ struct Config {
   // regular file's LOOKUP, after its stat), "lookup.intern" (after its node
   // was chosen, before the reply).
   std::function<void(std::string_view point, std::string_view name)> test_pause;
+  // Test-only: whether to make a fault at `point` for the file at `path`
+  // (relative to the mount). Points: "open.unpatched" (an OPEN reply that
+  // would hand the kernel a backing file goes out without it, as if the
+  // kernel had not taken it: the open is served by the daemon).
+  std::function<bool(std::string_view point, std::string_view path)> test_fault;
 };
 
 // Mounts `cfg.backing` at `cfg.mountpoint` and serves requests until the file
