@@ -34,37 +34,49 @@
 #      build/bench-compare/results/
 #      compare-<time>{.csv,-raw.csv,-rss.csv,.info} and, with matplotlib, .png,
 #   8. unmounts and detaches exactly what it made, whatever happens (trap).
+# With --base REV it also builds snapfs at git revision REV (Release, the
+# snapfs target only) in a git worktree, build/bench-compare/base-<short id>,
+# mounts B with that binary too (target snapfs-base: default options) and
+# measures it interleaved with the others; the report adds a "snapfs/base"
+# column. The trap removes that worktree (and the build in it) at exit.
 # Needs root (loop devices, mount, drop_caches). Full run: 16-19 minutes on
-# 2 busy CPUs (load 3-8); --quick: about 2.
+# 2 busy CPUs (load 3-8), about 25 with --base; --quick: about 2.
 #
 #   scripts/bench/compare.sh                  native, bindfs, mergerfs, snapfs, snapfs-fast
 #   scripts/bench/compare.sh --quick          native and snapfs only, smaller sizes, 3 repetitions,
 #                                             1 build, 100 000 cycles
 #   scripts/bench/compare.sh --only snapfs    these targets (comma-separated; native is always
 #                                             measured) at the full sizes
+#   scripts/bench/compare.sh --base d784773   also snapfs built at that revision (target
+#                                             snapfs-base), interleaved: an A/B in one run
 # Options (any mode):
+#   --base REV        also measure snapfs as built at git revision REV (target snapfs-base;
+#                     combines with --quick and --only)
 #   --cycles N        open+close cycles for the RSS check (default 1000000; quick 100000)
 #   --tree-files N    files in the git status tree (default 20000; quick 5000)
 #   --build-reps N    real-build repetitions (default 2; quick 1)
 #   --skip LIST       leave out phases: build, btrfs, rss, hold (comma-separated)
 # Environment: SNAPFS_COMPARE_REPS (repetitions, default 7; quick 3),
 #              SNAPFS_COMPARE_OUT (results directory).
+# The snapfs target is built from the working tree as it is (uncommitted
+# changes included; .info records how many paths differ from HEAD). To
+# measure a commit exactly, run the script from a git worktree of it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 
-usage() { sed -n '2,52p' "$0"; }
+usage() { awk 'NR > 1 { if (!/^#/) exit; print }' "$0"; }
 die_usage() { echo "compare.sh: $*  (try --help)" >&2; exit 2; }
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die_usage "$1 needs a positive integer, not '$2'"; }
 
 all_args=$*
-quick=0 only="" cycles="" tree_files="" build_reps="" skip=""
+quick=0 only="" cycles="" tree_files="" build_reps="" skip="" base=""
 while (($#)); do
   a=$1; shift
   val=""
   case $a in
     --*=*) val=${a#*=}; a=${a%%=*} ;;
-    --only|--cycles|--tree-files|--build-reps|--skip)
+    --only|--cycles|--tree-files|--build-reps|--skip|--base)
       (($#)) || die_usage "$a needs a value"
       val=$1; shift ;;
   esac
@@ -75,6 +87,7 @@ while (($#)); do
     --tree-files) posint "$a" "$val"; tree_files=$val ;;
     --build-reps) posint "$a" "$val"; build_reps=$val ;;
     --skip) skip=$val ;;
+    --base) base=$val ;;
     -h|--help) usage; exit 0 ;;
     *) die_usage "unknown argument $a" ;;
   esac
@@ -83,6 +96,11 @@ for p in ${skip//,/ }; do
   [[ $p =~ ^(build|btrfs|rss|hold)$ ]] || die_usage "--skip: unknown phase '$p' (build, btrfs, rss, hold)"
 done
 skipped() { [[ ,$skip, == *,$1,* ]]; }
+if [[ -n $base ]]; then
+  base_sha=$(git -C "$repo" rev-parse -q --verify "$base^{commit}" 2>/dev/null) ||
+    die_usage "--base: '$base' is not a commit of $repo"
+  base_short=$(git -C "$repo" rev-parse --short=7 "$base_sha")
+fi
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "compare.sh: needs root (loop devices, mounts, drop_caches)" >&2
@@ -109,10 +127,11 @@ if [[ -n $only ]]; then
   targets=(native)
   for t in ${only//,/ }; do
     [[ $t =~ ^(bindfs|mergerfs|snapfs|snapfs-fast)$ ]] ||
-      die_usage "--only: unknown target '$t' (bindfs, mergerfs, snapfs, snapfs-fast)"
+      die_usage "--only: unknown target '$t' (bindfs, mergerfs, snapfs, snapfs-fast; --base adds snapfs-base)"
     [[ " ${targets[*]} " == *" $t "* ]] || targets+=("$t")
   done
 fi
+[[ -z $base ]] || targets+=(snapfs-base)
 has() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 hold_n=10000
 
@@ -150,7 +169,7 @@ if ! skipped build && ! git -C "$repo" rev-parse -q --verify HEAD >/dev/null; th
 fi
 plot=1
 if ! "$py" -c 'import matplotlib' 2>/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib >/dev/null 2>&1 || true
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib; } >/dev/null 2>&1 || true
   "$py" -c 'import matplotlib' 2>/dev/null || plot=0
 fi
 
@@ -169,11 +188,17 @@ fi
 # backed by $work/xfs.img and $work/btrfs.img, found afresh so that an
 # interruption between losetup and mount leaves nothing either. Nothing
 # outside $work is touched.
+made_wt=0
 work=$(mktemp -d /var/tmp/snapfs-compare.XXXXXX)
+# A daemon is the `snapfs mount` process itself, forked (no exec): its
+# /proc/PID/exe is the snapfs binary that was mounted with.
+is_our_snapfs() {  # is_our_snapfs EXE: one of the snapfs binaries this run mounts with
+  [[ $1 == "${snapfs:-/nonexistent}" || $1 == "${snapfs_base:-/nonexistent}" ]]
+}
 our_daemons() {  # pids of the snapfs daemons serving a mount point below $work
   local p
   for p in /proc/[0-9]*; do
-    [[ $(readlink "$p/exe" 2>/dev/null) == "${snapfs:-/nonexistent}" ]] || continue
+    is_our_snapfs "$(readlink "$p/exe" 2>/dev/null)" || continue
     tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -q "^$work/" && echo "${p#/proc/}"
   done
   return 0
@@ -205,10 +230,41 @@ cleanup() {
   else
     rm -rf "$work"
   fi
+  # The worktree of --base, with the build in it: only if this run made it
+  # (its daemons are gone by now, see above).
+  if [[ -n ${base_wt:-} ]] && ((made_wt)); then
+    git -C "$repo" worktree remove --force "$base_wt" 2>/dev/null ||
+      echo "compare.sh: could not remove the worktree $base_wt; remove it with: git worktree remove --force $base_wt" >&2
+  fi
   exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# --base REV: snapfs at REV, built in a worktree of its own (made here, so
+# that the trap above removes it), with the options and target of the
+# current build. A path that exists already is not ours: refuse.
+snapfs_base=""
+if [[ -n $base ]]; then
+  base_wt=$build/base-$base_short
+  if [[ -e $base_wt ]]; then
+    echo "compare.sh: $base_wt exists (left by an interrupted run?);" \
+         "remove it with: git worktree remove --force $base_wt" >&2
+    exit 1
+  fi
+  echo "==> build $base_short (Release, git worktree ${base_wt#"$repo"/})"
+  made_wt=1
+  if ! git -C "$repo" worktree add --detach "$base_wt" "$base_sha" >"$work/base-build.log" 2>&1 ||
+     ! cmake -S "$base_wt" -B "$base_wt/build" -DCMAKE_BUILD_TYPE=Release -DSNAPFS_BUILD_TESTS=OFF \
+             -DSNAPFS_BUILD_BENCH=OFF >>"$work/base-build.log" 2>&1 ||
+     ! cmake --build "$base_wt/build" --target snapfs -j2 >>"$work/base-build.log" 2>&1; then
+    echo "compare.sh: building $base_short failed:" >&2
+    tail -15 "$work/base-build.log" >&2
+    exit 1
+  fi
+  snapfs_base=$base_wt/build/mount/snapfs
+  [[ -x $snapfs_base ]] || { echo "compare.sh: $base_short built no $snapfs_base" >&2; exit 1; }
+fi
 
 # The snapfs daemon keeps an O_PATH descriptor per kernel inode it was asked
 # about, and the kernel keeps inodes until memory pressure or drop_caches; it
@@ -287,6 +343,7 @@ mount_target() {  # mount_target NAME BACKING MOUNTPOINT
     mergerfs) mergerfs -o fsname=mergerfs-bench,use_ino,inodecalc=passthrough "$2" "$3" ;;
     snapfs|snapfs-btrfs) "$snapfs" mount "$2" "$3" ;;
     snapfs-fast) "$snapfs" mount --durability fast "$2" "$3" ;;
+    snapfs-base|snapfs-base-btrfs) "$snapfs_base" mount "$2" "$3" ;;
   esac
 }
 for t in "${targets[@]}"; do
@@ -297,15 +354,18 @@ done
 for t in "${targets[@]}"; do
   [[ -f ${dir[$t]}/big ]] || { echo "compare.sh: ${dir[$t]} does not show B" >&2; exit 1; }
 done
-# btrfs: native and snapfs only (the commit rows)
+# btrfs: native, snapfs and snapfs-base only (the commit rows)
 declare -A bdir
+btrfs_targets=(native)
 if ! skipped btrfs; then
   bdir[native]=$B2
-  if has snapfs; then
-    bdir[snapfs]=$work/m/snapfs-btrfs
-    mount_target snapfs-btrfs "$B2" "${bdir[snapfs]}"
-    [[ -f ${bdir[snapfs]}/c-4K ]] || { echo "compare.sh: ${bdir[snapfs]} does not show $B2" >&2; exit 1; }
-  fi
+  for t in snapfs snapfs-base; do
+    has "$t" || continue
+    bdir[$t]=$work/m/$t-btrfs
+    mount_target "$t-btrfs" "$B2" "${bdir[$t]}"
+    [[ -f ${bdir[$t]}/c-4K ]] || { echo "compare.sh: ${bdir[$t]} does not show $B2" >&2; exit 1; }
+    btrfs_targets+=("$t")
+  done
 fi
 
 # run_job CMD...: CMD in its own session and process group, in the
@@ -326,7 +386,7 @@ daemon_pid() {
   local p exe
   for p in /proc/[0-9]*; do
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
-    [[ $exe == "$snapfs" ]] || continue
+    is_our_snapfs "$exe" || continue
     if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF -- "$1"; then
       echo "${p#/proc/}"; return 0
     fi
@@ -365,6 +425,7 @@ git_locks() {
   echo "command=scripts/bench/compare.sh $all_args"
   echo "date=$(date -u '+%F %T UTC') host=$(uname -r) cpus=$(nproc) load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "commit=$(git -C "$repo" rev-parse --short HEAD) dirty_paths=$(git -C "$repo" status --porcelain | wc -l)"
+  [[ -z $base ]] || echo "base=$base_short $(git -C "$repo" log -1 --format='%cs %s' "$base_sha" | cut -c1-100)"
   echo "nofile_inherited=$nofile_before nofile_daemons=$(ulimit -n) tree_files=$tree_files hold_files=$hold_n"
   echo "cycles=$cycles build_reps=$build_reps"
   echo "bindfs=$(bindfs --version 2>/dev/null | head -1) mergerfs=$(mergerfs --version 2>/dev/null | head -1)"
@@ -426,8 +487,7 @@ for ((r = 1; r <= reps; r++)); do
   done
   if ! skipped btrfs; then
     for s in "${commit_sizes[@]}"; do
-      for t in native snapfs; do
-        [[ -n ${bdir[$t]:-} ]] || continue
+      for t in "${btrfs_targets[@]}"; do
         record "commit_btrfs_$s" ms lower "$t" "$r" "$("$ops" commit "${bdir[$t]}/c-$s" "$commit_n")"
       done
     done
@@ -546,14 +606,16 @@ t_end=$(date +%s)
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg) measure_seconds=$((t_end - t_start))" >>"$info"
 # Each snapfs daemon's counters at the end (lookups, getattrs, warm hits,
 # dentry epochs...): what the run cost it, for reading the figures.
-for t in snapfs snapfs-fast; do
+for t in snapfs snapfs-fast snapfs-base; do
   has "$t" || continue
-  echo "status_$t=$("$snapfs" status --json "${dir[$t]}" 2>/dev/null | tr -d '\n')" >>"$info"
+  bin=$snapfs; [[ $t == snapfs-base ]] && bin=$snapfs_base
+  echo "status_$t=$("$bin" status --json "${dir[$t]}" 2>/dev/null | tr -d '\n')" >>"$info"
 done
 echo "==> measured in $((t_end - t_start)) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 report_args=(--csv "$out/compare-$stamp.csv" --hold-files "$hold_n" --tree-files "$tree_files" --cycles "$cycles")
 ((plot)) && report_args+=(--png "$out/compare-$stamp.png")
+[[ -z $base ]] || report_args+=(--base-label "$base_short")
 [[ -n $rss ]] && report_args+=(--rss "$rss")
 "$py" "$repo/scripts/bench/compare_report.py" "$raw" "${report_args[@]}"
 ((plot)) || echo "(no plot: python3-matplotlib is not installable here)"

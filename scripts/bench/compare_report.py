@@ -5,11 +5,15 @@ PNG (matplotlib).
 
   compare_report.py RAW.csv [--csv SUMMARY.csv] [--png PLOT.png] [--rss RSS.csv]
                     [--cycles N] [--hold-files N] [--tree-files N] [--rss-flat-mib MIB]
+                    [--base-label REV]
 
 ratio = median(target) / median(native) in the metric's own unit, so for
 "higher" metrics (MiB/s, IOPS, files/s, stats/s) above 1 is faster than
 native, for "lower" metrics (µs, ms, s) above 1 is slower. A value "fail" in the raw CSV
 is a failed run: it is counted and shown, never averaged, and fails its target.
+When the run has a target snapfs-base (compare.sh --base REV: snapfs built at
+an earlier revision), "snapfs/base" is median(snapfs) / median(snapfs-base),
+read the same way (the CSV's ratio_to_base column: every target / snapfs-base).
 """
 import argparse
 import csv
@@ -17,7 +21,8 @@ import statistics
 import sys
 from collections import OrderedDict, defaultdict
 
-ORDER = ["native", "bindfs", "mergerfs", "snapfs", "snapfs-fast"]
+ORDER = ["native", "bindfs", "mergerfs", "snapfs", "snapfs-fast", "snapfs-base"]
+BASE = "snapfs-base"
 
 
 def fmt(v):
@@ -56,6 +61,7 @@ def main():
                     help="largest max-min of the RSS samples that counts as flat (MiB)")
     ap.add_argument("--hold-files", type=int, default=10000)
     ap.add_argument("--tree-files", type=int)
+    ap.add_argument("--base-label", help="the revision snapfs-base was built at (legend, title)")
     a = ap.parse_args()
 
     vals = defaultdict(list)
@@ -82,10 +88,12 @@ def main():
     reps = nreps([m for m in meta if not m.startswith("build_")])
     breps = nreps(["build_full", "build_noop"])
 
-    def ratio(m, t):
-        n = med.get((m, "native"))
+    def ratio(m, t, to="native"):
+        n = med.get((m, to))
         v = med.get((m, t))
-        return None if not n or v is None or fails[(m, t)] or fails[(m, "native")] else v / n
+        return None if not n or v is None or fails[(m, t)] or fails[(m, to)] else v / n
+
+    has_base = BASE in targets and "snapfs" in targets
 
     def cell(m, t):
         k = fails[(m, t)]
@@ -96,12 +104,17 @@ def main():
 
     # table
     head = ["metric", "unit", "better"] + targets + [f"{t}/native" for t in others]
+    head += ["snapfs/base"] if has_base else []
     rows = []
     for m, (unit, better) in meta.items():
         rows.append([m, unit, better] + [cell(m, t) for t in targets]
-                    + [fmt_ratio(ratio(m, t)) for t in others])
+                    + [fmt_ratio(ratio(m, t)) for t in others]
+                    + ([fmt_ratio(ratio(m, "snapfs", BASE))] if has_base else []))
     print(f"\nmedians over {reps} repetitions" + (f" (builds: {breps})" if breps else "") + "; ratio = target / native in the metric's unit;"
           " FAILED k/n: k of n runs failed (median of the others in brackets)")
+    if has_base:
+        print(f"snapfs-base: snapfs built at {a.base_label or 'the --base revision'};"
+              " snapfs/base = snapfs / snapfs-base in the metric's unit")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -111,7 +124,7 @@ def main():
         with open(a.csv, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["metric", "unit", "better", "target", "reps", "failed", "median", "min", "max",
-                        "ratio_to_native"])
+                        "ratio_to_native"] + (["ratio_to_base"] if has_base else []))
             for m, (unit, better) in meta.items():
                 for t in targets:
                     v = vals.get((m, t), [])
@@ -120,9 +133,11 @@ def main():
                         continue
                     r = ratio(m, t)
                     g = (lambda x: f"{x:.6g}") if v else (lambda x: "")
+                    rb = ratio(m, t, BASE)
                     w.writerow([m, unit, better, t, len(v) + k, k, g(med.get((m, t))),
                                 g(min(v) if v else 0), g(max(v) if v else 0),
-                                "" if r is None else f"{r:.4g}"])
+                                "" if r is None else f"{r:.4g}"]
+                               + (["" if rb is None else f"{rb:.4g}"] if has_base else []))
 
     rss = []
     if a.rss:
@@ -225,7 +240,7 @@ def main():
             out.append((name, txt, spread <= a.rss_flat_mib and not short))
         return out
 
-    snaps = [t for t in ("snapfs", "snapfs-fast") if t in targets]
+    snaps = [t for t in ("snapfs", "snapfs-fast", BASE) if t in targets]
     if snaps:
         cols = {t: verdict(t) for t in snaps}
         print("\ntargets of docs/performance.md (measured in this run)")
@@ -251,7 +266,11 @@ def main():
         except ImportError:
             print("(no plot: matplotlib missing)", file=sys.stderr)
             return
-        ms = list(meta)
+        # Speeds relative to native only: not the commit rows (native's figure
+        # there is an in-place write that publishes nothing), nor counts
+        # (hold_opened) or metrics measured for snapfs alone.
+        ms = [m for m in meta if not m.startswith("commit_") and m != "hold_opened"
+              and any(ratio(m, t) or fails[(m, t)] for t in others)]
         fig, ax = plt.subplots(figsize=(12, 5))
         width = 0.8 / max(1, len(others))
         for i, t in enumerate(others):
@@ -262,7 +281,8 @@ def main():
                 if r and meta[m][1] == "lower":
                     r = 1 / r
                 ys.append(r or 0)
-            ax.bar([x + i * width for x in range(len(ms))], ys, width, label=t)
+            label = f"{t} ({a.base_label})" if t == BASE and a.base_label else t
+            ax.bar([x + i * width for x in range(len(ms))], ys, width, label=label)
             for x, m in enumerate(ms):
                 if fails[(m, t)]:
                     ax.text(x + i * width, 1.0, "failed", rotation=90, ha="center", va="top",
@@ -272,7 +292,8 @@ def main():
         ax.set_xticks([x + width * (len(others) - 1) / 2 for x in range(len(ms))])
         ax.set_xticklabels(ms, rotation=30, ha="right")
         ax.set_ylabel("speed relative to native (log; >1 = faster)")
-        ax.set_title(f"snapfs and friends vs native XFS, medians of {reps} interleaved repetitions")
+        ax.set_title(f"snapfs, bindfs and mergerfs vs native XFS, medians of {reps} interleaved repetitions"
+                     + (f" (builds: {breps})" if breps and any(m.startswith("build_") for m in ms) else ""))
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         fig.savefig(a.png, dpi=110)
