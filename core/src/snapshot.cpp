@@ -211,30 +211,25 @@ Result<void> MmapMut::commit() noexcept {
 
 Result<void> MmapMut::commit_and_close() noexcept {
   if (!private_.valid()) return Error::of(EBADF, "commit", name_);
-  // The snapshot itself becomes the file, so its mapping goes first: no
-  // store may reach the inode once it has a name. Dirty pages stay in the
-  // page cache and publish() writes them back before the rename.
-  const std::size_t len = map_.size();
-  map_.reset();
-  auto r = publish(private_, dir_.get(), name_.c_str(), {.durability = opts_.durability});
-  if (!r) {
-    // Still unnamed and still ours: map it again, so the caller can retry.
-    if (auto m = Mapping::map(private_.fd(), len, true)) map_ = std::move(*m);
-    return r;
-  }
-  private_ = TmpFile();
-  dir_ = DirFd();
-  return {};
+  // The snapshot itself becomes the file. Dirty pages stay in the page
+  // cache and publish() writes them back before the rename.
+  return publish_and_close(dir_.get(), name_.c_str());
 }
 
 Result<void> MmapMut::link(const std::filesystem::path& newpath) noexcept {
   if (!private_.valid()) return Error::of(EBADF, "link");
   auto t = split(newpath);
   if (!t) return std::move(t).error();
+  return publish_and_close(t->dir.get(), t->name.c_str());
+}
+
+Result<void> MmapMut::publish_and_close(int dirfd, const char* name) noexcept {
+  // The mapping goes first: no store may reach the inode once it has a name.
   const std::size_t len = map_.size();
   map_.reset();
-  auto r = publish(private_, t->dir.get(), t->name.c_str(), {.durability = opts_.durability});
+  auto r = publish(private_, dirfd, name, {.durability = opts_.durability});
   if (!r) {
+    // Still unnamed and still ours: map it again, so the caller can retry.
     if (auto m = Mapping::map(private_.fd(), len, true)) map_ = std::move(*m);
     return r;
   }

@@ -110,6 +110,9 @@ private:
   static Result<MmapMut> open_impl(const std::filesystem::path& path, MmapMutOptions opts) noexcept;
   static Result<MmapMut> create_impl(const std::filesystem::path& path,
                                      MmapMutOptions opts) noexcept;
+  // commit_and_close() and link(): publishes the snapshot itself as `name`
+  // in `dirfd` and empties the object. On failure it stays unnamed and ours.
+  Result<void> publish_and_close(int dirfd, const char* name) noexcept;
 
   DirFd dir_;          // the parent directory of the target, O_PATH
   std::string name_;   // the target's final component
