@@ -28,21 +28,16 @@ namespace snapfs::fuse {
 
 // Before a reply after which the kernel may bring `fh` back on another
 // thread: everything this thread did to the object so far comes first.
-inline void handoff_give(const void* fh) noexcept {
-#ifdef SNAPFS_TSAN
-  __tsan_release(const_cast<void*>(fh));
-#else
-  (void)fh;
-#endif
-}
-
+inline void handoff_give(const void* fh) noexcept;
 // When a request brings `fh` back: after everything given with it.
-inline void handoff_take(const void* fh) noexcept {
+inline void handoff_take(const void* fh) noexcept;
+
 #ifdef SNAPFS_TSAN
-  __tsan_acquire(const_cast<void*>(fh));
+inline void handoff_give(const void* fh) noexcept { __tsan_release(const_cast<void*>(fh)); }
+inline void handoff_take(const void* fh) noexcept { __tsan_acquire(const_cast<void*>(fh)); }
 #else
-  (void)fh;
+inline void handoff_give(const void* /*fh*/) noexcept {}
+inline void handoff_take(const void* /*fh*/) noexcept {}
 #endif
-}
 
 }  // namespace snapfs::fuse

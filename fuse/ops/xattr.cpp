@@ -95,6 +95,27 @@ std::vector<char> without_trusted(const std::vector<char>& list) {
   return out;
 }
 
+// What GETXATTR and LISTXATTR read into: the node's descriptor, and a
+// buffer of the `size` bytes the kernel asked for (0: it asks for the size
+// only).
+struct ReadTarget {
+  FdRef fd;
+  std::vector<char> buf;
+};
+
+core::Result<ReadTarget> read_target(Daemon& d, fuse_ino_t ino, size_t size) noexcept {
+  auto node = d.table.get(ino);
+  auto fdr = node_fd(d, *node);
+  if (!fdr) return std::move(fdr).error();
+  ReadTarget t{std::move(*fdr), {}};
+  try {
+    t.buf.resize(size);
+  } catch (const std::bad_alloc&) {
+    return core::Error::of(ENOMEM, "xattr buffer");
+  }
+  return t;
+}
+
 void reply_value(fuse_req_t req, const char* data, size_t len, size_t size) noexcept {
   if (size == 0) return reply_xattr_size(req, len);
   if (len > size) return reply_errno(req, ERANGE, "getxattr");
@@ -117,36 +138,21 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
       return reply_errno(req, ENOMEM, "getxattr", ino);
     }
   }
-  auto node = d.table.get(ino);
-  auto fdr = node_fd(d, *node);
-  if (!fdr) return reply_error(req, fdr.error(), "getxattr", ino);
-  const FdRef fd = std::move(*fdr);
-  std::vector<char> buf;
-  try {
-    buf.resize(size);
-  } catch (const std::bad_alloc&) {
-    return reply_errno(req, ENOMEM, "getxattr", ino);
-  }
+  auto t = read_target(d, ino, size);
+  if (!t) return reply_error(req, t.error(), "getxattr", ino);
   // SECURITY: as the caller (identity.hpp): reading user.* needs read
   // permission on the inode the node is bound to now, decided by B.
-  auto n = acting_as(d, identity_of(req), [&] { return sys::getxattr_fd(fd->get(), name, buf); });
+  auto n = acting_as(d, identity_of(req),
+                     [&] { return sys::getxattr_fd(t->fd->get(), name, t->buf); });
   if (!n) return reply_error(req, n.error(), "getxattr", ino);
   if (size == 0) return reply_xattr_size(req, *n);
-  reply_buf(req, buf.data(), *n);
+  reply_buf(req, t->buf.data(), *n);
 }
 
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
   Daemon& d = daemon_of(req);
-  auto node = d.table.get(ino);
-  auto fdr = node_fd(d, *node);
-  if (!fdr) return reply_error(req, fdr.error(), "listxattr", ino);
-  const FdRef fd = std::move(*fdr);
-  std::vector<char> buf;
-  try {
-    buf.resize(size);
-  } catch (const std::bad_alloc&) {
-    return reply_errno(req, ENOMEM, "listxattr", ino);
-  }
+  auto t = read_target(d, ino, size);
+  if (!t) return reply_error(req, t.error(), "listxattr", ino);
   // The virtual status attributes are not stored and not listed.
   const Identity who = identity_of(req);
   if (hides_trusted(who)) {
@@ -154,7 +160,7 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
     // so B lists trusted.* names that it hides from the caller (xattr(7)):
     // the whole list is read and those names are taken out; the caller is
     // told the filtered size.
-    const auto proc = sys::proc_fd_path(fd->get());
+    const auto proc = sys::proc_fd_path(t->fd->get());
     auto all = acting_as(d, who, [&] { return sys::listxattr_path(proc.c_str()); });
     if (!all) return reply_error(req, all.error(), "listxattr", ino);
     std::vector<char> out;
@@ -167,10 +173,10 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
     if (out.size() > size) return reply_errno(req, ERANGE, "listxattr", ino);
     return reply_buf(req, out.data(), out.size());
   }
-  auto n = sys::listxattr_fd(fd->get(), buf);
+  auto n = sys::listxattr_fd(t->fd->get(), t->buf);
   if (!n) return reply_error(req, n.error(), "listxattr", ino);
   if (size == 0) return reply_xattr_size(req, *n);
-  reply_buf(req, buf.data(), *n);
+  reply_buf(req, t->buf.data(), *n);
 }
 
 void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
