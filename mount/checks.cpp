@@ -50,6 +50,18 @@ std::string why(int err) {
   }
 }
 
+// `path` resolved (realpath(3)) and checked to be a directory, with its stat
+// in `st`. `what` names it in the messages; `code`: the exit code of a failure.
+std::string real_dir(const std::string& path, const char* what, int code, struct stat& st) {
+  const std::string shown = std::string(what) + " " + quoted(path);
+  int err = 0;
+  const auto r = real_path(path, err);
+  if (!r) throw Failure(code, shown + " " + why(err));
+  if (::stat(r->c_str(), &st) != 0) throw Failure(code, shown + " " + why(errno));
+  if (!S_ISDIR(st.st_mode)) throw Failure(code, shown + " is not a directory");
+  return *r;
+}
+
 // Octal escapes of mountinfo fields (space, tab, newline, backslash).
 std::string unescape(std::string_view s) {
   std::string out;
@@ -144,34 +156,19 @@ MountPaths check_mount_paths(const std::string& backing, const std::string& moun
   if (backing.empty()) throw Failure(bad_backing, "the backing directory is an empty string");
   if (mountpoint.empty()) throw Failure(bad_mountpoint, "the mount point is an empty string");
 
-  int err = 0;
-  const auto b = real_path(backing, err);
-  if (!b) throw Failure(bad_backing, "backing directory " + quoted(backing) + " " + why(err));
   struct stat bst {};
-  if (::stat(b->c_str(), &bst) != 0) {
-    throw Failure(bad_backing, "backing directory " + quoted(backing) + " " + why(errno));
-  }
-  if (!S_ISDIR(bst.st_mode)) {
-    throw Failure(bad_backing, "backing directory " + quoted(backing) + " is not a directory");
-  }
-  if (::faccessat(AT_FDCWD, b->c_str(), R_OK | X_OK, AT_EACCESS) != 0) {
+  const std::string b = real_dir(backing, "backing directory", bad_backing, bst);
+  if (::faccessat(AT_FDCWD, b.c_str(), R_OK | X_OK, AT_EACCESS) != 0) {
     throw Failure(bad_backing, "backing directory " + quoted(backing) + " is not readable (" +
                                    std::strerror(errno) + ")");
   }
 
-  const auto m = real_path(mountpoint, err);
-  if (!m) throw Failure(bad_mountpoint, "mount point " + quoted(mountpoint) + " " + why(err));
   struct stat mst {};
-  if (::stat(m->c_str(), &mst) != 0) {
-    throw Failure(bad_mountpoint, "mount point " + quoted(mountpoint) + " " + why(errno));
-  }
-  if (!S_ISDIR(mst.st_mode)) {
-    throw Failure(bad_mountpoint, "mount point " + quoted(mountpoint) + " is not a directory");
-  }
+  const std::string m = real_dir(mountpoint, "mount point", bad_mountpoint, mst);
   if (!as_root) {
     // fusermount3 refuses these; its own message would go to /dev/null in a
     // daemonized child, so say it here.
-    if (::faccessat(AT_FDCWD, m->c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    if (::faccessat(AT_FDCWD, m.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
       throw Failure(bad_mountpoint, "mount point " + quoted(mountpoint) +
                                         " is not writable by you (fusermount3 requires that)");
     }
@@ -181,26 +178,26 @@ MountPaths check_mount_paths(const std::string& backing, const std::string& moun
     }
   }
 
-  if (*b == *m) {
+  if (b == m) {
     throw Failure(overlap, "backing directory " + quoted(backing) + " and mount point " +
                                quoted(mountpoint) + " are the same directory");
   }
-  if (path_within(*b, *m)) {
+  if (path_within(b, m)) {
     throw Failure(overlap, "backing directory " + quoted(backing) + " is inside mount point " +
                                quoted(mountpoint));
   }
-  if (path_within(*m, *b)) {
+  if (path_within(m, b)) {
     throw Failure(overlap, "mount point " + quoted(mountpoint) + " is inside backing directory " +
                                quoted(backing) + " (the daemon would serve its own mount)");
   }
 
-  if (const auto top = mount_at(read_mountinfo(), *m)) {
+  if (const auto top = mount_at(read_mountinfo(), m)) {
     throw Failure(bad_mountpoint, "mount point " + quoted(mountpoint) +
                                       " is already a mount point (" + top->fstype + " from " +
                                       top->source + ")");
   }
   struct stat parent {};
-  if (*m != "/" && ::stat((*m + "/..").c_str(), &parent) == 0 && parent.st_dev != mst.st_dev) {
+  if (m != "/" && ::stat((m + "/..").c_str(), &parent) == 0 && parent.st_dev != mst.st_dev) {
     throw Failure(bad_mountpoint,
                   "mount point " + quoted(mountpoint) + " is already a mount point");
   }
@@ -209,7 +206,7 @@ MountPaths check_mount_paths(const std::string& backing, const std::string& moun
     throw Failure(not_permitted, "allow_other needs a 'user_allow_other' line in " + fuse_conf +
                                      " when mounting as an ordinary user (ask your administrator)");
   }
-  return MountPaths{*b, *m};
+  return MountPaths{b, m};
 }
 
 std::string locate_snapfs_mount(const std::string& m) {

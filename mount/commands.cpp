@@ -116,9 +116,15 @@ std::string read_daemon_xattr(const std::string& path, const char* name, const s
   }
 }
 
-int run_status(const std::string& mountpoint, bool json) {
+namespace {
+
+// `snapfs status` and `snapfs conflicts`: the daemon's document in the
+// attribute `xattr` of the mount at `mountpoint`, as sent (--json) or
+// rendered for a person.
+int show_document(const std::string& mountpoint, const char* xattr, bool json,
+                  std::string (*render)(const Json&)) {
   const std::string path = locate_snapfs_mount(mountpoint);
-  const std::string text = read_daemon_xattr(path, fuse::kStatusXattr, mountpoint);
+  const std::string text = read_daemon_xattr(path, xattr, mountpoint);
   if (json) {
     // As sent, but never a raw control or non-UTF-8 byte on the terminal
     // (a daemon older than json_string's escaping, or a record it kept):
@@ -127,24 +133,18 @@ int run_status(const std::string& mountpoint, bool json) {
     std::cout << shown << (shown.empty() || shown.back() != '\n' ? "\n" : "");
     return exit_code::ok;
   }
-  const Json doc = parse_json(text);
-  std::cout << render_status(doc);
+  std::cout << render(parse_json(text));
   return exit_code::ok;
 }
 
+}  // namespace
+
+int run_status(const std::string& mountpoint, bool json) {
+  return show_document(mountpoint, fuse::kStatusXattr, json, render_status);
+}
+
 int run_conflicts(const std::string& mountpoint, bool json) {
-  const std::string path = locate_snapfs_mount(mountpoint);
-  const std::string text = read_daemon_xattr(path, fuse::kConflictsXattr, mountpoint);
-  if (json) {
-    // As sent, but never a raw control or non-UTF-8 byte on the terminal
-    // (a daemon older than json_string's escaping, or a record it kept):
-    // those become JSON \u escapes (printable.hpp), the document stays valid.
-    const std::string shown = fuse::json_printable(text);
-    std::cout << shown << (shown.empty() || shown.back() != '\n' ? "\n" : "");
-    return exit_code::ok;
-  }
-  std::cout << render_conflicts(parse_json(text));
-  return exit_code::ok;
+  return show_document(mountpoint, fuse::kConflictsXattr, json, render_conflicts);
 }
 
 }  // namespace snapfs::cli

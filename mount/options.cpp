@@ -90,6 +90,14 @@ std::optional<std::string_view> value_of(std::string_view opt, std::string_view 
   return std::nullopt;
 }
 
+// The same for an option with two spellings of its name (`alias`: the older
+// or the other one).
+std::optional<std::string_view> value_of(std::string_view opt, std::string_view name,
+                                         std::string_view alias) {
+  if (auto v = value_of(opt, name)) return v;
+  return value_of(opt, alias);
+}
+
 void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
   if (opt.empty()) return;  // "a,,b" and a trailing comma, as libmount allows
   if (is_no_op(opt)) {
@@ -99,7 +107,7 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
   for (const auto& r : kRefused) {
     if (opt == r.name) usage_error("mount option '" + std::string(opt) + "' refused: " + r.why);
   }
-  if (auto v = value_of(opt, "shared") ? value_of(opt, "shared") : value_of(opt, "passthrough")) {
+  if (auto v = value_of(opt, "shared", "passthrough")) {
     // `passthrough=` is the older name of `shared=` (kept as an alias: it
     // is not kernel passthrough, the data path).
     auto globs = parse_shared_globs(*v);
@@ -112,8 +120,7 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
     else usage_error("bad value '" + std::string(*k) + "' for kernel_io (auto or off)");
   } else if (auto d = value_of(opt, "durability")) {
     opts.durability = parse_durability(*d);
-  } else if (auto c = value_of(opt, "on-conflict") ? value_of(opt, "on-conflict")
-                                                   : value_of(opt, "on_conflict")) {
+  } else if (auto c = value_of(opt, "on-conflict", "on_conflict")) {
     opts.on_conflict = parse_on_conflict(*c);
   } else if (opt == "allow_other") {
     opts.allow_other = true;
@@ -129,11 +136,9 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
     opts.threads = parse_threads(*t);
   } else if (auto u = value_of(opt, "max_user_opens")) {
     opts.max_user_opens = parse_max_user_opens(*u);
-  } else if (auto ct = value_of(opt, "cache_timeout") ? value_of(opt, "cache_timeout")
-                                                      : value_of(opt, "cache-timeout")) {
+  } else if (auto ct = value_of(opt, "cache_timeout", "cache-timeout")) {
     opts.cache_timeout = parse_cache_timeout(*ct);
-  } else if (auto l = value_of(opt, "log_level") ? value_of(opt, "log_level")
-                                                 : value_of(opt, "log-level")) {
+  } else if (auto l = value_of(opt, "log_level", "log-level")) {
     opts.log_level = parse_log_level(*l);
   } else if (opt == "debug") {
     opts.debug = true;
