@@ -46,6 +46,33 @@ bool exists(const std::string& p) {
 
 bool gone(int e) { return e == ENOENT || e == ENOTCONN || e == ECONNABORTED || e == ENODEV; }
 
+// The failed operations of a writer or reader, for its STAT line and for
+// when it stops.
+struct Failures {
+  long errors = 0;
+  long consecutive = 0;
+  int last_errno = 0;
+  // Counts a failure with errno `e`; true when the worker must stop (M is gone).
+  bool count(int e) {
+    last_errno = e;
+    ++errors;
+    ++consecutive;
+    return gone(e);
+  }
+};
+
+// open(2) through M, again after ESTALE (the daemon's answer to an OPEN of a
+// node the kernel may hold a cached name for, so that it looks the path up
+// again), five tries at the most. -1 and errno as open(2).
+int open_m(const std::string& p, int flags) {
+  int fd = -1;
+  for (int t = 0; t < 5; ++t) {
+    fd = ::open(p.c_str(), flags | O_CLOEXEC);
+    if (fd >= 0 || errno != ESTALE) break;
+  }
+  return fd;
+}
+
 // Reads the whole file: 0 and `out`, or -errno.
 int read_all(int fd, std::string& out) {
   out.clear();
@@ -124,11 +151,11 @@ int cmd_writer(const std::string& m, unsigned n, unsigned wid, unsigned nw, unsi
   std::vector<unsigned> mine;
   for (unsigned f = 0; f < n; ++f)
     if (shared || f % nw == wid) mine.push_back(f);
-  long commits = 0, conflicts = 0, errors = 0, consecutive = 0;
-  int last_errno = 0;
+  long commits = 0, conflicts = 0;
+  Failures failed;
   for (unsigned long long i = 1; !mine.empty(); ++i) {
     if ((i & 7) == 0 && exists(stop)) break;
-    if (consecutive >= 20) break;
+    if (failed.consecutive >= 20) break;
     const unsigned f = mine[rng() % mine.size()];
     const unsigned long long v = vbase + i;
     const unsigned r = static_cast<unsigned>(rng() % 10);
@@ -136,16 +163,9 @@ int cmd_writer(const std::string& m, unsigned n, unsigned wid, unsigned nw, unsi
     const std::string data = soak::make_version(f, v, wid, len);
     const unsigned method = static_cast<unsigned>(rng() % 3);
     const int flags = method == 1 ? (O_WRONLY | O_TRUNC) : O_RDWR;
-    int fd = -1;
-    for (int t = 0; t < 5; ++t) {
-      fd = ::open(fname(m, f).c_str(), flags | O_CLOEXEC);
-      if (fd >= 0 || errno != ESTALE) break;
-    }
+    const int fd = open_m(fname(m, f), flags);
     if (fd < 0) {
-      last_errno = errno;
-      ++errors;
-      ++consecutive;
-      if (gone(errno)) break;
+      if (failed.count(errno)) break;
       continue;
     }
     bool ok = true;
@@ -153,66 +173,51 @@ int cmd_writer(const std::string& m, unsigned n, unsigned wid, unsigned nw, unsi
     if (ok && !write_all(fd, data, rng)) ok = false;
     if (ok && method == 0 && ::ftruncate(fd, static_cast<off_t>(data.size())) != 0) ok = false;
     if (!ok) {
-      last_errno = errno;
+      const int e = errno;
       logline(ack, "fail " + std::to_string(f) + " " + std::to_string(v) + " " +
-                       std::to_string(errno) + "\n");
+                       std::to_string(e) + "\n");
       ::close(fd);
-      ++errors;
-      ++consecutive;
-      if (gone(last_errno)) break;
+      if (failed.count(e)) break;
       continue;
     }
     if (::close(fd) == 0) {
       logline(ack, std::to_string(f) + " " + std::to_string(v) + "\n");
       ++commits;
-      consecutive = 0;
+      failed.consecutive = 0;
     } else if (errno == ESTALE) {
       ++conflicts;
-      consecutive = 0;
-    } else {
-      last_errno = errno;
-      ++errors;
-      ++consecutive;
-      if (gone(errno)) break;
+      failed.consecutive = 0;
+    } else if (failed.count(errno)) {
+      break;
     }
   }
   std::printf("STAT role=writer id=%u commits=%ld conflicts=%ld errors=%ld last_errno=%d\n", wid,
-              commits, conflicts, errors, last_errno);
+              commits, conflicts, failed.errors, failed.last_errno);
   return 0;
 }
 
 int cmd_reader(const std::string& m, unsigned n, const std::string& stop, const std::string& ev,
                unsigned long long seed) {
   std::mt19937_64 rng(seed);
-  long reads = 0, torn = 0, errors = 0, consecutive = 0;
-  int last_errno = 0;
+  long reads = 0, torn = 0;
+  Failures failed;
   for (unsigned long long i = 1;; ++i) {
     if ((i & 7) == 0 && exists(stop)) break;
-    if (consecutive >= 20) break;
+    if (failed.consecutive >= 20) break;
     const unsigned f = static_cast<unsigned>(rng() % n);
-    int fd = -1;
-    for (int t = 0; t < 5; ++t) {
-      fd = ::open(fname(m, f).c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0 || errno != ESTALE) break;
-    }
+    const int fd = open_m(fname(m, f), O_RDONLY);
     if (fd < 0) {
-      last_errno = errno;
-      ++errors;
-      ++consecutive;
-      if (gone(errno)) break;
+      if (failed.count(errno)) break;
       continue;
     }
     std::string data;
     const int r = read_all(fd, data);
     ::close(fd);
     if (r < 0) {
-      last_errno = -r;
-      ++errors;
-      ++consecutive;
-      if (gone(-r)) break;
+      if (failed.count(-r)) break;
       continue;
     }
-    consecutive = 0;
+    failed.consecutive = 0;
     ++reads;
     const soak::Parsed p = soak::parse(data);
     if (!p.whole || p.f != f) {
@@ -222,8 +227,8 @@ int cmd_reader(const std::string& m, unsigned n, const std::string& stop, const 
                             "-f" + std::to_string(f), data);
     }
   }
-  std::printf("STAT role=reader reads=%ld torn=%ld errors=%ld last_errno=%d\n", reads, torn, errors,
-              last_errno);
+  std::printf("STAT role=reader reads=%ld torn=%ld errors=%ld last_errno=%d\n", reads, torn,
+              failed.errors, failed.last_errno);
   return 0;
 }
 
