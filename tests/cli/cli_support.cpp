@@ -2,6 +2,7 @@
 #include "cli_support.hpp"
 
 #include "checks.hpp"
+#include "support/files.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -181,12 +182,8 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 std::vector<MountLine> parse_mounts(std::string_view mountinfo) {
   std::vector<MountLine> out;
-  std::size_t pos = 0;
-  while (pos < mountinfo.size()) {
-    std::size_t nl = mountinfo.find('\n', pos);
-    if (nl == std::string_view::npos) nl = mountinfo.size();
-    const std::string_view line = mountinfo.substr(pos, nl - pos);
-    pos = nl + 1;
+  std::istringstream lines{std::string(mountinfo)};
+  for (std::string line; std::getline(lines, line);) {
     // The command's parser decides the line and its fields, one line at a time.
     auto parsed = cli::parse_mountinfo(line);
     if (parsed.size() != 1) continue;
@@ -195,7 +192,7 @@ std::vector<MountLine> parse_mounts(std::string_view mountinfo) {
     m.fstype = std::move(parsed[0].fstype);
     m.source = std::move(parsed[0].source);
     // The super options, which the command does not read: after "- fstype source".
-    std::istringstream ls{std::string(line)};
+    std::istringstream ls{line};
     const std::vector<std::string> f{std::istream_iterator<std::string>(ls), {}};
     const auto dash =
         std::find(f.begin() + std::min<std::ptrdiff_t>(6, static_cast<std::ptrdiff_t>(f.size())),
@@ -259,19 +256,7 @@ std::vector<pid_t> processes_mentioning(const std::string& needle) {
 }
 
 std::map<std::string, std::string> tree_digest(const fs::path& dir) {
-  std::map<std::string, std::string> out;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    struct stat st {};
-    if (::lstat(it->path().c_str(), &st) != 0) continue;
-    std::ostringstream d;
-    d << std::oct << st.st_mode << std::dec << " " << st.st_uid << ":" << st.st_gid << " "
-      << st.st_size << " " << st.st_mtim.tv_sec << "." << st.st_mtim.tv_nsec;
-    if (S_ISREG(st.st_mode)) d << " " << read_file(it->path());
-    out[fs::relative(it->path(), dir).string()] = d.str();
-  }
-  return out;
+  return test::tree_digest(dir, /*with_mtime=*/true);
 }
 
 void write_file(const fs::path& p, const std::string& content) {

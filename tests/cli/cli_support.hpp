@@ -72,7 +72,8 @@ bool is_snapfs_mount(const fs::path& mountpoint);
 // tests find daemons they started, also ones in another mount namespace.
 std::vector<pid_t> processes_mentioning(const std::string& needle);
 
-// Names, types, sizes, modes and contents of everything below `dir`: "changes nothing".
+// Names, types, sizes, modes, mtimes and contents of everything below `dir`:
+// "changes nothing" (test::tree_digest, support/files.hpp).
 std::map<std::string, std::string> tree_digest(const fs::path& dir);
 
 void write_file(const fs::path& p, const std::string& content);

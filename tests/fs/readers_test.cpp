@@ -19,15 +19,6 @@ constexpr char kMagic[8] = {'S', 'N', 'A', 'P', 'V', 'E', 'R', '1'};
 constexpr std::size_t kHeader = 32;  // magic, number, payload length, checksum
 constexpr std::uint64_t kVersions = 120;
 
-std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 14695981039346656037ull;
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 // Lengths that grow and shrink, cross page boundaries, and hit unaligned ends.
 std::size_t payload_len(std::uint64_t v) {
   return static_cast<std::size_t>((v * 7919u) % 40000u + (v % 3 == 0 ? 0u : 1u));

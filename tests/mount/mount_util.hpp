@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,6 +59,21 @@ inline std::vector<std::string> list_backing(const std::filesystem::path& b) {
   auto v = list_dir(b);
   std::erase(v, std::string(".snapfs"));
   return v;
+}
+
+// The daemon's virtual attributes of the mount's root (fuse/ops/xattr.cpp),
+// which `snapfs status` and `snapfs conflicts` read.
+inline constexpr const char* kConflictsXattr = "user.snapfs.conflicts";
+inline constexpr const char* kStatusXattr = "user.snapfs.status";
+
+// The value of the attribute `name` of `p` (up to 64 KiB), or
+// "error: <errno name>".
+inline std::string xattr_of(const std::filesystem::path& p, const char* name) {
+  std::string buf(1 << 16, '\0');
+  const ssize_t n = ::getxattr(p.c_str(), name, buf.data(), buf.size());
+  if (n < 0) return "error: " + errno_name(errno);
+  buf.resize(static_cast<std::size_t>(n));
+  return buf;
 }
 
 inline bool same_time(const struct timespec& a, const struct timespec& b) {

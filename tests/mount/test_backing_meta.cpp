@@ -14,8 +14,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <map>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,34 +22,6 @@ namespace snapfs::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr const char* kConflictsXattr = "user.snapfs.conflicts";
-constexpr const char* kStatusXattr = "user.snapfs.status";
-
-std::string xattr_of(const fs::path& p, const char* name) {
-  std::string buf(1 << 16, '\0');
-  const ssize_t n = ::getxattr(p.c_str(), name, buf.data(), buf.size());
-  if (n < 0) return "error: " + errno_name(errno);
-  buf.resize(static_cast<std::size_t>(n));
-  return buf;
-}
-
-// Names, types, owners, modes and contents below `dir`, symlinks not followed.
-std::map<std::string, std::string> digest(const fs::path& dir) {
-  std::map<std::string, std::string> out;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    struct stat st {};
-    if (::lstat(it->path().c_str(), &st) != 0) continue;
-    std::ostringstream d;
-    d << std::oct << st.st_mode << std::dec << " " << st.st_uid << ":" << st.st_gid << " "
-      << st.st_size;
-    if (S_ISREG(st.st_mode)) d << " " << read_file(it->path());
-    out[fs::relative(it->path(), dir).string()] = d.str();
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // The mount is refused. Both front ends: snapfs_testd calls serve() directly
@@ -146,7 +116,7 @@ class BackingMetaRefused : public ::testing::TestWithParam<std::string> {
   // Mounting must fail, with one error line naming `path` and containing
   // `what`, and change nothing in B.
   void expect_refused(const fs::path& path, const std::string& what) {
-    const auto before = digest(b_);
+    const auto before = tree_digest(b_);
     const Attempt at = try_mount(GetParam(), b_, m_, *dir_ / "log");
     EXPECT_FALSE(at.mounted) << "mounted over a " << path << " that is not the daemon's:\n"
                              << at.log;
@@ -159,7 +129,7 @@ class BackingMetaRefused : public ::testing::TestWithParam<std::string> {
     for (std::size_t p = 0; (p = at.log.find(line, p)) != std::string::npos; p += line.size())
       ++lines;
     EXPECT_EQ(lines, 1u) << at.log;
-    EXPECT_EQ(digest(b_), before) << "the refused mount changed B";
+    EXPECT_EQ(tree_digest(b_), before) << "the refused mount changed B";
   }
 
   std::unique_ptr<TempDir> dir_;

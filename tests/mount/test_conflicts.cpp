@@ -27,26 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr const char* kConflictsXattr = "user.snapfs.conflicts";
-constexpr const char* kStatusXattr = "user.snapfs.status";
-
-std::string xattr_of(const fs::path& p, const char* name) {
-  std::string buf(1 << 16, '\0');
-  const ssize_t n = ::getxattr(p.c_str(), name, buf.data(), buf.size());
-  if (n < 0) return "error: " + errno_name(errno);
-  buf.resize(static_cast<std::size_t>(n));
-  return buf;
-}
-
-std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (const char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 // A self-checking version: "V <writer> <iter> <len>\n" + `len` bytes +
 // "\n<hash of all before>\n". A torn or mixed file never checks out.
 std::string make_version(int writer, int iter, std::size_t len) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 #include <system_error>
 
 namespace snapfs::test {
@@ -95,6 +96,23 @@ std::vector<std::string> list_dir(const fs::path& dir) {
   return names;
 }
 
+std::map<std::string, std::string> tree_digest(const fs::path& dir, bool with_mtime) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) != 0) continue;
+    std::ostringstream d;
+    d << std::oct << st.st_mode << std::dec << " " << st.st_uid << ":" << st.st_gid << " "
+      << st.st_size;
+    if (with_mtime) d << " " << st.st_mtim.tv_sec << "." << st.st_mtim.tv_nsec;
+    if (S_ISREG(st.st_mode)) d << " " << read_file(it->path());
+    out[fs::relative(it->path(), dir).string()] = d.str();
+  }
+  return out;
+}
+
 std::map<std::string, std::string> xattrs_of(const fs::path& path) {
   std::map<std::string, std::string> out;
   ssize_t n = ::llistxattr(path.c_str(), nullptr, 0);
@@ -169,6 +187,15 @@ std::uint64_t fill_filesystem(const fs::path& dir, std::string_view name) {
   // Make delayed allocation real now, so the next writer gets ENOSPC at once.
   if (::fsync(fd.get()) == -1 && errno != ENOSPC) fail("fsync", path);
   return static_cast<std::uint64_t>(off);
+}
+
+std::uint64_t fnv1a(std::string_view s) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (const char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h;
 }
 
 std::string pattern(std::size_t n, std::uint32_t seed) {

@@ -33,6 +33,10 @@ struct stat stat_of(const fs::path& path);
 std::vector<std::string> list_dir(const fs::path& dir);
 // Every extended attribute of `path` (not following a symlink): name -> value.
 std::map<std::string, std::string> xattrs_of(const fs::path& path);
+// Everything below `dir`, symlinks not followed: relative path -> mode,
+// owner, size (and with `with_mtime` the mtime) and a regular file's
+// content. Two equal digests: a command or mount changed nothing there.
+std::map<std::string, std::string> tree_digest(const fs::path& dir, bool with_mtime = false);
 
 // A POSIX ACL entry and its on-disk xattr encoding (system.posix_acl_access):
 // the format of linux/posix_acl_xattr.h, version 2, little-endian.
@@ -61,6 +65,10 @@ inline std::string to_string(std::span<const std::byte> b) {
 // Deterministic content: `n` bytes that depend on `seed` and the offset, so
 // that a misplaced block or a stale tail shows up in a comparison.
 std::string pattern(std::size_t n, std::uint32_t seed);
+
+// FNV-1a, 64 bit: a checksum that tells two test contents apart, with no
+// dependency.
+std::uint64_t fnv1a(std::string_view s);
 
 // "<name> (<strerror>)" for an errno value, e.g. "ENOSPC (No space left on device)".
 std::string errno_name(int err);
