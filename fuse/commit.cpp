@@ -1,4 +1,4 @@
-// Commits and the atomic truncate(path): the commit side of a Handle. The
+// Commits and the atomic truncate(path): the commit side of a Version. The
 // protocol inside core::publish is docs/commit-protocol.md; this file decides
 // *when* and *where* (the rules themselves: commit_decision.hpp).
 #include "handle.hpp"
@@ -31,7 +31,7 @@ namespace sys = core::sys;
 
 namespace {
 
-// `writer`: whose content this is (Handle::who). New content drops file
+// `writer`: whose content this is (Version::who). New content drops file
 // capabilities whoever wrote it, and setuid/setgid if the writer is not
 // privileged, as write(2) and truncate(2) do (core::PublishOptions).
 core::PublishOptions publish_options(const Daemon& d, mode_t mode,
@@ -76,7 +76,7 @@ Result<LockedPlace> lock_place(Daemon& d, const Node& node) noexcept {
 
 // Rebase (docs/semantics.md#conflicts): a new private file <- the current B/p (O(1) with
 // reflinks), then our tail (base.size .. end of the snapshot) at its end.
-Result<core::TmpFile> rebase(Daemon& d, Handle& h, int pfd, const char* name,
+Result<core::TmpFile> rebase(Daemon& d, Version& h, int pfd, const char* name,
                              core::CloneMethod& method) noexcept {
   // Symlink-safe: one component beneath the parent, never followed.
   auto cur = sys::openat_beneath(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
@@ -126,7 +126,7 @@ Result<bool> publish_into(Daemon& d, core::TmpFile& file, int pfd, const char* n
 // only if this open's opener could write that file itself: never another
 // user's private file made at the name since (it would take our content
 // with its owner and mode).
-bool may_replace(Daemon& d, const Handle& h, int pfd, const char* name) noexcept {
+bool may_replace(Daemon& d, const Version& h, int pfd, const char* name) noexcept {
   auto cur = sys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
   if (!cur) return cur.error().value() == ENOENT;  // nothing to replace: a create
   return static_cast<bool>(may_access(d, h.who, cur->get(), W_OK));
@@ -190,11 +190,11 @@ Result<bool> same_bytes(int a, int b, std::uint64_t len) noexcept {
 }
 
 // Whether a passthrough writer only appended: its snapshot still starts
-// with the base's bytes (Handle::base_file). O(base size), and only asked
+// with the base's bytes (Version::base_file). O(base size), and only asked
 // when someone else published since the snapshot was taken.
-bool only_appended(const Handle& h) noexcept {
+bool only_appended(const Version& h) noexcept {
   if (!h.append_only) return false;  // truncated or fallocated: no
-  if (h.append) return true;         // O_APPEND: every write went to the end
+  if (h.all_append) return true;     // O_APPEND: every write went to the end
   if (h.base.size == 0) return true;
   if (!h.base_file) return false;
   auto bst = sys::fstat(h.base_file.get());
@@ -206,7 +206,7 @@ bool only_appended(const Handle& h) noexcept {
 
 }  // namespace
 
-void settle_truncation(Daemon& d, Handle& h) noexcept {
+void settle_truncation(Daemon& d, Version& h) noexcept {
   if (!h.truncate_announced) return;
   d.pending_truncations.remove({h.base.dev, h.base.ino});
   h.truncate_announced = false;
@@ -217,12 +217,10 @@ namespace {
 // Who closes: the lock owner of the FLUSH, or for a passthrough writer
 // (whose writes the daemon never sees) the process, compared with the
 // one that opened; true if it is one of the writers (CloseFacts).
-bool closer_wrote(const Handle& h, const CommitCaller& c, bool kernel_writes) noexcept {
+bool closer_wrote(const Version& h, const CommitCaller& c, bool kernel_writes,
+                  pid_t closer_tgid) noexcept {
   std::uint64_t who = c.owner;
-  if (kernel_writes) {
-    auto tgid = c.pid == h.opener ? Result<pid_t>(c.pid) : sys::tgid_of(c.pid);
-    who = tgid ? static_cast<std::uint64_t>(*tgid) : 0;
-  }
+  if (kernel_writes) who = h.owner.closes(closer_tgid) ? static_cast<std::uint64_t>(closer_tgid) : 0;
   bool wrote = false;
   for (auto w : h.writers) wrote = wrote || w == who;
   return wrote;
@@ -230,8 +228,8 @@ bool closer_wrote(const Handle& h, const CommitCaller& c, bool kernel_writes) no
 
 // A FLUSH of a description whose only change is its O_TRUNC: registered in
 // Daemon::pending_truncations until RELEASE publishes it (see
-// Handle::pending_truncate).
-void announce_truncation(Daemon& d, Handle& h) noexcept {
+// Version::pending_truncate).
+void announce_truncation(Daemon& d, Version& h) noexcept {
   if (h.truncate_announced) return;
   try {
     d.pending_truncations.add({h.base.dev, h.base.ino});
@@ -248,7 +246,7 @@ void announce_truncation(Daemon& d, Handle& h) noexcept {
 // a later store through a shared mapping fault again and move the ctime
 // that tells us about it (SnapState). `snap_st`: the snapshot's fstat
 // when this close looked at it.
-Result<core::TmpFile> freeze(Daemon& d, Handle& h, const struct stat& snap_st) noexcept {
+Result<core::TmpFile> freeze(Daemon& d, Version& h, const struct stat& snap_st) noexcept {
   if (d.cfg.durability == core::Durability::fast) SNAPFS_TRY(sys::writeback(h.snap.fd()));
   auto tmp = make_private(d, *h.node, true);
   if (!tmp) return std::move(tmp).error();
@@ -272,7 +270,7 @@ struct Published {
 // Compares B/p with the base and publishes `mine` (or the rebased file)
 // under the path's commit stripe and the namespace lock (design-fuse.md
 // "Locks"); a conflict publishes nothing.
-Result<Published> publish_locked(Daemon& d, Handle& h, core::TmpFile& mine,
+Result<Published> publish_locked(Daemon& d, Version& h, core::TmpFile& mine,
                                  bool kernel_writes) noexcept {
   Published res;
   auto lp = lock_place(d, *h.node);
@@ -374,7 +372,7 @@ Result<Published> publish_locked(Daemon& d, Handle& h, core::TmpFile& mine,
 // close() fails with ESTALE. The description is clean afterwards (a
 // further FLUSH publishes nothing); new writes start a new attempt
 // against the same old base.
-Result<CommitOutcome> keep_after_conflict(Daemon& d, Handle& h, const CommitCaller& c,
+Result<CommitOutcome> keep_after_conflict(Daemon& d, Version& h, const CommitCaller& c,
                                           core::TmpFile& mine, const std::string& path) noexcept {
   auto kept = keep_conflict(d, mine, ConflictWho{path, c.pid, c.uid});
   if (!kept) return std::move(kept).error();
@@ -389,7 +387,7 @@ Result<CommitOutcome> keep_after_conflict(Daemon& d, Handle& h, const CommitCall
 
 // After a publish: caches, stats, and the description starts a new attempt
 // from what it published. `frozen`: the clone a passthrough writer published.
-Result<CommitOutcome> settle_after_publish(Daemon& d, Handle& h, const Published& p,
+Result<CommitOutcome> settle_after_publish(Daemon& d, Version& h, const Published& p,
                                            bool kernel_writes,
                                            const core::TmpFile& frozen) noexcept {
   const CommitOutcome out = p.out;
@@ -438,13 +436,33 @@ Result<CommitOutcome> settle_after_publish(Daemon& d, Handle& h, const Published
 
 }  // namespace
 
-Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexcept {
+Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexcept {
   std::unique_lock lk(h.mu);
   if (h.kind != HandleKind::snapshot) return CommitOutcome::nothing;
   // Kernel passthrough: writes (and stores through a shared mapping) never
   // reach the daemon; a snapshot whose size or ctime moved since we last
   // looked was changed, by its opener as far as we can tell.
   const bool kernel_writes = h.kernel_writes();
+  // The closing process: its thread group, asked once and only if a rule
+  // needs it (a pidfd_open, or a read of /proc for a thread).
+  pid_t closer = -1;
+  const auto closer_tgid = [&] {
+    if (closer < 0) {
+      auto t = c.pid == h.owner.tgid ? Result<pid_t>(c.pid) : sys::tgid_of(c.pid);
+      closer = t ? *t : 0;
+    }
+    return closer;
+  };
+  // A close by the owner of one of its descriptions: marked, so that the
+  // others' closes know it is closed.
+  bool others_open = false;
+  if (c.desc && h.owner.tgid != 0 && c.pid != 0) {
+    if (!c.desc->closed_by_owner && h.owner.closes(closer_tgid())) {
+      c.desc->closed_by_owner = true;
+      --h.unclosed;
+    }
+    others_open = h.unclosed > (c.desc->closed_by_owner ? 0u : 1u);
+  }
   bool late = false;  // changed since the last close that looked at it
   SnapState now;
   struct stat snap_st {};
@@ -454,7 +472,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
     snap_st = *st;
     now = SnapState::of(*st);
     if (!h.seen.same(now) || c.mapped_stores) {
-      h.mark_dirty(static_cast<std::uint64_t>(h.opener));
+      h.mark_dirty(static_cast<std::uint64_t>(h.owner.tgid));
       late = true;
     }
   }
@@ -464,9 +482,10 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
                      .release = c.release,
                      .pending_truncate = h.pending_truncate,
                      .append_only = h.append_only,
-                     .append = h.append,
-                     .dirtied_by_anyone = h.dirtied_by_anyone};
-  switch (decide_close(f, [&] { return closer_wrote(h, c, kernel_writes); })) {
+                     .append = h.all_append,
+                     .dirtied_by_anyone = h.dirtied_by_anyone,
+                     .others_open = others_open};
+  switch (decide_close(f, [&] { return closer_wrote(h, c, kernel_writes, closer_tgid()); })) {
     case CommitStep::publish:
       break;
     case CommitStep::defer_truncation:
@@ -505,7 +524,7 @@ Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexce
 // commit at close does. tmpfs has none: there, a snapshot whose ctime did
 // not move is compared with B/p, if B/p is still what this description
 // published last.
-bool mapped_stores_unseen(Daemon& d, Handle& h) {
+bool mapped_stores_unseen(Daemon& d, Version& h) {
   std::shared_lock lk(h.mu);
   auto st = sys::fstat(h.snap.fd());
   if (!st || !h.seen.same(SnapState::of(*st))) return false;  // commit() will see it
@@ -523,7 +542,7 @@ bool mapped_stores_unseen(Daemon& d, Handle& h) {
 }
 
 void touch_bases(Daemon& d, const struct stat& st) noexcept {
-  std::vector<std::shared_ptr<Handle>> hs;
+  std::vector<std::shared_ptr<Version>> hs;
   try {
     hs = d.table.opens_of_inode(st.st_dev, st.st_ino);
   } catch (const std::bad_alloc&) {

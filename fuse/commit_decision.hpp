@@ -55,21 +55,23 @@ enum class CommitStep {
   conflict,          // B/p changed, --on-conflict=fail: keep ours in conflicts/
 };
 
-// What a FLUSH or RELEASE knows about the handle (Handle's fields, read
+// What a FLUSH or RELEASE knows about the handle (Version's fields, read
 // under its mu) and about itself.
 struct CloseFacts {
-  bool dirty = false;              // Handle::dirty (after marking `late` changes)
+  bool dirty = false;              // Version::dirty (after marking `late` changes)
   bool late = false;               // a passthrough snapshot changed since the last
                                    // close that looked at it (or mapped stores)
-  bool kernel_writes = false;      // Handle::kernel_writes(): the daemon sees no write
+  bool kernel_writes = false;      // Version::kernel_writes(): the daemon sees no write
   bool release = false;            // CommitCaller::release
-  bool pending_truncate = false;   // Handle::pending_truncate
-  bool append_only = true;         // Handle::append_only
-  bool append = false;             // Handle::append (O_APPEND)
-  bool dirtied_by_anyone = false;  // Handle::dirtied_by_anyone
+  bool pending_truncate = false;   // Version::pending_truncate
+  bool append_only = true;         // Version::append_only
+  bool append = false;             // Version::all_append (O_APPEND)
+  bool dirtied_by_anyone = false;  // Version::dirtied_by_anyone
+  bool others_open = false;        // another description of the version is open and no
+                                   // FLUSH by the owner reached it (Version::unclosed)
 };
 
-// `closer_wrote()`: whether the closer is one of Handle::writers (for a
+// `closer_wrote()`: whether the closer is one of Version::writers (for a
 // passthrough writer it may read /proc); asked only when it decides.
 template <std::invocable Ask>
 CommitStep decide_close(const CloseFacts& f, Ask&& closer_wrote) noexcept {
@@ -81,9 +83,13 @@ CommitStep decide_close(const CloseFacts& f, Ask&& closer_wrote) noexcept {
   // could commit it: a forked child that wrote and exited after its parent
   // closed, or stores through a mapping that outlived close().
   if (f.release && !f.pending_truncate && !f.late) return CommitStep::nothing;
-  if (f.pending_truncate && !f.release) return CommitStep::defer_truncation;  // see Handle::pending_truncate
-  // Appends known as such: the daemon saw every write, or O_APPEND.
+  // Appends known as such: the daemon saw every write, or O_APPEND on every
+  // writable description.
   const bool appends = f.append_only && (!f.kernel_writes || f.append);
+  // A process's other descriptions of its version still open: its last
+  // close publishes (docs/semantics.md#a-process-sees-its-own-writes).
+  if (f.others_open && !f.release && !appends) return CommitStep::nothing;
+  if (f.pending_truncate && !f.release) return CommitStep::defer_truncation;  // see Version::pending_truncate
   if (!f.dirtied_by_anyone && !appends && !f.release) {
     // Who closes: the lock owner of the FLUSH, or for a passthrough writer
     // (whose writes the daemon never sees) the process, compared with the
@@ -103,10 +109,10 @@ CommitStep decide_close(const CloseFacts& f, Ask&& closer_wrote) noexcept {
 // What a commit knows under the path's commit stripe and the namespace lock.
 struct PublishFacts {
   bool unlinked = false;  // the node has no name (unlinked or replaced through M)
-  Base base;              // Handle::base
+  Base base;              // Version::base
   std::optional<struct stat> current;  // fstatat of B/p now; none: no such name
-  bool kernel_writes = false;          // Handle::kernel_writes()
-  bool append_only = true;             // Handle::append_only
+  bool kernel_writes = false;          // Version::kernel_writes()
+  bool append_only = true;             // Version::append_only
   OnConflict on_conflict = OnConflict::fail;
 };
 

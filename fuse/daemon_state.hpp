@@ -35,6 +35,7 @@ struct Stats {
   std::atomic<std::uint64_t> bytes_published{0};
   std::atomic<std::uint64_t> rebases{0};
   std::atomic<std::uint64_t> daemon_opens{0};  // opens served by the daemon (direct_io)
+  std::atomic<std::uint64_t> own_joins{0};     // opens that joined their process's version
   // Requests that the kernel's caches would have saved: a test
   // counts them to see that a repeated stat is served by the kernel.
   std::atomic<std::uint64_t> lookups{0};
@@ -63,7 +64,7 @@ private:
   std::array<std::mutex, 256> mu_;
 };
 
-// Truncations that wait for their RELEASE (Handle::pending_truncate): the
+// Truncations that wait for their RELEASE (Version::pending_truncate): the
 // file was opened with O_TRUNC, flushed without a write, and may still be
 // held by a dup'd descriptor that writes next (a shell's `cmd > f`), so
 // FLUSH did not publish the empty file. If nothing writes, RELEASE publishes
@@ -196,21 +197,21 @@ private:
 // Every lock of the daemon, by rank. A thread holding a lock takes only
 // locks of a higher rank; "leaf" locks are held around memory updates or one
 // syscall and nothing is taken under them. No reply to the kernel is sent
-// while a lock of rank 2 or more is held (a READ holds its Handle::mu shared
+// while a lock of rank 2 or more is held (a READ holds its Version::mu shared
 // while fuse_reply_data copies from the snapshot). Why each exists:
 // docs/design-fuse.md, "Locks".
 //
 //  rank  lock                                     kind           guards
-//  1     Handle::mu (handle.hpp)                  shared_mutex   the open's snapshot: reads shared;
+//  1     Version::mu (handle.hpp)                 shared_mutex   the open's snapshot: reads shared;
 //                                                                writes, truncation, commit exclusive
 //  2     CommitStripes, 256 (below)               mutex          one path's check-then-publish
 //  3     Daemon::ns_mu                            shared_mutex   names: commits shared; rename,
 //                                                                unlink, chmod/chown/xattr exclusive
 //  4     InodeTable::mu (inode_table.hpp)         mutex          the node maps and node fields
 //  5     Node::fd_mu (inode_table.hpp)            mutex, leaf    a node's O_PATH descriptor
-//  leaf  Handle::lock_mu (handle.hpp)             mutex          the lazily made lock descriptor
+//  leaf  Handle::lock_mu (handle.hpp)              mutex          the lazily made lock descriptor
 //  leaf  WarmSnapshot::backing_mu (warm.hpp)      mutex          one warm snapshot's backing file
-//                                                                (taken under Handle::mu)
+//                                                                (taken under Version::mu)
 //  leaf  WarmSnapshots::mu_ (warm.hpp)            mutex          the warm cache's index
 //  leaf  Lingering::mu_ (lingering.hpp)           mutex          parked writers (commits run outside)
 //  leaf  DirHandle::mu (ops/dir.cpp)              mutex          one directory stream's position

@@ -1,4 +1,4 @@
-// Snapshots: the open side of a Handle (open_handle, warm readers,
+// Snapshots: the open side of a Version (open_handle, warm readers,
 // share_reader, the re-clone before a change, fstat). The commit side, which
 // publishes them, is commit.cpp.
 #include "handle.hpp"
@@ -38,7 +38,7 @@ namespace {
 
 // A read-only open of version `st` of B/p (`pathfd`: its O_PATH handle):
 // shares the warm snapshot of that version, or makes it (warm.hpp).
-Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Handle> h,
+Result<std::unique_ptr<Version>> open_warm_reader(Daemon& d, std::unique_ptr<Version> h,
                                                  int pathfd, const struct stat& st) noexcept {
   std::shared_ptr<WarmSnapshot> w;
   try {
@@ -80,7 +80,7 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
     return Error::of(ENOMEM, "open");
   }
   // ISOLATION: read-only, and nobody ever writes `w` after its clone. The
-  // handle reads through the snapshot's own descriptor (Handle::fd()): no
+  // handle reads through the snapshot's own descriptor (Version::fd()): no
   // descriptor per open (reads are preads; the offset is never used).
   h->kind = HandleKind::reader_share;
   h->warm = std::move(w);
@@ -89,7 +89,7 @@ Result<std::unique_ptr<Handle>> open_warm_reader(Daemon& d, std::unique_ptr<Hand
 
 }  // namespace
 
-Result<void> charge_to_writer(const Daemon& d, Handle& h) noexcept {
+Result<void> charge_to_writer(const Daemon& d, Version& h) noexcept {
   if (h.kind != HandleKind::snapshot || !h.writable || !h.snap.valid()) return {};
   if (!acts_for_others(d, h.who)) return {};
   // The snapshot is unnamed and reachable only through the daemon's
@@ -97,11 +97,11 @@ Result<void> charge_to_writer(const Daemon& d, Handle& h) noexcept {
   return sys::fchown(h.snap.fd(), h.who.uid, h.who.gid);
 }
 
-Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
+Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
                                             int flags, bool fresh_empty) noexcept {
-  std::unique_ptr<Handle> h;
+  std::unique_ptr<Version> h;
   try {
-    h = std::make_unique<Handle>();
+    h = std::make_unique<Version>();
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "open");
   }
@@ -188,13 +188,13 @@ Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Nod
   return h;
 }
 
-Result<void> prepare_change(Daemon& d, Handle& h) noexcept {
+Result<void> prepare_change(Daemon& d, Version& h) noexcept {
   if (h.kind == HandleKind::exclusive_reader || h.kind == HandleKind::reader_share)
     return Error::of(EBADF, "write");
   return ensure_private(d, h);
 }
 
-Result<void> ensure_private(Daemon& d, Handle& h) noexcept {
+Result<void> ensure_private(Daemon& d, Version& h) noexcept {
   if (h.kind != HandleKind::snapshot || !h.published) return {};
   // ISOLATION: after a commit `snap` *is* B/p; writing through it would change
   // the published file in place. Clone it into a new private file first.
@@ -208,11 +208,11 @@ Result<void> ensure_private(Daemon& d, Handle& h) noexcept {
   return {};
 }
 
-Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
-                                             Handle& cur, bool view_of_writer) noexcept {
-  std::unique_ptr<Handle> h;
+Result<std::unique_ptr<Version>> share_reader(const std::shared_ptr<Node>& node,
+                                             Version& cur, bool view_of_writer) noexcept {
+  std::unique_ptr<Version> h;
   try {
-    h = std::make_unique<Handle>();
+    h = std::make_unique<Version>();
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "open");
   }
@@ -234,7 +234,7 @@ Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
   return h;
 }
 
-Result<struct stat> handle_attr(const Handle& h) noexcept {
+Result<struct stat> handle_attr(const Version& h) noexcept {
   const FdRef fdref = h.node->fd();
   // Unbound: the node's last open went away meanwhile (a GETATTR racing
   // with RELEASE); the kernel walks again.

@@ -1,6 +1,7 @@
-// Handle: one open file description (fi->fh) and its private snapshot, with
-// the commit that publishes it (docs/design-fuse.md "Commit"). The open side
-// is handle.cpp, the commit side commit.cpp (its rules: commit_decision.hpp).
+// Version: an open's private snapshot and its commit state, with the commit
+// that publishes it (docs/design-fuse.md "Commit"); Handle: one open file
+// description (fi->fh), which reads and writes its Version. The open side is
+// handle.cpp, the commit side commit.cpp (its rules: commit_decision.hpp).
 #pragma once
 
 #include "commit_decision.hpp"
@@ -8,6 +9,7 @@
 #include "identity.hpp"
 #include "inode_table.hpp"
 #include "passthrough.hpp"
+#include "sys/sys.hpp"
 
 #include <snapfs/core/result.hpp>
 #include <snapfs/core/tmpfile.hpp>
@@ -46,7 +48,26 @@ struct SnapState {
   }
 };
 
-struct Handle {
+// The process (thread group) whose private version a Version is; tgid 0:
+// nobody's (readers, callers in a pid namespace the daemon cannot see). The
+// pidfd tells it from a later process given the same number.
+struct Owner {
+  pid_t tgid = 0;
+  core::UniqueFd pidfd;
+
+  // Whether `tgid` (a caller's thread group) is this owner, still running.
+  bool is(pid_t t) const noexcept {
+    return tgid != 0 && t == tgid && pidfd && core::sys::process_alive(pidfd.get());
+  }
+  // Whether a close by thread group `t` is the owner's: as is(), but an
+  // owner without a pidfd counts by number (as before pidfds).
+  bool closes(pid_t t) const noexcept {
+    if (tgid == 0 || t != tgid) return false;
+    return !pidfd || core::sys::process_alive(pidfd.get());
+  }
+};
+
+struct Version {
   std::shared_ptr<Node> node;
   HandleKind kind = HandleKind::snapshot;
   bool writable = false;
@@ -89,31 +110,32 @@ struct Handle {
   // commit the copy this description published.
   core::UniqueFd base_file;
 
-  // flock/fcntl locks are taken on B/p itself through this descriptor of
-  // the node's backing inode (ops/lock.cpp), made at the first lock request.
-  std::mutex lock_mu;
-  core::UniqueFd lock_fd;
-
   // Kernel passthrough (docs/design-passthrough.md). `backing` is the
   // registered backing file (this open's snapshot, or the file shared with
   // other readers), kept until RELEASE. `passthrough`: the OPEN reply
   // carried it, so the kernel reads, writes and maps `fd()` itself and no
   // READ or WRITE reaches the daemon; set right after the reply, before
-  // any other request of this open. `opener`: the process that opened;
-  // for a passthrough writer its closes are the ones that commit (the
-  // daemon cannot see who wrote). `seen`: see SnapState.
+  // any other request of this open. `seen`: see SnapState.
   std::shared_ptr<BackingFile> backing;
   std::atomic<bool> passthrough{false};
   // A reader of a shared warm snapshot (kind reader_share): its backing
   // file is the snapshot's, registered once for all its readers.
   std::shared_ptr<WarmSnapshot> warm;
-  pid_t opener = 0;
-  // Who opened (identity.hpp): what this open may do in B later, when a
+  // Whose private version this is (Owner): for a passthrough writer its
+  // closes are the ones that commit (the daemon cannot see who wrote), and
+  // its other opens of the node join this version.
+  Owner owner;
+  // Descriptions of this version not yet released, and of those the ones
+  // no FLUSH by the owner has reached (Handle::closed_by_owner): while
+  // another is open, a close by the owner publishes nothing
+  // (CloseFacts::others_open). `all_append`: each writable one has O_APPEND.
+  unsigned descs = 0;
+  unsigned unclosed = 0;
+  bool all_append = false;
+  // Who opened first (identity.hpp): what this open may do in B later, when a
   // commit rebases it onto, or overwrites, a file someone else published,
   // and whether its writes drop setuid, setgid and file capabilities.
   Identity who;
-  // This open's place in the opener's share of the daemon (UserOpens).
-  UserSlot slot;
   SnapState seen;
 
   // The descriptor the daemon serves this open from; -1 for a warm reader
@@ -129,11 +151,12 @@ struct Handle {
   }
   bool read_only_clean() const noexcept { return !writable && !dirty && kind != HandleKind::shared; }
 
-  // Needs `mu` held exclusively. `owner` 0: unknown.
-  void mark_dirty(std::uint64_t owner) {
+  // Needs `mu` held exclusively. `writer`: a lock owner, or
+  // for a passthrough writer its process; 0: unknown.
+  void mark_dirty(std::uint64_t writer) {
     dirty = true;
     pending_truncate = false;
-    if (owner == 0) {
+    if (writer == 0) {
       dirtied_by_anyone = true;
     } else {
       // A write by a known owner after an owner-less change (ftruncate,
@@ -142,14 +165,33 @@ struct Handle {
       // when it exits (docs/reliability.md, finding 1).
       dirtied_by_anyone = false;
       for (auto w : writers)
-        if (w == owner) return;
+        if (w == writer) return;
       try {
-        writers.push_back(owner);
+        writers.push_back(writer);
       } catch (const std::bad_alloc&) {
         dirtied_by_anyone = true;
       }
     }
   }
+};
+
+// One open file description: what the kernel's fi->fh names. Its content,
+// size and commit state are its Version's (`v`, never null); what POSIX
+// gives each description of its own is here.
+struct Handle {
+  std::shared_ptr<Version> v;
+  bool writable = false;
+  bool append = false;  // O_APPEND: every WRITE of this description goes to the end
+  Identity who;         // the caller of the OPEN or CREATE that made it
+  // This open's place in the opener's share of the daemon (UserOpens).
+  UserSlot slot;
+  // flock/fcntl locks are taken on B/p itself through this descriptor of
+  // the node's backing inode (ops/lock.cpp), made at the first lock request.
+  std::mutex lock_mu;
+  core::UniqueFd lock_fd;
+  // A FLUSH by the version's owner reached this description (guarded by
+  // v->mu): it no longer holds back the owner's publish.
+  bool closed_by_owner = false;
 };
 
 // A private file on the filesystem of the node's directory, so that publish
@@ -159,14 +201,14 @@ core::Result<core::TmpFile> make_private(Daemon& d, const Node& node, bool for_w
 // Opens `node` for `flags` (O_ACCMODE, O_TRUNC, O_APPEND): a snapshot, or B/p
 // itself for passthrough globs and exclusive readers. `fresh_empty`: the
 // file was just created empty by us (CREATE): no clone.
-core::Result<std::unique_ptr<Handle>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
+core::Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
                                                   int flags, bool fresh_empty) noexcept;
 
-// A writer's snapshot belongs to the writer (Handle::who), so that what it
+// A writer's snapshot belongs to the writer (Version::who), so that what it
 // writes before its close counts against its disk quota, as a file it wrote
 // directly would (docs/security.md). Nothing for readers, root, or a daemon
 // that is not root.
-core::Result<void> charge_to_writer(const Daemon& d, Handle& h) noexcept;
+core::Result<void> charge_to_writer(const Daemon& d, Version& h) noexcept;
 
 // Another read-only open of a node whose open `cur` is a clean reader: it
 // shares cur's snapshot inode (read-only, never changes), so the node's
@@ -175,8 +217,8 @@ core::Result<void> charge_to_writer(const Daemon& d, Handle& h) noexcept;
 // passthrough writer (/proc/PID/fd/N, /dev/stdin): the kernel allows one
 // backing file per inode, so it reads that open's snapshot, as a re-open of
 // the same inode would on any filesystem.
-core::Result<std::unique_ptr<Handle>> share_reader(const std::shared_ptr<Node>& node,
-                                                   Handle& cur,
+core::Result<std::unique_ptr<Version>> share_reader(const std::shared_ptr<Node>& node,
+                                                   Version& cur,
                                                    bool view_of_writer = false) noexcept;
 
 enum class CommitOutcome {
@@ -192,7 +234,9 @@ struct CommitCaller {
   std::uint64_t owner = 0;  // lock owner (the caller's files_struct)
   pid_t pid = 0;
   uid_t uid = 0;
-  bool release = false;     // the last reference is gone: publish a pending truncation too
+  bool release = false;     // the version's last description is gone: publish a pending
+                            // truncation too
+  Handle* desc = nullptr;   // FLUSH: the description closed (its closed_by_owner is marked)
   // The last mapping of a passthrough snapshot went away and its content
   // differs from what this description last published, though its ctime
   // did not move (tmpfs has no page_mkwrite): publish it (Lingering).
@@ -204,18 +248,18 @@ struct CommitCaller {
 // version the snapshot started from (docs/design-conflicts.md). Idempotent:
 // a clean or shared handle, or a FLUSH from an owner that did not write,
 // publishes nothing. Takes h.mu exclusively.
-core::Result<CommitOutcome> commit(Daemon& d, Handle& h, const CommitCaller& c) noexcept;
+core::Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexcept;
 
 // Takes a flushed, unpublished truncation of `h` out of
 // Daemon::pending_truncations (RELEASE, or a commit that published). Needs
 // h.mu held exclusively.
-void settle_truncation(Daemon& d, Handle& h) noexcept;
+void settle_truncation(Daemon& d, Version& h) noexcept;
 
 // Whether a released passthrough writer's snapshot holds stores through a
 // shared mapping that its ctime does not show (filesystems without
 // page_mkwrite: tmpfs): it differs from B/p while B/p is still what this
 // description last published. O(size); may throw std::bad_alloc.
-bool mapped_stores_unseen(Daemon& d, Handle& h);
+bool mapped_stores_unseen(Daemon& d, Version& h);
 
 // utimens through M changed the mtime of the published inode `st` (not its
 // content): open descriptors whose base is that inode take the new mtime,
@@ -224,15 +268,15 @@ void touch_bases(Daemon& d, const struct stat& st) noexcept;
 
 // Before changing a snapshot: a published one is replaced by a fresh private
 // clone. Needs h.mu held exclusively.
-core::Result<void> ensure_private(Daemon& d, Handle& h) noexcept;
+core::Result<void> ensure_private(Daemon& d, Version& h) noexcept;
 
 // Before a change through a description (write, fallocate, ftruncate),
 // h.mu held exclusively: a reader refuses it (EBADF), a published
 // snapshot is replaced by a private clone (ensure_private).
-core::Result<void> prepare_change(Daemon& d, Handle& h) noexcept;
+core::Result<void> prepare_change(Daemon& d, Version& h) noexcept;
 
 // What fstat shows for a node with this open (h.mu held, any mode).
-core::Result<struct stat> handle_attr(const Handle& h) noexcept;
+core::Result<struct stat> handle_attr(const Version& h) noexcept;
 
 // truncate(path): snapshot -> ftruncate -> publish, atomically (design doc).
 core::Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,

@@ -442,8 +442,8 @@ bool InodeTable::second_open_after_estale(const Node& node, pid_t caller) {
   return true;
 }
 
-bool InodeTable::attach_open(Node& node, const std::shared_ptr<Handle>& h,
-                             const Handle* share_with, bool force, const Pin& pin) {
+bool InodeTable::attach_open(Node& node, const std::shared_ptr<Version>& h,
+                             const Version* share_with, bool force, const Pin& pin) {
   std::lock_guard lk(mu_);
   const bool first = node.open_count_ == 0;
   if (node.kind() == NodeKind::file && !first && !force) {
@@ -472,7 +472,7 @@ bool InodeTable::attach_open(Node& node, const std::shared_ptr<Handle>& h,
   return true;
 }
 
-void InodeTable::detach_open(Node& node, const Handle* h) {
+void InodeTable::detach_open(Node& node, const Version* h) {
   FdRef dropped;  // closed after the lock is dropped
   std::lock_guard lk(mu_);
   if (node.open_count_ == 0) broken("release without open", node.id());
@@ -487,8 +487,8 @@ void InodeTable::detach_open(Node& node, const Handle* h) {
   }
 }
 
-std::vector<std::shared_ptr<Handle>> InodeTable::opens_of_inode(dev_t dev, ino_t ino) const {
-  std::vector<std::shared_ptr<Handle>> out;
+std::vector<std::shared_ptr<Version>> InodeTable::opens_of_inode(dev_t dev, ino_t ino) const {
+  std::vector<std::shared_ptr<Version>> out;
   std::lock_guard lk(mu_);
   auto [b, e] = files_.equal_range(InoKey{dev, ino});
   for (auto it = b; it != e; ++it) {
@@ -500,7 +500,7 @@ std::vector<std::shared_ptr<Handle>> InodeTable::opens_of_inode(dev_t dev, ino_t
   return out;
 }
 
-std::shared_ptr<Handle> InodeTable::open_of(const Node& node) const {
+std::shared_ptr<Version> InodeTable::open_of(const Node& node) const {
   std::lock_guard lk(mu_);
   if (node.kind() != NodeKind::file) return nullptr;
   for (const auto& w : node.opens_)

@@ -2,7 +2,7 @@
 // (parent, name) indexes, the one-open-per-node rule, and which replies may
 // let the kernel cache a node (docs/design-fuse.md "Caching").
 //
-// Lock order (docs/design-fuse.md): Handle::mu -> commit stripe -> Daemon::ns_mu ->
+// Lock order (docs/design-fuse.md): Version::mu -> commit stripe -> Daemon::ns_mu ->
 // InodeTable::mu -> Node::fd_mu. InodeTable::mu guards map and node-field
 // updates only; no I/O and no reply ever happens under it.
 #pragma once
@@ -28,7 +28,7 @@
 
 namespace snapfs::fuse {
 
-struct Handle;
+struct Version;
 
 enum class NodeKind {
   dir,          // shared by (dev, ino)
@@ -79,7 +79,7 @@ private:
   std::uint64_t nlookup_ = 0;
   // The opens of this node. A kind-file node has one, or several read-only
   // opens that share one snapshot inode (so fstat is the same for all).
-  std::vector<std::weak_ptr<Handle>> opens_;
+  std::vector<std::weak_ptr<Version>> opens_;
   unsigned open_count_ = 0;
   // Requests that need the node bound: OPENs in progress (`opening_`, which
   // also count as "open" for the cache rules) and other holders.
@@ -256,20 +256,20 @@ public:
   // `pin`: the open is a shared reader of that snapshot: it is attached to
   // a node without opens (which is then pinned to it) or to a node pinned
   // to the same snapshot, never to another.
-  bool attach_open(Node& node, const std::shared_ptr<Handle>& h, const Handle* share_with,
+  bool attach_open(Node& node, const std::shared_ptr<Version>& h, const Version* share_with,
                    bool force = false, const Pin& pin = {});
   // An OPEN of a busy node by `caller` got ESTALE (contend()) and no lookup
   // of the name by it followed: a path walk would have looked it up again
   // and come back on a fresh node, so this one re-opens without a walk
   // (e.g. /proc/PID/fd/N) and would get ESTALE forever. True then (once).
   bool second_open_after_estale(const Node& node, pid_t caller);
-  void detach_open(Node& node, const Handle* h);
+  void detach_open(Node& node, const Version* h);
   // The open of a kind-file node (null if none): kept alive by the caller's reference.
-  std::shared_ptr<Handle> open_of(const Node& node) const;
+  std::shared_ptr<Version> open_of(const Node& node) const;
 
   // Every open of kind-file nodes that stand for the backing inode (dev, ino).
   // May throw std::bad_alloc.
-  std::vector<std::shared_ptr<Handle>> opens_of_inode(dev_t dev, ino_t ino) const;
+  std::vector<std::shared_ptr<Version>> opens_of_inode(dev_t dev, ino_t ino) const;
 
   NodePlace place(const Node& node) const;
   // "dir/sub/name" relative to the root, for passthrough globs.

@@ -37,7 +37,7 @@ Lingering::~Lingering() {
   for (const auto& p : parked_) settle(*p.h);
 }
 
-bool Lingering::park_if_mapped(const std::shared_ptr<Handle>& h) {
+bool Lingering::park_if_mapped(const std::shared_ptr<Version>& h) {
   auto sole = sys::sole_writer(h->snap.fd());
   // An error asking: treat as unmapped (publish now, as before passthrough).
   if (!sole) d_.log->debug("release: lease probe: {}", sole.error().message());
@@ -63,7 +63,7 @@ std::size_t Lingering::size() const {
   return parked_.size();
 }
 
-void Lingering::settle(Handle& h) noexcept {
+void Lingering::settle(Version& h) noexcept {
   CommitCaller caller;
   caller.release = true;
   try {

@@ -21,7 +21,7 @@
 
 namespace snapfs::fuse {
 
-struct Handle;
+struct Version;
 
 class Lingering {
 public:
@@ -34,12 +34,12 @@ public:
 
   // Whether `h` (released, kernel-written) must wait for its mappings; if
   // so it is parked and true is returned.
-  bool park_if_mapped(const std::shared_ptr<Handle>& h);
+  bool park_if_mapped(const std::shared_ptr<Version>& h);
   std::size_t size() const;
 
 private:
   void run();
-  void settle(Handle& h) noexcept;
+  void settle(Version& h) noexcept;
 
   Daemon& d_;
   mutable std::mutex mu_;  // leaf lock (commit() runs outside it)
@@ -47,7 +47,7 @@ private:
   // Each parked handle keeps its node bound (an idle node gives up its
   // descriptor, which the commit needs).
   struct Parked {
-    std::shared_ptr<Handle> h;
+    std::shared_ptr<Version> h;
     NodeClaim claim;
   };
   std::vector<Parked> parked_;

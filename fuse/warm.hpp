@@ -47,7 +47,7 @@ struct WarmSnapshot {
   // until the first OPEN reply armed with `backing` was patched (confirm()):
   // until then every reader takes a descriptor of its own from it, so an
   // open whose reply the kernel did not take is served by the daemon
-  // (Handle::fd()) instead of failing every READ.
+  // (Version::fd()) instead of failing every READ.
   core::TmpFile file;
   bool keeps_file = true;  // set before the snapshot is shared, never changed after
   off_t size = 0;

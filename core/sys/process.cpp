@@ -2,6 +2,7 @@
 // filesystem identity of a thread, what /proc/<tid>/status says).
 #include "sys.hpp"
 
+#include <poll.h>
 #include <sys/fsuid.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -150,6 +151,23 @@ Result<pid_t> tgid_of(pid_t tid) noexcept {
   if (!field) return std::move(field).error();
   const std::string s(field->begin(), field->end());
   return static_cast<pid_t>(std::strtol(s.c_str(), nullptr, 10));
+}
+
+Result<UniqueFd> pidfd_open(pid_t pid) noexcept {
+  const long fd = ::syscall(SYS_pidfd_open, static_cast<long>(pid), 0L);
+  if (fd < 0) return Error::from_errno("pidfd_open");
+  return UniqueFd(static_cast<int>(fd));
+}
+
+bool process_alive(int pidfd) noexcept {
+  struct pollfd p {};
+  p.fd = pidfd;
+  p.events = POLLIN;
+  int n;
+  do {
+    n = ::poll(&p, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n == 0;
 }
 
 }  // namespace snapfs::core::sys

@@ -192,6 +192,13 @@ Result<bool> has_capability(pid_t tid, int cap) noexcept;
 // The thread group (process) of thread `tid`: itself if it leads one (a
 // pidfd opens), else from /proc/<tid>/status.
 Result<pid_t> tgid_of(pid_t tid) noexcept;
+// A pidfd of process `pid` (a thread-group leader): it refers to that
+// process only, never to a later one given the same number.
+Result<UniqueFd> pidfd_open(pid_t pid) noexcept;
+// Whether the process of `pidfd` has not exited yet (poll(2): a pidfd
+// becomes readable when its process exits). An error asking counts as
+// exited.
+bool process_alive(int pidfd) noexcept;
 
 // A directory stream over its own O_RDONLY descriptor (fdopendir; dir.cpp).
 class DirStream {

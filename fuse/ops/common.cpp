@@ -162,8 +162,8 @@ std::string path_for_log(const Daemon& d, const Node& node) noexcept {
 }
 
 Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept {
-  std::shared_ptr<Handle> h;
-  if (fi && fi->fh) h = handle_ref(fi);
+  std::shared_ptr<Version> h;
+  if (fi && fi->fh) h = handle_ref(fi)->v;
   const bool own = static_cast<bool>(h);
   if (!h) h = d.table.open_of(node);
   if (h) {

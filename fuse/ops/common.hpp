@@ -50,7 +50,7 @@ std::string path_for_log(const Daemon& d, const Node& node) noexcept;
 bool is_shared_path(Daemon& d, const Node& parent, const char* name);
 
 // fi->fh holds a heap-allocated std::shared_ptr<Handle> (made in open/create,
-// deleted in release), so a GETATTR that found the handle through its node
+// deleted in release), so a GETATTR that found the version through its node
 // keeps it alive while RELEASE runs. The copy is taken between handoff_take
 // and handoff_give (handoff.hpp): RELEASE, which deletes the holder, comes
 // after the reply to this request.
@@ -64,7 +64,8 @@ inline std::shared_ptr<Handle> handle_ref(const fuse_file_info* fi) {
 }
 // Handlers hold their own copy of the shared_ptr (never a bare reference):
 // a lock or reference still alive after the reply would outlive the Handle
-// if the application closes the file and RELEASE runs meanwhile.
+// and its Version if the application closes the file and RELEASE runs
+// meanwhile.
 
 // What GETATTR shows for a node (its open snapshot's view, or B/p).
 core::Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept;

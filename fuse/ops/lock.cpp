@@ -38,7 +38,7 @@ namespace {
 Result<int> lock_fd_of(Handle& h) noexcept {
   std::lock_guard lk(h.lock_mu);
   if (!h.lock_fd) {
-    const FdRef fd = h.node->fd();
+    const FdRef fd = h.v->node->fd();
     // F_WRLCK needs a descriptor open for writing; flock and read locks do
     // not. The kernel sends F_WRLCK only for a description open for
     // writing (fcntl(2): EBADF otherwise), so B/p is opened for writing

@@ -23,15 +23,26 @@ using core::Result;
 
 namespace {
 
-// Hands the handle to the kernel: fi->fh, the open flags, the statistics.
-// False (and nothing registered) if the node already has an open.
-bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
-             const Handle* share_with = nullptr, bool force = false, const Pin& pin = {}) noexcept {
-  std::shared_ptr<Handle> h;
+// Hands a description of the version to the kernel: fi->fh, the open
+// flags, the statistics. `slot`: the description's place in its user's
+// share (UserOpens). False (and nothing registered) if the node already has
+// an open.
+bool install(Daemon& d, std::unique_ptr<Version> owned, UserSlot slot, fuse_file_info* fi,
+             const Version* share_with = nullptr, bool force = false, const Pin& pin = {}) noexcept {
+  std::shared_ptr<Version> h;
   std::shared_ptr<Handle>* holder = nullptr;
   try {
-    h = std::shared_ptr<Handle>(std::move(owned));
-    holder = new std::shared_ptr<Handle>(h);
+    h = std::shared_ptr<Version>(std::move(owned));
+    auto desc = std::make_shared<Handle>();
+    desc->v = h;
+    desc->writable = h->writable;
+    desc->append = h->append;
+    desc->who = h->who;
+    desc->slot = std::move(slot);
+    h->descs = 1;
+    h->unclosed = 1;
+    h->all_append = h->append;
+    holder = new std::shared_ptr<Handle>(std::move(desc));
   } catch (const std::bad_alloc&) {
     return false;
   }
@@ -96,7 +107,7 @@ bool install(Daemon& d, std::unique_ptr<Handle> owned, fuse_file_info* fi,
 }
 
 // Config::test_fault "open.unpatched".
-bool unpatched_for_test(Daemon& d, const Handle& h) noexcept {
+bool unpatched_for_test(Daemon& d, const Version& h) noexcept {
   if (!d.cfg.test_fault) return false;
   try {
     return d.cfg.test_fault("open.unpatched", d.table.path_of(*h.node));
@@ -108,7 +119,7 @@ bool unpatched_for_test(Daemon& d, const Handle& h) noexcept {
 // Sends the OPEN/CREATE reply through `send`, armed with the handle's
 // backing file if it has one; records whether the kernel got passthrough.
 template <typename Send>
-bool reply_with_backing(Daemon& d, Handle& h, Send&& send) noexcept {
+bool reply_with_backing(Daemon& d, Version& h, Send&& send) noexcept {
   std::shared_ptr<BackingFile> b;
   {
     std::shared_lock lk(h.mu);
@@ -149,20 +160,32 @@ bool reply_with_backing(Daemon& d, Handle& h, Send&& send) noexcept {
   return sent;
 }
 
-// The process that opens (a writer's closes by it commit; see commit()).
-void set_opener(fuse_req_t req, Handle& h) noexcept {
+// A writer's version is its process's (Owner): the process's closes
+// commit it (commit()), and its other opens of the node join it. The
+// caller is blocked in this request, so its number is not reused before
+// the pidfd pins it.
+void set_owner(fuse_req_t req, Version& h) noexcept {
   if (!h.writable || h.kind != HandleKind::snapshot) return;
   const pid_t tid = fuse_req_ctx(req)->pid;
-  auto tgid = sys::tgid_of(tid);
-  h.opener = tgid ? *tgid : tid;
+  auto tgid = tid != 0 ? sys::tgid_of(tid) : Result<pid_t>(0);
+  h.owner.tgid = tgid ? *tgid : tid;
+  if (h.owner.tgid == 0) return;
+  if (auto fd = sys::pidfd_open(h.owner.tgid)) h.owner.pidfd = std::move(*fd);
 }
 
-void uninstall(Daemon& d, fuse_file_info* fi) noexcept {
+// Forgets fi->fh: the description goes; its version stays for the others.
+std::shared_ptr<Version> drop_description(Daemon& d, fuse_file_info* fi) noexcept {
   auto* holder = reinterpret_cast<std::shared_ptr<Handle>*>(static_cast<uintptr_t>(fi->fh));
   d.live_handles.remove(holder);
-  const std::shared_ptr<Handle> h = std::move(*holder);
+  std::shared_ptr<Version> v = (*holder)->v;
   delete holder;
   fi->fh = 0;
+  return v;
+}
+
+// Forgets fi->fh and its version: the version's last description.
+void uninstall(Daemon& d, fuse_file_info* fi) noexcept {
+  const std::shared_ptr<Version> h = drop_description(d, fi);
   d.table.detach_open(*h->node, h.get());
   if (h->kind == HandleKind::snapshot || h->kind == HandleKind::reader_share)
     d.stats.open_snapshots.fetch_sub(1, std::memory_order_relaxed);
@@ -177,6 +200,106 @@ void undo_create(int dirfd, const char* name, int fd) noexcept {
   auto now = sys::fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW);
   if (mine && now && mine->st_dev == now->st_dev && mine->st_ino == now->st_ino)
     (void)sys::unlinkat(dirfd, name, 0);
+}
+
+void release_description(Daemon& d, fuse_ino_t ino, fuse_file_info* fi) noexcept;
+
+// Whether the caller of `req` is the live owner of `v` (Owner::is): its
+// other open of the node joins `v`. Asks the thread group only where `v`
+// has an owner.
+bool caller_owns(fuse_req_t req, const Version& v) noexcept {
+  if (v.owner.tgid == 0) return false;
+  const pid_t tid = fuse_req_ctx(req)->pid;
+  if (tid == 0) return false;
+  auto tgid = tid == v.owner.tgid ? Result<pid_t>(tid) : sys::tgid_of(tid);
+  return tgid && v.owner.is(*tgid);
+}
+
+// A process's open of a node whose version is its own (docs/design-own-writes.md):
+// a new description of that version, no snapshot made. It reads and writes
+// what the process's other descriptions do; O_TRUNC truncates the version.
+// Every close of a description of it may publish (noflush 0); the last one
+// of the owner's does (CloseFacts::others_open). False: the version's last
+// description went meanwhile (the caller walks again).
+bool join(Daemon& d, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
+          const std::shared_ptr<Version>& v, const Identity& who, UserSlot slot) noexcept {
+  const int flags = fi->flags;
+  const bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  std::shared_ptr<Handle>* holder = nullptr;
+  try {
+    auto desc = std::make_shared<Handle>();
+    desc->v = v;
+    desc->writable = writable;
+    desc->append = (flags & O_APPEND) != 0;
+    desc->who = who;
+    desc->slot = std::move(slot);
+    holder = new std::shared_ptr<Handle>(std::move(desc));
+  } catch (const std::bad_alloc&) {
+    reply_errno(req, ENOMEM, "open", ino);
+    return true;
+  }
+  {
+    std::unique_lock lk(v->mu);
+    if (v->descs == 0) {
+      delete holder;
+      return false;
+    }
+    if (flags & O_TRUNC) {
+      // As a first open's O_TRUNC (open_handle): an empty version, published
+      // by the last close; alone (nothing written after), it is a pending
+      // truncation, which FLUSH does not publish.
+      const bool was_clean = !v->dirty;
+      Result<void> r = prepare_change(d, *v);
+      if (r) r = sys::ftruncate(v->snap.fd(), 0);
+      if (!r) {
+        lk.unlock();
+        delete holder;
+        reply_error(req, r.error(), "open", ino);
+        return true;
+      }
+      v->mark_dirty(0);
+      v->append_only = false;
+      if (was_clean) v->pending_truncate = true;
+      if (v->kernel_writes()) {
+        if (auto st = sys::fstat(v->snap.fd())) v->seen = SnapState::of(*st);
+      }
+    }
+    ++v->descs;
+    ++v->unclosed;
+    if (writable) v->all_append = v->all_append && (flags & O_APPEND);
+  }
+  try {
+    d.live_handles.add(holder);
+  } catch (const std::bad_alloc&) {
+    fi->fh = reinterpret_cast<uintptr_t>(holder);
+    release_description(d, ino, fi);
+    reply_errno(req, ENOMEM, "open", ino);
+    return true;
+  }
+  fi->fh = reinterpret_cast<uintptr_t>(holder);
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  fi->noflush = 0;
+  d.stats.own_joins.fetch_add(1, std::memory_order_relaxed);
+  d.log->debug("open ino {} flags {:#o}: joins its process's version", ino, flags);
+  // Served as the version is: the kernel's passthrough with its backing
+  // file (one per inode, so the same one), or the daemon from its snapshot.
+  std::shared_ptr<BackingFile> b;
+  {
+    std::shared_lock lk(v->mu);
+    if (v->passthrough.load(std::memory_order_acquire)) b = v->backing;
+  }
+  bool sent;
+  if (!b) {
+    d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
+    sent = reply_open(req, fi);
+  } else {
+    d.kpt.arm(*b);
+    sent = reply_open(req, fi);
+    if (!d.kpt.disarm()) d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!sent) release_description(d, ino, fi);
+  return true;
 }
 
 }  // namespace
@@ -226,7 +349,11 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // what B/p holds; others (two walks in the same jiffy share a dentry even
   // with entry_timeout 0) if it is a clean reader's.
   const auto cur = d.table.open_of(*node);
-  Result<std::unique_ptr<Handle>> h = Error::of(ESTALE, "open");
+  if (cur && caller_owns(req, *cur)) {
+    if (!join(d, req, ino, fi, cur, who, std::move(slot))) estale();
+    return;
+  }
+  Result<std::unique_ptr<Version>> h = Error::of(ESTALE, "open");
   // Sharing an open's warm snapshot is a warm hit like one found in the
   // cache: which of the two an open takes depends only on whether the
   // previous reader's RELEASE (asynchronous) has arrived yet.
@@ -284,11 +411,10 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
       return estale();
     }
   }
-  set_opener(req, **h);
+  set_owner(req, **h);
   (*h)->who = who;
-  (*h)->slot = std::move(slot);
   if (auto r = charge_to_writer(d, **h); !r) return reply_error(req, r.error(), "open", ino);
-  if (!install(d, std::move(*h), fi, cur.get(), force, pin)) return estale();
+  if (!install(d, std::move(*h), std::move(slot), fi, cur.get(), force, pin)) return estale();
   // Attributes the kernel may hold for the node from another version (a
   // change made directly in B within cache_timeout): dropped before the
   // reply, so this open's fstat shows its own version.
@@ -296,7 +422,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   d.log->debug("open ino {} flags {:#o}", ino, fi->flags);
   // handle_ref() hands the handle on (handoff.hpp) after everything above.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
-  if (!reply_with_backing(d, *hp, [&] { return reply_open(req, fi); })) uninstall(d, fi);
+  if (!reply_with_backing(d, *hp->v, [&] { return reply_open(req, fi); })) uninstall(d, fi);
 }
 
 void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -361,11 +487,11 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     d.table.forget((*node)->id(), 1);
     return reply_errno(req, EEXIST, "create", parent);
   }
-  Result<std::unique_ptr<Handle>> h = Error::of(EIO, "create");
+  Result<std::unique_ptr<Version>> h = Error::of(EIO, "create");
   if (glob && created) {
     // Passthrough glob: the descriptor we created with is the open.
     try {
-      auto sh = std::make_unique<Handle>();
+      auto sh = std::make_unique<Version>();
       sh->node = *node;
       sh->kind = HandleKind::shared;
       sh->writable = (flags & O_ACCMODE) != O_RDONLY;
@@ -379,19 +505,18 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     h = open_handle(d, *node, flags & ~(O_CREAT | O_EXCL), created);
   }
   if (h) {
-    set_opener(req, **h);
+    set_owner(req, **h);
     (*h)->who = who;
-    (*h)->slot = std::move(slot);
     if (auto r = charge_to_writer(d, **h); !r) h = std::move(r).error();
   }
-  if (!h || !install(d, std::move(*h), fi)) {
+  if (!h || !install(d, std::move(*h), std::move(slot), fi)) {
     d.table.forget((*node)->id(), 1);  // the kernel never hears of this lookup
     if (!h) return fail(h.error(), "create");
     return fail(Error::of(ESTALE, "create"), "create");
   }
   d.log->debug("create {} in ino {} -> ino {}", name, parent, e.ino);
   const std::shared_ptr<Handle> hp = handle_ref(fi);  // hands it on, as in open()
-  Handle& mine = *hp;
+  Version& mine = *hp->v;
   // The new inode's attributes may be cached: else the kernel's
   // permission check at the end of this very open(2) (default_permissions,
   // may_open) asks GETATTR at once. Only this open reaches the node (entry
@@ -414,8 +539,8 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   Daemon& d = daemon_of(req);
   // Owned for the whole handler: once the reply is sent the application
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
-  const std::shared_ptr<Handle> hp = handle_ref(fi);
-  Handle& h = *hp;
+  const std::shared_ptr<Handle> dp = handle_ref(fi);
+  Version& h = *dp->v;
   // Commit on close: FLUSH is synchronous with close() and its error is close()'s
   // error (docs/design-fuse.md, "Kernel facts" 1). dup/fork send one FLUSH per
   // close, so commit() publishes only a dirty snapshot and is idempotent.
@@ -424,6 +549,7 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   caller.owner = fi->lock_owner;
   caller.pid = ctx->pid;
   caller.uid = ctx->uid;
+  caller.desc = dp.get();
   auto r = commit(d, h, caller);
   {
     // A truncation announced by an earlier FLUSH that has since been written
@@ -445,14 +571,29 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   reply_ok(req);
 }
 
-void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
+namespace {
+
+// RELEASE of one description (release(), or a join whose reply failed).
+void release_description(Daemon& d, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // RELEASE is asynchronous and carries no caller: it frees. The one thing
   // it publishes is a truncation nobody wrote after (`: > log`), which FLUSH
   // leaves alone so that a shell's `cmd > f` never shows an empty f (see
-  // Handle::pending_truncate). Anything else dirty was published by FLUSH.
+  // Version::pending_truncate). Anything else dirty was published by FLUSH.
   {
-    const std::shared_ptr<Handle> hp = handle_ref(fi);
+    const std::shared_ptr<Handle> dp = handle_ref(fi);
+    const std::shared_ptr<Version> hp = dp->v;
+    bool last = false;
+    {
+      std::unique_lock lk(hp->mu);
+      last = --hp->descs == 0;
+      if (!dp->closed_by_owner) --hp->unclosed;
+    }
+    // Another description of the version is open: it goes on for that one
+    // (its last RELEASE does what follows).
+    if (!last) {
+      drop_description(d, fi);
+      return;
+    }
     std::shared_ptr<BackingFile> backing;
     {
       // The kernel holds its own reference to the backing file now.
@@ -465,7 +606,7 @@ void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     d.log->debug("release ino {}: kernel writes {}", ino, hp->kernel_writes());
     if (hp->kernel_writes() && d.lingering && d.lingering->park_if_mapped(hp)) {
       uninstall(d, fi);
-      return reply_ok(req);
+      return;
     }
     CommitCaller caller;
     caller.release = true;
@@ -490,14 +631,20 @@ void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     settle_truncation(d, *hp);
   }
   uninstall(d, fi);
+}
+
+}  // namespace
+
+void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  release_description(daemon_of(req), ino, fi);
   reply_ok(req);
 }
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {
   // Owned for the whole handler: once the reply is sent the application
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
-  const std::shared_ptr<Handle> hp = handle_ref(fi);
-  Handle& h = *hp;
+  const std::shared_ptr<Handle> dp = handle_ref(fi);
+  Version& h = *dp->v;
   // Syncs the snapshot's data; it does not publish (the commit at close
   // does, with the durability the mount asked for).
   std::shared_lock lk(h.mu);

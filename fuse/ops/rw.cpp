@@ -21,9 +21,9 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   // Owned for the whole handler: once the reply is sent the application
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
-  Handle& h = *hp;
+  Version& h = *hp->v;
   // Held across the reply: fuse_reply_data reads from the snapshot fd, which
-  // a concurrent re-clone must not close meanwhile. Only Handle::mu is held.
+  // a concurrent re-clone must not close meanwhile. Only Version::mu is held.
   std::shared_lock lk(h.mu);
   // A reader whose warm snapshot only the kernel holds is always served by
   // the kernel; a READ for it would mean the passthrough reply was refused.
@@ -37,10 +37,10 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
   // Owned for the whole handler: once the reply is sent the application
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
-  Handle& h = *hp;
+  Version& h = *hp->v;
   std::unique_lock lk(h.mu);
   if (auto r = prepare_change(d, h); !r) return reply_error(req, r.error(), "write", ino);
-  if (h.kind == HandleKind::snapshot && h.append) {
+  if (h.kind == HandleKind::snapshot && hp->append) {
     // O_APPEND: the kernel's offset comes from an i_size other opens can reset
     // (docs/design-fuse.md, "Kernel facts" 5); the end of *this* snapshot is
     // what counts.
@@ -68,7 +68,7 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
   // Owned for the whole handler: once the reply is sent the application
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
-  Handle& h = *hp;
+  Version& h = *hp->v;
   std::unique_lock lk(h.mu);
   if (auto r = prepare_change(d, h); !r) return reply_error(req, r.error(), "fallocate", ino);
   auto r = sys::fallocate(h.fd(), mode, static_cast<std::uint64_t>(off),
@@ -87,7 +87,7 @@ void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
   // Owned for the whole handler: once the reply is sent the application
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
-  Handle& h = *hp;
+  Version& h = *hp->v;
   std::shared_lock lk(h.mu);
   if (h.fd() < 0 && h.warm) {
     // A warm snapshot only the kernel holds (WarmSnapshot): reported as all

@@ -22,7 +22,7 @@ using core::Result;
 
 namespace {
 
-Result<void> ftruncate_handle(Daemon& d, Handle& h, std::uint64_t size) noexcept {
+Result<void> ftruncate_handle(Daemon& d, Version& h, std::uint64_t size) noexcept {
   std::unique_lock lk(h.mu);
   if (h.kind == HandleKind::shared) return sys::ftruncate(h.direct.get(), size);
   // ISOLATION: only this description's snapshot changes (docs/semantics.md#writers).
@@ -35,7 +35,7 @@ Result<void> ftruncate_handle(Daemon& d, Handle& h, std::uint64_t size) noexcept
 
 // utimens while a snapshot is open: the commit publishes the snapshot inode,
 // so its times must carry what the caller set (cp -p sets them before close).
-Result<void> times_on_snapshot(Daemon& d, Handle& h, const struct timespec times[2],
+Result<void> times_on_snapshot(Daemon& d, Version& h, const struct timespec times[2],
                                const struct timespec& mtime_now) noexcept {
   std::unique_lock lk(h.mu);
   if (h.kind != HandleKind::snapshot) return {};
@@ -152,7 +152,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       r = core::Error::of(EISDIR, "truncate");
     } else if (fi && fi->fh) {
       const std::shared_ptr<Handle> hp = handle_ref(fi);
-      r = ftruncate_handle(d, *hp, size);  // ftruncate(fd)
+      r = ftruncate_handle(d, *hp->v, size);  // ftruncate(fd)
     } else {
       // truncate(path), even by a process that has the file open: it is the
       // published file's size that changes (docs/design-fuse.md,
@@ -178,14 +178,14 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                            });
         !r)
       return fail(r.error(), "setattr(times)");
-    if (ns.owns_lock()) ns.unlock();  // Handle::mu comes before ns_mu
+    if (ns.owns_lock()) ns.unlock();  // Version::mu comes before ns_mu
     if (file) {
       // Not a content change: open descriptors based on this inode keep
       // it as their base (docs/design-conflicts.md).
       if (auto now = sys::fstat(now_fd->get())) touch_bases(d, *now);
     }
-    std::shared_ptr<Handle> h;
-    if (file) h = (fi && fi->fh) ? handle_ref(fi) : d.table.open_of(*node);
+    std::shared_ptr<Version> h;
+    if (file) h = (fi && fi->fh) ? handle_ref(fi)->v : d.table.open_of(*node);
     if (h && h->writable) {
       auto now = sys::fstat(now_fd->get());
       const struct timespec mnow = now ? now->st_mtim : times[1];
