@@ -8,6 +8,9 @@ packages=(
   cmake g++ make pkg-config
   libfuse3-dev fuse3 libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the Debian package's library dependencies (dpkg-shlibdeps), and the
+  # manual page tests (groff, man)
+  dpkg-dev groff-base man-db
   # filesystems the tests make on loop devices, and the tools they use
   xfsprogs btrfs-progs e2fsprogs util-linux mount acl attr
   # unmodified programs the mount tests run through the view
