@@ -36,6 +36,9 @@ struct Stats {
   std::atomic<std::uint64_t> rebases{0};
   std::atomic<std::uint64_t> daemon_opens{0};  // opens served by the daemon (direct_io)
   std::atomic<std::uint64_t> own_joins{0};     // opens that joined their process's version
+  std::atomic<std::uint64_t> own_routes{0};    // lookups answered with the caller's own version
+  std::atomic<std::uint64_t> own_misses{0};    // opens by an owner served a snapshot of B/p
+                                               // (its retry after an ESTALE met another node)
   // Requests that the kernel's caches would have saved: a test
   // counts them to see that a repeated stat is served by the kernel.
   std::atomic<std::uint64_t> lookups{0};
@@ -202,8 +205,11 @@ private:
 // docs/design-fuse.md, "Locks".
 //
 //  rank  lock                                     kind           guards
-//  1     Version::mu (handle.hpp)                 shared_mutex   the open's snapshot: reads shared;
-//                                                                writes, truncation, commit exclusive
+//  1     Version::mu (handle.hpp)                 shared_mutex   a version's snapshot: reads shared;
+//                                                                writes, truncation, commit exclusive;
+//                                                                its descriptions' count and marks
+//                                                                (Handle::closed_by_owner). Never
+//                                                                two versions' at once
 //  2     CommitStripes, 256 (below)               mutex          one path's check-then-publish
 //  3     Daemon::ns_mu                            shared_mutex   names: commits shared; rename,
 //                                                                unlink, chmod/chown/xattr exclusive

@@ -1,6 +1,7 @@
 // Node lifetime and indexes. See inode_table.hpp for the lock order.
 #include "inode_table.hpp"
 
+#include "handle.hpp"
 #include "warm.hpp"
 
 #include <algorithm>
@@ -109,13 +110,29 @@ void InodeTable::set_place_locked(Node& n, const std::shared_ptr<Node>& parent,
 std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
                                          const std::string& name, core::UniqueFd fd,
                                          const struct stat& st, bool shared_file, Intent intent,
-                                         Timeouts& t, pid_t caller, std::uint64_t seen) {
+                                         Timeouts& t, pid_t caller, std::uint64_t seen,
+                                         const Route& route) {
   const NodeKind kind = kind_of(st, shared_file);
   const InoKey key{st.st_dev, st.st_ino};
   std::lock_guard lk(mu_);
   std::shared_ptr<Node> node;
   bool keep_fd = true;
   t = Timeouts{};
+  if (kind == NodeKind::file && intent == Intent::lookup && route.to) {
+    // The caller's own version (docs/design-own-writes.md, "Routing"), if
+    // it is still open on its node and the node still stands for this
+    // inode: the reply names that node, uncached, its place unchanged.
+    // A re-walk after an ESTALE towards it ends here (its mark is used up).
+    const std::shared_ptr<Node>& n = route.to->node;
+    const bool open_there = std::any_of(n->opens_.begin(), n->opens_.end(), [&](const auto& w) {
+      return w.lock().get() == route.to;
+    });
+    if (open_there && !n->unlinked_ && n->dev_ == st.st_dev && n->ino_ == st.st_ino) {
+      (void)contended_locked(*parent, name, caller, std::chrono::steady_clock::now());
+      ++n->nlookup_;
+      return n;
+    }
+  }
   if (kind == NodeKind::file) {
     // One kernel inode per open, except for readers that share one warm
     // snapshot (docs/design-passthrough.md, "Kernel facts" 2 and 3;
@@ -138,6 +155,8 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
     const auto now = std::chrono::steady_clock::now();
     const bool fresh = cache_ <= 0 || intent == Intent::open ||
                        contended_locked(*parent, name, caller, now);
+    // An inode some process holds privately: never cached (Route::held).
+    const double cache = route.held ? 0 : cache_;
     std::shared_ptr<Node> reuse;
     if (!fresh) {
       std::shared_ptr<Node> idle;
@@ -161,7 +180,7 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
     } else {
       node = reuse ? reuse : make_locked(kind, st);
       rekey_locked(*node, st.st_dev, st.st_ino);  // a no-op for a pinned node (same version)
-      t.entry = cache_;
+      t.entry = cache;
       // changes_ is read under mu_, after the stat (`seen` before it): a
       // change noted before this read makes the reply uncacheable; one
       // noted after it collects this node (file_nodes_*() take mu_), which
@@ -169,8 +188,8 @@ std::shared_ptr<Node> InodeTable::intern(const std::shared_ptr<Node>& parent,
       const bool cold_ok = seen != kNoChanges &&
                            cold_cacheable_.load(std::memory_order_acquire) &&
                            seen == changes_.load(std::memory_order_seq_cst);
-      t.attr = node->nlookup_ > 0 || cold_ok ? cache_ : 0;
-      node->entry_cached_ = true;
+      t.attr = node->nlookup_ > 0 || cold_ok ? cache : 0;
+      if (t.entry > 0) node->entry_cached_ = true;
       if (t.attr > 0) {
         node->attr_cached_ = true;
         node->cached_version_ = st;
@@ -234,6 +253,13 @@ void InodeTable::contend_locked(const Node& n, pid_t caller) {
     // Then the re-walk may meet another open once more (ESTALE): not worse
     // than without caching.
   }
+}
+
+bool InodeTable::contended_for(const Node& node, pid_t caller) const {
+  std::lock_guard lk(mu_);
+  if (contended_.empty() || !node.parent_ || node.unlinked_) return false;
+  auto c = contended_.find(contend_key(*node.parent_, node.name_, caller));
+  return c != contended_.end() && c->second.until > std::chrono::steady_clock::now();
 }
 
 void InodeTable::contend(const Node& node, pid_t caller) {
@@ -460,6 +486,7 @@ bool InodeTable::attach_open(Node& node, const std::shared_ptr<Version>& h,
   }
   node.opens_.emplace_back(h);
   ++node.open_count_;
+  if (h->owner.tgid != 0) owned_.fetch_add(1, std::memory_order_release);
   if (node.kind() == NodeKind::file) {
     if (first) {
       node.pin_ = pin.id;
@@ -477,6 +504,7 @@ void InodeTable::detach_open(Node& node, const Version* h) {
   std::lock_guard lk(mu_);
   if (node.open_count_ == 0) broken("release without open", node.id());
   if (--node.open_count_ == 0) node.pin_ = nullptr;
+  if (h->owner.tgid != 0) owned_.fetch_sub(1, std::memory_order_release);
   dropped = unbind_if_idle_locked(node);
   for (auto it = node.opens_.begin(); it != node.opens_.end();) {
     auto cur = it->lock();
@@ -506,6 +534,22 @@ std::shared_ptr<Version> InodeTable::open_of(const Node& node) const {
   for (const auto& w : node.opens_)
     if (auto h = w.lock()) return h;
   return nullptr;
+}
+
+std::vector<std::shared_ptr<Version>> InodeTable::owned_versions_of(dev_t dev, ino_t ino) const {
+  std::vector<std::shared_ptr<Version>> out;
+  if (!any_owned()) return out;
+  std::lock_guard lk(mu_);
+  auto [b, e] = files_.equal_range(InoKey{dev, ino});
+  for (auto it = b; it != e; ++it) {
+    auto n = nodes_.find(it->second);
+    if (n == nodes_.end()) continue;
+    for (const auto& w : n->second->opens_) {
+      // Version::owner is set before the version is attached, never after.
+      if (auto v = w.lock(); v && v->owner.tgid != 0) out.push_back(std::move(v));
+    }
+  }
+  return out;
 }
 
 NodePlace InodeTable::place(const Node& node) const {

@@ -125,6 +125,16 @@ enum class Intent {
   open,    // CREATE: a fresh node, bound, that is opened before the reply
 };
 
+// A LOOKUP about an inode of which some process holds a private version
+// (docs/design-own-writes.md, "Routing"), decided by lookup_child() before
+// intern(): `to`, the caller's own version, whose node the reply names if
+// it is still open there; `held`, the inode has such versions: the reply's
+// timeouts are 0, so every walk of its names asks the daemon again.
+struct Route {
+  const Version* to = nullptr;
+  bool held = false;
+};
+
 // What an OPEN learnt when it took its node (InodeTable::begin_open).
 struct OpenStart {
   bool retire = false;         // not taken: answer ESTALE (the kernel may cache its dentry)
@@ -171,10 +181,18 @@ public:
   // node the kernel does not know yet gets cacheable attributes only if no
   // change was noted since then and cold nodes are cacheable (see there).
   static constexpr std::uint64_t kNoChanges = ~std::uint64_t{0};
+  // `route`: see Route; a routed reply names the version's node as it is
+  // (its place does not move: a hard link's name is not the commit target).
   std::shared_ptr<Node> intern(const std::shared_ptr<Node>& parent, const std::string& name,
                                core::UniqueFd fd, const struct stat& st, bool shared_file,
                                Intent intent, Timeouts& t, pid_t caller = 0,
-                               std::uint64_t seen = kNoChanges);
+                               std::uint64_t seen = kNoChanges, const Route& route = {});
+
+  // Private versions (Version::owner set) attached to nodes: whether there
+  // are any (one atomic load, for every LOOKUP and OPEN), and those whose
+  // node stands for the backing inode (dev, ino). May throw std::bad_alloc.
+  bool any_owned() const noexcept { return owned_.load(std::memory_order_acquire) > 0; }
+  std::vector<std::shared_ptr<Version>> owned_versions_of(dev_t dev, ino_t ino) const;
 
   // Attribute changes made through M, and nodes new to the kernel
   // (docs/design-fuse.md "Caching", cold lookups). A LOOKUP reply that
@@ -213,6 +231,10 @@ public:
   // the retry cannot meet another open again. Caller 0 (a pid the daemon
   // cannot see): every LOOKUP of the name, for a second.
   void contend(const Node& node, pid_t caller);
+  // Whether an OPEN of `node`'s name by `caller` was answered ESTALE within
+  // the last second (contend()) and that walk has not opened since: this
+  // OPEN is the kernel's retry, its last.
+  bool contended_for(const Node& node, pid_t caller) const;
   // A shared reader was attached with version `v` (null: not known): true
   // if the kernel may hold attributes of another version for the node
   // (then they must be dropped before the reply).
@@ -341,6 +363,7 @@ private:
                         std::chrono::steady_clock::time_point now);
   void contend_locked(const Node& n, pid_t caller);
   std::map<ContendKey, Contention> contended_;
+  std::atomic<long> owned_{0};  // attached versions with an owner
 };
 
 }  // namespace snapfs::fuse

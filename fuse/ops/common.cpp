@@ -50,10 +50,11 @@ Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>
                                           const char* name, core::UniqueFd fd,
                                           const struct stat& st, bool glob, fuse_entry_param& e,
                                           Intent intent, pid_t caller,
-                                          std::uint64_t seen) noexcept {
+                                          std::uint64_t seen, const Route& route = {}) noexcept {
   try {
     Timeouts t;
-    auto node = d.table.intern(parent, name, std::move(fd), st, glob, intent, t, caller, seen);
+    auto node =
+        d.table.intern(parent, name, std::move(fd), st, glob, intent, t, caller, seen, route);
     std::memset(&e, 0, sizeof e);
     e.ino = node->id();
     e.generation = 0;  // node ids are never reused
@@ -68,6 +69,11 @@ Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>
         std::shared_lock lk(h->mu);
         if (auto a = handle_attr(*h)) e.attr = *a;
       }
+    }
+    // Routed to the caller's own version: its view (timeouts 0).
+    if (route.to && node.get() == route.to->node.get()) {
+      std::shared_lock lk(route.to->mu);
+      if (auto a = handle_attr(*route.to)) e.attr = *a;
     }
     e.attr_timeout = t.attr;
     e.entry_timeout = t.entry;
@@ -94,6 +100,46 @@ Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& 
                      InodeTable::kNoChanges);
 }
 
+namespace {
+
+// Whether the owner's version `v` is what its process sees at a name that
+// holds `st`: while it is open, and changed since it was taken, or
+// unchanged with B/p still its base. A clean version whose file someone
+// else has published since is stale: the owner sees the published file.
+bool shows_own(const Version& v, const struct stat& st) noexcept {
+  std::shared_lock lk(v.mu);
+  if (v.descs == 0) return false;
+  if (v.dirty) return true;
+  if (v.kernel_writes()) {
+    auto now = sys::fstat(v.snap.fd());
+    if (!now || !v.seen.same(SnapState::of(*now))) return true;
+  }
+  return v.base.same(st);
+}
+
+}  // namespace
+
+Route route_for(Daemon& d, const struct stat& st, pid_t caller,
+                std::shared_ptr<Version>& keep) {
+  Route r;
+  if (!d.table.any_owned()) return r;
+  auto vs = d.table.owned_versions_of(st.st_dev, st.st_ino);
+  if (vs.empty()) return r;
+  r.held = true;
+  if (caller == 0) return r;
+  // No lock held: tgid_of may read /proc.
+  auto tgid = sys::tgid_of(caller);
+  if (!tgid) return r;
+  for (auto& v : vs) {
+    if (v->owner.is(*tgid) && shows_own(*v, st)) {
+      keep = std::move(v);
+      r.to = keep.get();
+      break;
+    }
+  }
+  return r;
+}
+
 Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
                                            const char* name, fuse_entry_param& e,
                                            pid_t caller) noexcept {
@@ -111,8 +157,13 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
   try {
     if (S_ISREG(st->st_mode) && !is_shared_path(d, *parent, name)) {
       if (d.cfg.test_pause) d.cfg.test_pause("lookup.stat", name);
+      // A process's own version of this inode (docs/design-own-writes.md).
+      std::shared_ptr<Version> own;
+      const Route route = route_for(d, *st, caller, own);
       auto node = intern_stat(d, parent, name, core::UniqueFd{}, *st, false, e, Intent::lookup,
-                              caller, seen);
+                              caller, seen, route);
+      if (route.to && node && node->get() == own->node.get())
+        d.stats.own_routes.fetch_add(1, std::memory_order_relaxed);
       if (node && d.cfg.test_pause) d.cfg.test_pause("lookup.intern", name);
       return node;
     }

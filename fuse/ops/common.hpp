@@ -17,6 +17,12 @@ namespace snapfs::fuse::ops {
 // parent: never follows a symlink or ".."), counts a kernel lookup and fills
 // `e`. The caller must reply with `e` (or forget the lookup). `caller`: the
 // thread that looks up (InodeTable::intern()).
+// A LOOKUP of a regular file whose inode is `st` by thread `caller`
+// (docs/design-own-writes.md, "Routing"): whether some process holds the
+// inode privately, and the caller's own version of it, if that is what the
+// caller sees there (kept alive in `keep`). May throw std::bad_alloc.
+Route route_for(Daemon& d, const struct stat& st, pid_t caller, std::shared_ptr<Version>& keep);
+
 core::Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
                                                  const char* name, fuse_entry_param& e,
                                                  pid_t caller = 0) noexcept;

@@ -215,6 +215,35 @@ bool caller_owns(fuse_req_t req, const Version& v) noexcept {
   return tgid && v.owner.is(*tgid);
 }
 
+// An OPEN by `caller` of a node other than its process's own version of
+// the same inode (a walk through a dentry the kernel cached before the
+// version existed, a hard link's): ESTALE, so that the kernel walks again
+// and the LOOKUP is routed to the version (route_for), unless this is
+// already the kernel's retry (it retries once): then it is served as any
+// other open, a snapshot of B/p, and counted.
+bool toward_own_version(Daemon& d, const Node& node, pid_t caller) noexcept {
+  if (caller == 0 || node.kind() != NodeKind::file || !d.table.any_owned()) return false;
+  try {
+    const auto [dev, ino] = d.table.key_of(node);
+    auto vs = d.table.owned_versions_of(dev, ino);
+    if (vs.empty()) return false;
+    auto tgid = sys::tgid_of(caller);
+    if (!tgid) return false;
+    for (const auto& v : vs) {
+      if (v->node.get() == &node || !v->owner.is(*tgid)) continue;
+      {
+        std::shared_lock lk(v->mu);
+        if (v->descs == 0) continue;
+      }
+      if (!d.table.contended_for(node, caller)) return true;
+      d.stats.own_misses.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+  } catch (const std::bad_alloc&) {
+  }
+  return false;
+}
+
 // A process's open of a node whose version is its own (docs/design-own-writes.md):
 // a new description of that version, no snapshot made. It reads and writes
 // what the process's other descriptions do; O_TRUNC truncates the version.
@@ -320,6 +349,11 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   const bool shared_reader = read_only && node->kind() == NodeKind::file && caller != 0 &&
                              d.kpt.active() && d.warm.enabled() && !d.cfg.exclusive &&
                              d.notifier.epochs();
+  // Before before_open(), which uses up the mark of a re-walk.
+  if (toward_own_version(d, *node, caller)) {
+    d.table.contend(*node, caller);
+    return reply_errno(req, ESTALE, "open", ino);
+  }
   // Cache coherence (cache.hpp): bind an idle node, take it out of the kernel's caches.
   const auto claim = before_open(d, node, shared_reader, caller);
   if (!claim) return reply_error(req, claim.error(), "open", ino);

@@ -49,6 +49,9 @@ std::string status_json(const Daemon& d, uid_t viewer) {
   j += ",\"kernel_passthrough\":" + json_string(d.kpt.state());
   j += ",\"passthrough_opens\":" + std::to_string(d.kpt.opens());
   j += ",\"daemon_opens\":" + std::to_string(d.stats.daemon_opens.load());
+  j += ",\"own_joins\":" + std::to_string(d.stats.own_joins.load());
+  j += ",\"own_routes\":" + std::to_string(d.stats.own_routes.load());
+  j += ",\"own_misses\":" + std::to_string(d.stats.own_misses.load());
   j += ",\"warm_snapshots\":" + std::to_string(d.warm.size());
   j += ",\"warm_hits\":" + std::to_string(d.warm.hits());
   j += ",\"lingering\":" + std::to_string(d.lingering ? d.lingering->size() : 0);

@@ -110,3 +110,13 @@ std::string param_name(const ::testing::TestParamInfo<FsKind>& info);
                            ::testing::Values(::snapfs::test::FsKind::tmpfs,               \
                                              ::snapfs::test::FsKind::xfs),                \
                            ::snapfs::test::param_name)
+
+// The same on every backing filesystem snapfs supports (btrfs and ext4
+// skip loudly where their mkfs is missing).
+#define SNAPFS_INSTANTIATE_MOUNT_ALL_FS(suite)                                            \
+  INSTANTIATE_TEST_SUITE_P(Fs, suite,                                                     \
+                           ::testing::Values(::snapfs::test::FsKind::tmpfs,               \
+                                             ::snapfs::test::FsKind::xfs,                 \
+                                             ::snapfs::test::FsKind::btrfs,               \
+                                             ::snapfs::test::FsKind::ext4),               \
+                           ::snapfs::test::param_name)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "support/files.hpp"
+#include "support/process.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -24,6 +25,20 @@ inline int xopen(const std::filesystem::path& p, int flags, mode_t mode = 0644) 
 
 // 0 or -errno.
 inline int xclose(int fd) { return ::close(fd) == 0 ? 0 : -errno; }
+
+// Whether another process (a child) reads `want` at `path`: a process's
+// own opens of a file it writes read its own version (docs/semantics.md,
+// "A process's own opens"), so what others see is asked of another.
+inline bool other_process_reads(const std::filesystem::path& path, const std::string& want) {
+  auto st = run_in_child([&] {
+    try {
+      return read_file(path) == want ? 0 : 1;
+    } catch (...) {
+      return 2;
+    }
+  });
+  return st.ok();
+}
 
 // The whole content of `fd` read with pread from offset 0.
 inline std::string pread_all(int fd) {

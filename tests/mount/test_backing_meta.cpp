@@ -5,6 +5,7 @@
 // its log. The `snapfs` command's side is in tests/cli/meta_dir_test.cpp.
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
+#include "support/peer.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -239,16 +240,19 @@ TEST_P(BackingMeta, RecoveryRemovesOnlyRegularStagingEntries) {
 
 TEST_P(BackingMeta, DaemonLogShowsNamesEscaped) {
   // A name that would set the terminal's title (OSC ... BEL), clear the
-  // screen (C1 CSI, as UTF-8 and as a raw byte) and forge a log line.
+  // screen (C1 CSI, as UTF-8 and as a raw byte) and forge a log line. The
+  // first writer is another process: one process's two opens would share
+  // one version (docs/semantics.md, "A process's own opens").
+  Peer first;
   const std::string evil = "t\x1b]0;pwned\x07\xc2\x9b" "2J\x9b\xff\nsnapfs: error";
   write_file(b(evil), "v1\n");
-  const int a = xopen(m(evil), O_RDWR);
+  const int a = first.open(m(evil), O_RDWR);
   const int c = xopen(m(evil), O_RDWR);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
-  ASSERT_TRUE(pwrite_str(a, "first\n", 0));
+  ASSERT_TRUE(first.pwrite(a, "first\n", 0));
   ASSERT_TRUE(pwrite_str(c, "second\n", 0));
-  ASSERT_EQ(xclose(a), 0);
+  ASSERT_EQ(first.close(a), 0);
   ASSERT_EQ(xclose(c), -ESTALE);
   // The loss is logged at info (docs/design-conflicts.md), with the name.
   const std::string log = daemon_log();
@@ -273,14 +277,17 @@ SNAPFS_INSTANTIATE_MOUNT(BackingMeta);
 
 class BackingMetaUsers : public FuseMount {};
 
-// As `uid`: two descriptors rewrite `rel`; the second close() loses.
+// As `uid`: two processes rewrite `file`; the second close() loses. The
+// first writer is a Peer of the same user (one process's two opens would
+// share one version: docs/semantics.md, "A process's own opens").
 ExitStatus lose_a_conflict(uid_t uid, const fs::path& file) {
   return run_as(uid, uid, [&] {
-    const int a = xopen(file, O_RDWR);
+    Peer first;
+    const int a = first.open(file, O_RDWR);
     const int c = xopen(file, O_RDWR);
     if (a < 0 || c < 0) return 1;
-    if (!pwrite_str(a, "first\n", 0) || !pwrite_str(c, "second\n", 0)) return 2;
-    if (xclose(a) != 0) return 3;
+    if (!first.pwrite(a, "first\n", 0) || !pwrite_str(c, "second\n", 0)) return 2;
+    if (first.close(a) != 0) return 3;
     return xclose(c) == -ESTALE ? 0 : 4;
   });
 }

@@ -1,10 +1,18 @@
 // Nothing lost (docs/semantics.md#conflicts: conflicts and appends;
 // #crashes-and-power-loss: crash recovery), and the hidden directory B/.snapfs
 // (docs/design-conflicts.md).
+//
+// Two writers of one file are two processes: a process's own opens of a
+// file it writes share one version (docs/semantics.md, "A process's own
+// opens"), so two descriptors of one process never conflict. The other
+// side is a Peer (a child that opens, writes and closes on request, in
+// the test's order) or, where several write at once, Child processes.
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
+#include "support/peer.hpp"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -16,8 +24,11 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <new>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,19 +80,45 @@ Kept kept_in(const fs::path& b) {
   return k;
 }
 
+// A T in an anonymous shared mapping: the counters that the test and its
+// child processes update together (lock-free atomics work across
+// processes). Made before the fork.
+template <typename T>
+class Shared {
+public:
+  Shared() {
+    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap of the shared counters");
+    t_ = new (p) T{};
+  }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+  ~Shared() {
+    t_->~T();
+    ::munmap(t_, sizeof(T));
+  }
+  T* operator->() const noexcept { return t_; }
+
+private:
+  T* t_ = nullptr;
+};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free);
+
 class Conflicts : public FuseMount {};
 
 // docs/semantics.md#conflicts, --on-conflict=fail (the default): first committer
 // wins; the loser's close() fails with ESTALE and its content is kept whole.
+// The first writer is another process (a Peer); the loser is this one.
 TEST_P(Conflicts, SecondWriterLosesAndIsKept) {
+  Peer first;
   write_file(b("f"), "original\n");
-  const int a = xopen(m("f"), O_RDWR);
+  const int a = first.open(m("f"), O_RDWR);
   const int c = xopen(m("f"), O_RDWR);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
-  ASSERT_TRUE(pwrite_str(a, "first writer\n", 0));
+  ASSERT_TRUE(first.pwrite(a, "first writer\n", 0));
   ASSERT_TRUE(pwrite_str(c, "second writer, longer\n", 0));
-  ASSERT_EQ(xclose(a), 0);
+  ASSERT_EQ(first.close(a), 0);
   EXPECT_EQ(xclose(c), -ESTALE);
   EXPECT_EQ(read_file(b("f")), "first writer\n");
   EXPECT_EQ(read_file(m("f")), "first writer\n");
@@ -113,16 +150,18 @@ TEST_P(Conflicts, SecondWriterLosesAndIsKept) {
   EXPECT_EQ(read_file(b("f")), "first writer\nmore\n");
 }
 
+// The winner (c) is another process.
 TEST_P(Conflicts, RecordNamesTheRelativePath) {
+  Peer winner;
   ASSERT_EQ(::mkdir(b("dir").c_str(), 0755), 0);
   write_file(b("dir/g"), "x");
   const int a = xopen(m("dir/g"), O_RDWR);
-  const int c = xopen(m("dir/g"), O_WRONLY | O_TRUNC);
+  const int c = winner.open(m("dir/g"), O_WRONLY | O_TRUNC);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
   ASSERT_TRUE(pwrite_str(a, "A", 0));
-  ASSERT_TRUE(write_str(c, "CC"));
-  ASSERT_EQ(xclose(c), 0);
+  ASSERT_TRUE(winner.write(c, "CC"));
+  ASSERT_EQ(winner.close(c), 0);
   EXPECT_EQ(xclose(a), -ESTALE);
   EXPECT_EQ(read_file(b("dir/g")), "CC");
   EXPECT_NE(xattr_of(mnt(), kConflictsXattr).find("\"path\":\"dir/g\""), std::string::npos);
@@ -162,17 +201,18 @@ TEST_P(Conflicts, MetadataChangesAreNoConflict) {
 }
 
 // After a conflict the description is clean; a further close of a dup
-// publishes nothing, and B/p keeps the winner.
+// publishes nothing, and B/p keeps the winner (another process's).
 TEST_P(Conflicts, LoserIsCleanAfterwards) {
+  Peer winner;
   write_file(b("f"), "base");
-  const int a = xopen(m("f"), O_RDWR);
+  const int a = winner.open(m("f"), O_RDWR);
   const int c = xopen(m("f"), O_RDWR);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
   const int c2 = ::dup(c);
-  ASSERT_TRUE(pwrite_str(a, "AAAA", 0));
+  ASSERT_TRUE(winner.pwrite(a, "AAAA", 0));
   ASSERT_TRUE(pwrite_str(c, "CCCC", 0));
-  ASSERT_EQ(xclose(a), 0);
+  ASSERT_EQ(winner.close(a), 0);
   EXPECT_EQ(xclose(c), -ESTALE);
   EXPECT_EQ(pread_all(c2), "CCCC");  // it still reads its own version
   EXPECT_EQ(xclose(c2), 0);
@@ -182,59 +222,75 @@ TEST_P(Conflicts, LoserIsCleanAfterwards) {
 
 // (a') Bounded stress: writers replace the whole file, readers check every
 // read is one whole version; every attempt either committed or is kept.
+// Each writer and each reader is its own process (Child): writers that
+// were threads of one process would share one version.
 TEST_P(Conflicts, WritersAndReadersStress) {
   constexpr int kWriters = 3, kIters = 12, kReaders = 2;
   write_file(b("f"), make_version(99, 0, 100));
-  std::atomic<int> ok{0}, lost{0}, bad{0}, reads{0}, torn{0};
-  std::atomic<int> writers_left{kWriters};
-  std::vector<std::thread> ts;
+  struct Tally {
+    std::atomic<int> ok, lost, bad, reads, torn, writers_left;
+  };
+  const Shared<Tally> t;
+  t->writers_left = kWriters;
+  std::vector<std::unique_ptr<Child>> writers, readers;
   for (int w = 0; w < kWriters; ++w) {
-    ts.emplace_back([&, w] {
+    writers.push_back(std::make_unique<Child>([&, w] {
       for (int i = 0; i < kIters; ++i) {
         int fd = -ESTALE;
         for (int tries = 0; tries < 5 && fd == -ESTALE; ++tries) fd = xopen(m("f"), O_RDWR);
         if (fd < 0) {
-          ++bad;
+          ++t->bad;
           continue;
         }
         const std::string v = make_version(w, i, 1000 + static_cast<std::size_t>(w * 3000 + i * 97));
         const bool wrote = pwrite_str(fd, v, 0) && ::ftruncate(fd, static_cast<off_t>(v.size())) == 0;
         const int r = xclose(fd);
-        if (!wrote) ++bad;
+        if (!wrote) ++t->bad;
         if (r == 0)
-          ++ok;
+          ++t->ok;
         else if (r == -ESTALE)
-          ++lost;
+          ++t->lost;
         else
-          ++bad;
+          ++t->bad;
       }
-      --writers_left;
-    });
+      --t->writers_left;
+      return 0;
+    }));
   }
   for (int rd = 0; rd < kReaders; ++rd) {
-    ts.emplace_back([&] {
-      while (writers_left.load() > 0 || reads.load() < 4) {
+    readers.push_back(std::make_unique<Child>([&] {
+      while (t->writers_left.load() > 0 || t->reads.load() < 4) {
         const int fd = xopen(m("f"), O_RDONLY);
         if (fd < 0) continue;  // ESTALE twice on a re-walk: not a wrong read
         const std::string v = pread_all(fd);
         ::close(fd);
-        ++reads;
-        if (!whole_version(v)) ++torn;
+        ++t->reads;
+        if (!whole_version(v)) ++t->torn;
       }
-    });
+      return 0;
+    }));
   }
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(bad.load(), 0);
-  EXPECT_EQ(torn.load(), 0) << "a reader saw a version that is not whole";
-  EXPECT_EQ(ok.load() + lost.load(), kWriters * kIters);
-  EXPECT_GT(ok.load(), 0);
+  for (auto& c : writers) {
+    const ExitStatus st = c->wait(30s);
+    EXPECT_TRUE(st.ok()) << "writer: " << st.describe();
+  }
+  t->writers_left = 0;  // also if a writer died: the readers stop
+  for (auto& c : readers) {
+    const ExitStatus st = c->wait(30s);
+    EXPECT_TRUE(st.ok()) << "reader: " << st.describe();
+  }
+  EXPECT_EQ(t->bad.load(), 0);
+  EXPECT_EQ(t->torn.load(), 0) << "a reader saw a version that is not whole";
+  EXPECT_EQ(t->ok.load() + t->lost.load(), kWriters * kIters);
+  EXPECT_GT(t->ok.load(), 0);
+  const int lost = t->lost.load();
   const Kept k = kept_in(backing());
-  EXPECT_EQ(static_cast<int>(k.records.size()), lost.load());
-  EXPECT_EQ(static_cast<int>(k.contents.size()), lost.load());
+  EXPECT_EQ(static_cast<int>(k.records.size()), lost);
+  EXPECT_EQ(static_cast<int>(k.contents.size()), lost);
   for (const auto& c : k.contents)
     EXPECT_TRUE(whole_version(read_file(b(".snapfs/conflicts/" + c)))) << c;
   EXPECT_TRUE(whole_version(read_file(b("f"))));
-  EXPECT_NE(xattr_of(mnt(), kStatusXattr).find("\"conflicts\":" + std::to_string(lost.load())),
+  EXPECT_NE(xattr_of(mnt(), kStatusXattr).find("\"conflicts\":" + std::to_string(lost)),
             std::string::npos);
   EXPECT_TRUE(list_dir(b(".snapfs/staging")).empty());
 }
@@ -345,37 +401,45 @@ TEST_P(Conflicts, MetaDirIsHidden) {
 
 // (c) SIGKILL of the daemon during a commit storm, then the next mount on
 // the same B: its recovery empties staging and drops records without
-// content; every file is one whole version.
+// content; every file is one whole version. The writers are processes
+// (Child), several of them writing each file, as independent writers.
 TEST_P(Conflicts, CrashDuringCommitStormThenRecovery) {
   constexpr int kFiles = 4;
   for (int round = 0; round < 2; ++round) {
     for (int f = 0; f < kFiles; ++f)
       if (round == 0) write_file(b("f" + std::to_string(f)), make_version(f, 0, 500));
-    std::atomic<bool> stop{false};
-    std::atomic<int> commits{0};
-    std::vector<std::thread> ts;
+    struct Storm {
+      std::atomic<bool> stop;
+      std::atomic<int> commits;
+    };
+    const Shared<Storm> s;
+    std::vector<std::unique_ptr<Child>> writers;
     for (int w = 0; w < kFiles; ++w) {
-      ts.emplace_back([&, w] {
-        for (int i = 1; !stop.load(); ++i) {
+      writers.push_back(std::make_unique<Child>([&, w] {
+        for (int i = 1; !s->stop.load(); ++i) {
           // No O_CREAT: once the mount is gone, M is an empty directory.
           const int fd = xopen(m("f" + std::to_string((w + i) % kFiles)), O_RDWR);
           if (fd == -ESTALE) continue;
-          if (fd < 0) return;
+          if (fd < 0) return 0;
           const std::string v = make_version(w, i, 2000 + static_cast<std::size_t>(i % 7) * 1500);
           const bool wrote = pwrite_str(fd, v, 0) && ::ftruncate(fd, static_cast<off_t>(v.size())) == 0;
           const int r = xclose(fd);
-          if (!wrote || (r != 0 && r != -ESTALE)) return;  // the daemon is gone
-          if (r == 0) ++commits;
+          if (!wrote || (r != 0 && r != -ESTALE)) return 0;  // the daemon is gone
+          if (r == 0) ++s->commits;
         }
-      });
+        return 0;
+      }));
     }
     const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (commits.load() < 30 && std::chrono::steady_clock::now() < deadline)
+    while (s->commits.load() < 30 && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(1ms);
     kill_daemon();
-    stop = true;
-    for (auto& t : ts) t.join();
-    EXPECT_GE(commits.load(), 30);
+    s->stop = true;
+    for (auto& c : writers) {
+      const ExitStatus st = c->wait(20s);
+      EXPECT_TRUE(st.ok()) << "writer: " << st.describe();
+    }
+    EXPECT_GE(s->commits.load(), 30);
 
     // What a crash between link and rename leaves, and a conflict whose
     // content never arrived: the recovery removes both.
@@ -399,15 +463,17 @@ TEST_P(Conflicts, CrashDuringCommitStormThenRecovery) {
 }
 
 // Records live in B: the next daemon on the same B lists them too.
+// The winner is another process.
 TEST_P(Conflicts, RecordsSurviveARemount) {
+  Peer winner;
   write_file(b("f"), "base");
-  const int a = xopen(m("f"), O_RDWR);
+  const int a = winner.open(m("f"), O_RDWR);
   const int c = xopen(m("f"), O_RDWR);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
-  ASSERT_TRUE(pwrite_str(a, "AAAA", 0));
+  ASSERT_TRUE(winner.pwrite(a, "AAAA", 0));
   ASSERT_TRUE(pwrite_str(c, "CCCC", 0));
-  ASSERT_EQ(xclose(a), 0);
+  ASSERT_EQ(winner.close(a), 0);
   ASSERT_EQ(xclose(c), -ESTALE);
   const std::string before = xattr_of(mnt(), kConflictsXattr);
   kill_daemon();
@@ -419,30 +485,32 @@ TEST_P(Conflicts, RecordsSurviveARemount) {
 }
 
 // With durability=full every publish of a conflict (record, content) also
-// syncs conflicts/; the outcome is the same.
+// syncs conflicts/; the outcome is the same. The appender and the winner
+// are another process.
 class ConflictsDurable : public FuseMount {
 protected:
   std::string mount_options() const override { return "durability=full"; }
 };
 
 TEST_P(ConflictsDurable, LoserIsKept) {
+  Peer other;
   write_file(b("f"), "base");
-  const int a = xopen(m("f"), O_RDWR | O_APPEND);
+  const int a = other.open(m("f"), O_RDWR | O_APPEND);
   const int c = xopen(m("f"), O_RDWR);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
-  ASSERT_TRUE(write_str(a, "+a"));
+  ASSERT_TRUE(other.write(a, "+a"));
   ASSERT_TRUE(pwrite_str(c, "CCCC", 0));
   ASSERT_EQ(xclose(c), 0);
-  ASSERT_EQ(xclose(a), 0);  // only appended: rebased
+  ASSERT_EQ(other.close(a), 0);  // only appended: rebased
   EXPECT_EQ(read_file(b("f")), "CCCC+a");
-  const int d = xopen(m("f"), O_RDWR);
+  const int d = other.open(m("f"), O_RDWR);
   const int e = xopen(m("f"), O_RDWR);
   ASSERT_GE(d, 0);
   ASSERT_GE(e, 0);
-  ASSERT_TRUE(pwrite_str(d, "D", 0));
+  ASSERT_TRUE(other.pwrite(d, "D", 0));
   ASSERT_TRUE(pwrite_str(e, "E", 0));
-  ASSERT_EQ(xclose(d), 0);
+  ASSERT_EQ(other.close(d), 0);
   EXPECT_EQ(xclose(e), -ESTALE);
   EXPECT_EQ(read_file(b("f")), "DCCC+a");
   const Kept k = kept_in(backing());
@@ -450,21 +518,23 @@ TEST_P(ConflictsDurable, LoserIsKept) {
   EXPECT_EQ(read_file(b(".snapfs/conflicts/" + k.contents[0])), "ECCC+a");
 }
 
-// --on-conflict=overwrite: last writer wins, both closes succeed.
+// --on-conflict=overwrite: last writer wins, both closes succeed. The first
+// writer (or appender) is another process.
 class ConflictsOverwrite : public FuseMount {
 protected:
   std::string mount_options() const override { return "on-conflict=overwrite"; }
 };
 
 TEST_P(ConflictsOverwrite, LastWriterWins) {
+  Peer first;
   write_file(b("f"), "original\n");
-  const int a = xopen(m("f"), O_RDWR);
+  const int a = first.open(m("f"), O_RDWR);
   const int c = xopen(m("f"), O_RDWR);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
-  ASSERT_TRUE(pwrite_str(a, "first writer\n", 0));
+  ASSERT_TRUE(first.pwrite(a, "first writer\n", 0));
   ASSERT_TRUE(pwrite_str(c, "second writer, longer\n", 0));
-  ASSERT_EQ(xclose(a), 0);
+  ASSERT_EQ(first.close(a), 0);
   ASSERT_EQ(xclose(c), 0);
   EXPECT_EQ(read_file(b("f")), "second writer, longer\n");
   EXPECT_TRUE(kept_in(backing()).records.empty());
@@ -473,15 +543,16 @@ TEST_P(ConflictsOverwrite, LastWriterWins) {
 }
 
 TEST_P(ConflictsOverwrite, AppendersAreStillRebased) {
+  Peer first;
   write_file(b("log"), "start\n");
-  const int a = xopen(m("log"), O_WRONLY | O_APPEND);
+  const int a = first.open(m("log"), O_WRONLY | O_APPEND);
   const int c = xopen(m("log"), O_WRONLY | O_APPEND);
   ASSERT_GE(a, 0);
   ASSERT_GE(c, 0);
-  ASSERT_TRUE(write_str(a, "a\n"));
+  ASSERT_TRUE(first.write(a, "a\n"));
   ASSERT_TRUE(write_str(c, "c\n"));
   ASSERT_EQ(xclose(c), 0);
-  ASSERT_EQ(xclose(a), 0);
+  ASSERT_EQ(first.close(a), 0);
   EXPECT_EQ(read_file(b("log")), "start\nc\na\n");
   EXPECT_NE(xattr_of(mnt(), kStatusXattr).find("\"rebases\":1"), std::string::npos);
 }

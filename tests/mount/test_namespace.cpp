@@ -252,6 +252,8 @@ TEST_P(Namespace, StatusAttribute) {
 // binding it (snapfs_testd's test_pause), while a writer's close commits a
 // new f. The mode lands on what B/f holds when chmod() returns, never only
 // on the inode the commit replaced (setattr takes ns_mu before it binds).
+// The chmod is another process's: a chmod by the writer's own process
+// (a thread of it) walks to the writer's version, not to the idle node.
 class ChmodRace : public FuseMount {
 protected:
   bool needs_testd() const override { return true; }
@@ -262,14 +264,30 @@ protected:
 
 TEST_P(ChmodRace, ChmodHeldWhileACommitReplacesTheFileIsKept) {
   write_file(b("f"), "old", 0644);
+  // Forked before f is open (it holds no description of it) and before
+  // this process starts a thread; it chmods once told to, and exits with
+  // chmod's errno (0: done; 200: never told).
+  int start[2];
+  ASSERT_EQ(::pipe2(start, O_CLOEXEC), 0);
+  Child chmodder([&] {
+    ::close(start[1]);
+    char go = 0;
+    if (::read(start[0], &go, 1) != 1) return 200;
+    return ::chmod(m("f").c_str(), 0600) == 0 ? 0 : errno;
+  });
+  ::close(start[0]);
   const int w = xopen(m("f"), O_WRONLY | O_TRUNC);
+  const bool wrote = w >= 0 && write_str(w, "new");
+  // Told to go in either case, so that a failure here does not leave it waiting.
+  const bool told = ::write(start[1], "x", 1) == 1;
+  ::close(start[1]);
   ASSERT_GE(w, 0);
-  ASSERT_TRUE(write_str(w, "new"));
-  std::atomic<int> chmod_rc{-2};
-  std::thread chmodder([&] { chmod_rc = ::chmod(m("f").c_str(), 0600); });
+  ASSERT_TRUE(wrote);
+  ASSERT_TRUE(told);
+  ExitStatus chmod_st;
   const auto go = [&] {
     write_file(outside() / "go", "");
-    if (chmodder.joinable()) chmodder.join();
+    chmod_st = chmodder.wait(10s);
   };
   auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!fs::exists(outside() / "paused") && std::chrono::steady_clock::now() < deadline)
@@ -277,7 +295,8 @@ TEST_P(ChmodRace, ChmodHeldWhileACommitReplacesTheFileIsKept) {
   if (!fs::exists(outside() / "paused")) {
     go();
     ::close(w);
-    FAIL() << "the chmod never reached setattr.resolved";
+    FAIL() << "the chmod never reached setattr.resolved (chmod process: " << chmod_st.describe()
+           << ")";
   }
   // The commit waits for the held chmod, or (the bug) replaces f under it:
   // given up to half a second to do the latter.
@@ -292,7 +311,7 @@ TEST_P(ChmodRace, ChmodHeldWhileACommitReplacesTheFileIsKept) {
     std::this_thread::sleep_for(1ms);
   go();
   closer.join();
-  EXPECT_EQ(chmod_rc.load(), 0);
+  EXPECT_TRUE(chmod_st.ok()) << "chmod: " << chmod_st.describe() << " (chmod's errno)";
   EXPECT_EQ(close_rc, 0);
   EXPECT_EQ(read_file(b("f")), "new");
   EXPECT_EQ(stat_of(b("f")).st_mode & 07777, 0600u) << "the chmod went to the replaced inode";
