@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <new>
+#include <shared_mutex>
 
 namespace snapfs::fuse::ops {
 
@@ -74,7 +76,24 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // The timeout is decided after the attributes were read: an OPEN that
   // starts in between invalidates them (cache.hpp), and the kernel drops
   // this older reply (attr_version).
-  reply_attr(req, *st, d.table.attr_timeout(*node, *st));
+  double timeout = d.table.attr_timeout(*node, *st);
+  if (!fi && node->kind() == NodeKind::file && d.table.any_owned() && !d.table.busy(*node)) {
+    // An idle node of an inode some process holds privately (a hard link's
+    // name the kernel cached before, docs/design-own-writes.md): its owner
+    // sees its version, others the published file; nobody's is cached.
+    try {
+      std::shared_ptr<Version> own;
+      const Route r = route_for(d, *st, fuse_req_ctx(req)->pid, own);
+      if (r.to) {
+        std::shared_lock lk(own->mu);
+        if (auto a = handle_attr(*own)) *st = *a;
+      }
+      if (r.held) timeout = 0;
+    } catch (const std::bad_alloc&) {
+      timeout = 0;
+    }
+  }
+  reply_attr(req, *st, timeout);
 }
 
 }  // namespace snapfs::fuse::ops

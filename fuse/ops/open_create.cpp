@@ -448,7 +448,15 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   set_owner(req, **h);
   (*h)->who = who;
   if (auto r = charge_to_writer(d, **h); !r) return reply_error(req, r.error(), "open", ino);
+  const bool owned = (*h)->owner.tgid != 0;
   if (!install(d, std::move(*h), std::move(slot), fi, cur.get(), force, pin)) return estale();
+  // A new private version: attributes the kernel holds for other nodes of
+  // the inode (a hard link's name) are dropped, so that its owner's stat
+  // through them asks GETATTR, which answers it its version.
+  if (owned) {
+    const auto [kdev, kino] = d.table.key_of(*node);
+    after_inode_change(d, kdev, kino, node->id());
+  }
   // Attributes the kernel may hold for the node from another version (a
   // change made directly in B within cache_timeout): dropped before the
   // reply, so this open's fstat shows its own version.

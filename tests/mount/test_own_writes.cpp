@@ -110,6 +110,24 @@ TEST_P(OwnWrites, ThroughAHardLinkAndAfterARename) {
   EXPECT_EQ(read_file(b("g")), reflinks ? "pRIVATEed" : "published");
 }
 
+// A hard link's name whose dentry and attributes the kernel cached before
+// the writer's open: the writer's stat through it shows its version at
+// once, another process's the published file.
+TEST_P(OwnWrites, StatThroughANameCachedBeforeShowsTheVersion) {
+  write_file(b("f"), "published");
+  ASSERT_EQ(::link(b("f").c_str(), b("g").c_str()), 0);
+  ASSERT_EQ(stat_of(m("g")).st_size, 9);  // cached now (cache_timeout 1 s)
+  const int w = xopen(m("f"), O_RDWR);
+  ASSERT_GE(w, 0);
+  ASSERT_TRUE(pwrite_str(w, "a longer private version", 0));
+  EXPECT_EQ(stat_of(m("g")).st_size, 24);
+  auto other = run_in_child([&] { return stat_of(m("g")).st_size == 9 ? 0 : 1; });
+  EXPECT_TRUE(other.ok()) << other.describe();
+  EXPECT_EQ(stat_of(m("g")).st_size, 24);
+  ASSERT_EQ(xclose(w), 0);
+  EXPECT_EQ(stat_of(m("f")).st_size, 24);
+}
+
 // copy_file_range and splice into a file still open, then a re-open by
 // name reads what they wrote (a file on M as the source, which the kernel
 // copies by splice; and a pipe).
