@@ -322,6 +322,7 @@ std::string check_meta_dir(const std::string& backing) noexcept {
 }
 
 Result<std::string> keep_conflict(Daemon& d, core::TmpFile& snap, const ConflictWho& who) noexcept {
+  d.stats.conflicts.fetch_add(1, std::memory_order_relaxed);  // kept or not, it lost
   if (!d.conflicts_dir) return Error::of(EROFS, "keep conflict", who.path);
   try {
     const int dir = d.conflicts_dir.get();

@@ -44,6 +44,24 @@ struct Stats {
   std::atomic<std::uint64_t> lookups{0};
   std::atomic<std::uint64_t> getattrs{0};
   std::atomic<std::uint64_t> readdirs{0};  // READDIR requests (the kernel's cache missed)
+  // Commits that lost a conflict since the daemon started (keep_conflict);
+  // status's "conflicts" counts the records kept in B, which outlive us.
+  std::atomic<std::uint64_t> conflicts{0};
+  // Replies that carried an errno (reply_errno), by errno; slot 0 counts
+  // those beyond the table. Relaxed increments: a few nanoseconds on the
+  // error path, read only by `snapfs status`.
+  static constexpr int kErrnoSlots = 134;  // Linux's errnos end at EHWPOISON, 133
+  std::array<std::atomic<std::uint64_t>, kErrnoSlots> errors{};
+  void count_error(int err) noexcept {
+    errors[err > 0 && err < kErrnoSlots ? static_cast<std::size_t>(err) : 0].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+  // The FUSE protocol the kernel speaks (major << 16 | minor), from INIT.
+  std::atomic<std::uint32_t> fuse_protocol{0};
+  // When the daemon's state was made, just before the mount: status's start
+  // time, and its uptime by the clock that NTP does not step.
+  const std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  const std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();
 };
 
 // The hidden directory B/.snapfs (docs/design-conflicts.md): invisible

@@ -62,6 +62,7 @@ void reply_errno(fuse_req_t req, int err, const char* op, fuse_ino_t ino) noexce
     }
     err = EIO;
   }
+  daemon_of(req).stats.count_error(err);
   try {
     log_of(req).debug("{} ino {}: {} ({})", op, ino, errno_name(err), err);
   } catch (...) {

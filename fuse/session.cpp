@@ -94,6 +94,8 @@ void init(void* userdata, fuse_conn_info* conn) {
   // FUSE_NOTIFY_INC_EPOCH (7.44).
   const bool epochs = conn->proto_major > 7 || (conn->proto_major == 7 && conn->proto_minor >= 44);
   d.notifier.set_epochs(epochs);
+  d.stats.fuse_protocol.store(conn->proto_major << 16 | (conn->proto_minor & 0xffff),
+                              std::memory_order_relaxed);
   d.table.set_cold_cacheable(epochs);
   d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {}, "
               "kernel passthrough {})",

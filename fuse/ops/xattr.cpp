@@ -1,5 +1,6 @@
 // GETXATTR, SETXATTR, LISTXATTR, REMOVEXATTR, and the virtual status
-// attributes of the root (user.snapfs.status, user.snapfs.conflicts).
+// attributes of the root (user.snapfs.status, user.snapfs.daemon,
+// user.snapfs.conflicts).
 // Symlink-safe: every call goes through /proc/self/fd/N of the node's O_PATH
 // handle (held, or for an idle file node opened for this request one
 // component beneath its parent with O_NOFOLLOW), which names the inode
@@ -13,7 +14,10 @@
 #include "sys/sys.hpp"
 
 #include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
 
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -21,6 +25,10 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#ifndef SNAPFS_VERSION
+#define SNAPFS_VERSION "unknown"
+#endif
 
 namespace snapfs::fuse::ops {
 
@@ -30,9 +38,123 @@ namespace {
 
 bool is_virtual(fuse_ino_t ino, const char* name) {
   return ino == FUSE_ROOT_ID &&
-         (std::strcmp(name, kStatusXattr) == 0 || std::strcmp(name, kConflictsXattr) == 0);
+         (std::strcmp(name, kStatusXattr) == 0 || std::strcmp(name, kDaemonXattr) == 0 ||
+          std::strcmp(name, kConflictsXattr) == 0);
 }
 
+const char* durability_name(core::Durability v) noexcept {
+  switch (v) {
+    case core::Durability::fast: return "fast";
+    case core::Durability::atomic: return "atomic";
+    case core::Durability::full: return "full";
+  }
+  return "atomic";
+}
+
+std::string json_bool(bool b) { return b ? "true" : "false"; }
+
+// The options this daemon serves with, as `snapfs mount --help` names them,
+// with the defaults resolved (fsname, max_user_opens).
+std::string options_json(const Daemon& d) {
+  const Config& c = d.cfg;
+  std::string shared = "[";
+  for (const auto& g : c.shared_globs) shared += (shared.size() > 1 ? "," : "") + json_string(g);
+  shared += "]";
+  std::string j = "{";
+  j += "\"fsname\":" + json_string(c.fsname.empty() ? c.backing : c.fsname);
+  j += ",\"shared\":" + shared;
+  j += ",\"exclusive\":" + json_bool(c.exclusive);
+  j += ",\"kernel_io\":" + json_string(c.kernel_io ? "auto" : "off");
+  j += ",\"durability\":" + json_string(durability_name(c.durability));
+  j += ",\"on_conflict\":" + json_string(c.on_conflict == OnConflict::fail ? "fail" : "overwrite");
+  j += ",\"allow_other\":" + json_bool(c.allow_other);
+  j += ",\"default_permissions\":" + json_bool(c.default_permissions);
+  j += ",\"auto_unmount\":" + json_bool(c.auto_unmount);
+  j += ",\"cache_timeout\":" + fmt::format("{}", c.cache_timeout);
+  j += ",\"max_user_opens\":" + std::to_string(d.user_opens.limit());
+  j += ",\"threads\":" + std::to_string(c.threads);  // 0: libfuse's default
+  j += ",\"debug\":" + json_bool(c.debug);
+  return j + "}";
+}
+
+// Replies that carried an errno, by name ("ENOENT"; those beyond the
+// table as "other"), errnos never sent left out.
+std::string errors_json(const Stats& st) {
+  std::string j;
+  auto add = [&](const std::string& name, std::uint64_t n) {
+    if (n != 0) j += (j.empty() ? "\"" : ",\"") + name + "\":" + std::to_string(n);
+  };
+  for (int e = 1; e < Stats::kErrnoSlots; ++e) {
+    const auto n = st.errors[static_cast<std::size_t>(e)].load(std::memory_order_relaxed);
+    if (n == 0) continue;
+    const char* name = ::strerrorname_np(e);
+    add(name ? name : std::to_string(e), n);
+  }
+  add("other", st.errors[0].load(std::memory_order_relaxed));
+  return "{" + j + "}";
+}
+
+// Descriptors the daemon holds now (its snapshots, nodes' O_PATH handles,
+// warm snapshots, the FUSE device...): the entries of /proc/self/fd but the
+// one this count reads it through. -1 if /proc cannot be read.
+long descriptors_held() noexcept {
+  auto dir = sys::openat(AT_FDCWD, "/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (!dir) return -1;
+  auto stream = sys::DirStream::open(dir->get());
+  if (!stream) return -1;
+  dir->reset();
+  long n = 0;
+  for (;;) {
+    auto e = stream->next();
+    if (!e) return -1;
+    if (*e == nullptr) break;
+    if ((*e)->d_name[0] != '.') ++n;
+  }
+  return n - 1;  // the stream's own
+}
+
+// The daemon's soft RLIMIT_NOFILE (raised to the hard one at start), or -1.
+long long descriptor_limit() noexcept {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  return rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<long long>(rl.rlim_cur);
+}
+
+std::string seconds_since_epoch(std::chrono::system_clock::time_point t) {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  return fmt::format("{}.{:03}", ms / 1000, ms % 1000);
+}
+
+// The daemon itself (user.snapfs.daemon): what serves the mount, with what
+// options, and what it holds. Keys are never renamed or dropped (scripts
+// read them); new ones are added.
+std::string daemon_json(const Daemon& d) {
+  std::string j = "{";
+  j += "\"version\":" + json_string(SNAPFS_VERSION);
+  j += ",\"pid\":" + std::to_string(sys::getpid());
+  j += ",\"started\":" + seconds_since_epoch(d.stats.started);
+  j += ",\"uptime_seconds\":" +
+       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now() - d.stats.started_steady)
+                          .count());
+  struct utsname un {};
+  j += ",\"kernel\":" + json_string(::uname(&un) == 0 ? un.release : "");
+  const std::uint32_t proto = d.stats.fuse_protocol.load(std::memory_order_relaxed);
+  j += ",\"fuse_protocol\":" + json_string(std::to_string(proto >> 16) + "." +
+                                           std::to_string(proto & 0xffff));
+  j += ",\"libfuse\":" + json_string(::fuse_pkgversion());
+  j += ",\"options\":" + options_json(d);
+  j += ",\"conflicts_since_start\":" + std::to_string(d.stats.conflicts.load());
+  j += ",\"descriptors\":" + std::to_string(descriptors_held());
+  j += ",\"descriptor_limit\":" + std::to_string(descriptor_limit());
+  j += ",\"errors\":" + errors_json(d.stats);
+  j += "}";
+  return j;
+}
+
+// The counters (user.snapfs.status). Readers with a fixed buffer of 1 KiB
+// read it whole: what is new goes to daemon_json().
 // `viewer`: whose conflicts are counted (root: everyone's).
 std::string status_json(const Daemon& d, uid_t viewer) {
   std::string j = "{";
@@ -134,8 +256,9 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
       // SECURITY: a user sees their own conflicts only (paths, sizes, uids
       // of others' are theirs); root sees all.
       const uid_t viewer = fuse_req_ctx(req)->uid;
-      const std::string v = std::strcmp(name, kStatusXattr) == 0 ? status_json(d, viewer)
-                                                                 : conflicts_json(d, viewer);
+      const std::string v = std::strcmp(name, kStatusXattr) == 0   ? status_json(d, viewer)
+                             : std::strcmp(name, kDaemonXattr) == 0 ? daemon_json(d)
+                                                                    : conflicts_json(d, viewer);
       return reply_value(req, v.data(), v.size(), size);
     } catch (const std::bad_alloc&) {
       return reply_errno(req, ENOMEM, "getxattr", ino);

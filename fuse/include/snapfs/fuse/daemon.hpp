@@ -72,6 +72,13 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted);
 // published, conflicts, reflink support of B, active data path). It is not
 // listed by listxattr and not stored anywhere. `snapfs status` reads it.
 inline constexpr const char* kStatusXattr = "user.snapfs.status";
+// Likewise, a JSON object describing the daemon itself (version, pid, start
+// time, kernel and libfuse versions, the options in force, descriptors,
+// replies by errno). `snapfs status` shows it together with kStatusXattr;
+// it is a separate attribute so that the counters' document stays as small
+// as readers with a fixed buffer expect. A daemon older than it answers
+// ENODATA.
+inline constexpr const char* kDaemonXattr = "user.snapfs.daemon";
 // Likewise, a JSON array of conflict records for `snapfs conflicts`.
 inline constexpr const char* kConflictsXattr = "user.snapfs.conflicts";
 
