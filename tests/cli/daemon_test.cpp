@@ -5,6 +5,7 @@
 
 #include "exit_codes.hpp"
 #include "report.hpp"
+#include "support/peer.hpp"
 
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -249,19 +250,22 @@ TEST(MountDaemon, OptionsReachTheMount) {
 }
 
 TEST(MountDaemon, ConflictsListsALosingCommit) {
-  // docs/semantics.md#conflicts with the default on-conflict=fail: two descriptors
-  // modify f, the first close publishes, the second loses and is listed.
+  // docs/semantics.md#conflicts with the default on-conflict=fail: two
+  // processes modify f, the first close publishes, the second loses and is
+  // listed. (Two opens of one process share its version: the second writer
+  // is a Peer.)
   SNAPFS_REQUIRE_DAEMON();
   Dirs d;
+  test::Peer peer;  // before any file is open
   ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
   const int a = ::open((d.m / "f").c_str(), O_WRONLY | O_CLOEXEC);
-  const int b = ::open((d.m / "f").c_str(), O_WRONLY | O_CLOEXEC);
+  const int b = peer.open(d.m / "f", O_WRONLY);
   ASSERT_GE(a, 0);
   ASSERT_GE(b, 0);
   ASSERT_EQ(::write(a, "first\n", 6), 6);
-  ASSERT_EQ(::write(b, "second\n", 7), 7);
+  ASSERT_TRUE(peer.write(b, "second\n"));
   EXPECT_EQ(::close(a), 0);
-  const bool lost = ::close(b) != 0;
+  const bool lost = peer.close(b) != 0;
   const Outcome c = run({snapfs_bin(), "conflicts", d.m});
   const Outcome cj = run({snapfs_bin(), "conflicts", "--json", d.m});
   EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
