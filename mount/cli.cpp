@@ -188,9 +188,18 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
   umount->add_flag("-l,--lazy", lazy,
                    "Detach now even if files are open; the daemon exits after the last close");
   CLI::App* status = app.add_subcommand(
-      "status", "Show open snapshots, commits, conflicts and reflink support of the mount at M.");
+      "status",
+      "Show the daemon of the mount at M: pid, version, uptime, options, data path, counters.");
   status->add_option("M", target, "Mount point")->required();
-  status->add_flag("--json", json, "Print the daemon's JSON as is");
+  std::string format = "text";
+  CLI::Option* format_opt =
+      status
+          ->add_option("--format", format,
+                       "text (default): key: value lines; json: the daemon's JSON as is; "
+                       "prometheus: the Prometheus text exposition format")
+          ->type_name("FORMAT")
+          ->check(CLI::IsMember({"text", "json", "prometheus"}));
+  status->add_flag("--json", json, "Same as --format=json")->excludes(format_opt);
   CLI::App* conflicts = app.add_subcommand("conflicts", "List commits that lost a conflict at M.");
   conflicts->add_option("M", target, "Mount point")->required();
   conflicts->add_flag("--json", json, "Print the daemon's JSON array as is");
@@ -227,7 +236,12 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
     return run_mount(mc, log);
   }
   if (umount->parsed()) return run_umount(target, lazy);
-  if (status->parsed()) return run_status(target, json);
+  if (status->parsed()) {
+    const StatusFormat f = json || format == "json" ? StatusFormat::json
+                           : format == "prometheus" ? StatusFormat::prometheus
+                                                    : StatusFormat::text;
+    return run_status(target, f);
+  }
   if (conflicts->parsed()) return run_conflicts(target, json);
   return exit_code::usage;  // unreachable: require_subcommand(1)
 }

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <string_view>
 
 #include <spawn.h>
 #include <sys/mount.h>
@@ -92,10 +93,10 @@ int run_umount(const std::string& mountpoint, bool lazy) {
                                         (message.empty() ? "fusermount3 failed" : message));
 }
 
-std::string read_daemon_xattr(const std::string& path, const char* name, const std::string& shown) {
-  auto r = core::sys::getxattr_path(path.c_str(), name);
-  if (r) return std::string(r->begin(), r->end());
-  const int e = r.error().code().value();
+namespace {
+
+// Why the daemon of `shown` did not answer `name` (errno `e`).
+[[noreturn]] void cannot_read(int e, const char* name, const std::string& shown) {
   switch (e) {
     case ENOTCONN:      // the daemon is gone
     case ECONNABORTED:  // ... and we asked while the kernel was aborting it
@@ -116,31 +117,90 @@ std::string read_daemon_xattr(const std::string& path, const char* name, const s
   }
 }
 
-namespace {
+// As sent, but never a raw control or non-UTF-8 byte on the terminal (a
+// daemon older than json_string's escaping, or a record it kept): those
+// become JSON \u escapes (printable.hpp), the document stays valid.
+void print_json(const std::string& text) {
+  const std::string shown = fuse::json_printable(text);
+  std::cout << shown << (shown.empty() || shown.back() != '\n' ? "\n" : "");
+}
 
-// `snapfs status` and `snapfs conflicts`: the daemon's document in the
-// attribute `xattr` of the mount at `mountpoint`, as sent (--json) or
-// rendered for a person.
+// `snapfs conflicts`: the daemon's document in the attribute `xattr` of the
+// mount at `mountpoint`, as sent (--json) or rendered for a person.
 int show_document(const std::string& mountpoint, const char* xattr, bool json,
                   std::string (*render)(const Json&)) {
   const std::string path = locate_snapfs_mount(mountpoint);
   const std::string text = read_daemon_xattr(path, xattr, mountpoint);
   if (json) {
-    // As sent, but never a raw control or non-UTF-8 byte on the terminal
-    // (a daemon older than json_string's escaping, or a record it kept):
-    // those become JSON \u escapes (printable.hpp), the document stays valid.
-    const std::string shown = fuse::json_printable(text);
-    std::cout << shown << (shown.empty() || shown.back() != '\n' ? "\n" : "");
+    print_json(text);
     return exit_code::ok;
   }
   std::cout << render(parse_json(text));
   return exit_code::ok;
 }
 
+// `text` without blanks at its ends.
+std::string_view trimmed(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return text.substr(first, last - first + 1);
+}
+
 }  // namespace
 
-int run_status(const std::string& mountpoint, bool json) {
-  return show_document(mountpoint, fuse::kStatusXattr, json, render_status);
+std::string read_daemon_xattr(const std::string& path, const char* name, const std::string& shown) {
+  auto r = core::sys::getxattr_path(path.c_str(), name);
+  if (!r) cannot_read(r.error().code().value(), name, shown);
+  return std::string(r->begin(), r->end());
+}
+
+int run_status(const std::string& mountpoint, StatusFormat format) {
+  const std::string path = locate_snapfs_mount(mountpoint);
+  // Two documents, shown as one: the counters, and the daemon's description
+  // (daemon.hpp kDaemonXattr), which a daemon older than it does not have.
+  const std::string counters = read_daemon_xattr(path, fuse::kStatusXattr, mountpoint);
+  std::string described;
+  if (auto r = core::sys::getxattr_path(path.c_str(), fuse::kDaemonXattr)) {
+    described.assign(r->begin(), r->end());
+  } else if (const int e = r.error().code().value(); e != ENODATA && e != ENOTSUP) {
+    cannot_read(e, fuse::kDaemonXattr, mountpoint);
+  }
+  const Json status = parse_json(counters);
+  const Json daemon = described.empty() ? Json{} : parse_json(described);
+  if (status.type != Json::Type::object ||
+      (daemon.type != Json::Type::object && !described.empty())) {
+    throw Failure(exit_code::failure, "the daemon of " + mountpoint +
+                                          " sent a status that is not a JSON object");
+  }
+  if (format == StatusFormat::json) {
+    // One object: the counters' members, then the description's. Both
+    // were parsed above, so joining their text keeps the document valid.
+    if (daemon.members.empty()) {
+      print_json(counters);
+    } else if (status.members.empty()) {
+      print_json(described);
+    } else {
+      const std::string_view c = trimmed(counters), dsc = trimmed(described);
+      print_json(std::string(c.substr(0, c.size() - 1)) + "," + std::string(dsc.substr(1)));
+    }
+    return exit_code::ok;
+  }
+  // For people and Prometheus: what serves the mount (the description)
+  // right after which mount it is (backing, mountpoint), then the counters.
+  Json merged;
+  merged.type = Json::Type::object;
+  std::size_t i = 0;
+  for (; i < status.members.size() &&
+         (status.members[i].first == "backing" || status.members[i].first == "mountpoint");
+       ++i) {
+    merged.members.push_back(status.members[i]);
+  }
+  for (const auto& m : daemon.members) merged.members.push_back(m);
+  for (; i < status.members.size(); ++i) merged.members.push_back(status.members[i]);
+  std::cout << (format == StatusFormat::prometheus ? render_prometheus(merged)
+                                                   : render_status(merged));
+  return exit_code::ok;
 }
 
 int run_conflicts(const std::string& mountpoint, bool json) {

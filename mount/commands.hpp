@@ -30,7 +30,12 @@ struct MountCommand {
 // the child failed (exit 1 with the child's one-line reason).
 int run_mount(const MountCommand& cmd, const LogControl& log);
 int run_umount(const std::string& mountpoint, bool lazy);
-int run_status(const std::string& mountpoint, bool json);
+// `snapfs status --format=`: key: value lines (the default, what the
+// command printed before it had --format), the daemon's JSON as sent (its
+// two documents, kStatusXattr and kDaemonXattr, as one object), or the
+// Prometheus text exposition format (report.hpp).
+enum class StatusFormat { text, json, prometheus };
+int run_status(const std::string& mountpoint, StatusFormat format);
 int run_conflicts(const std::string& mountpoint, bool json);
 
 // Reads a virtual xattr of the daemon (daemon.hpp) from the mount at the

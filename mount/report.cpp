@@ -9,6 +9,7 @@
 #include <cctype>
 #include <charconv>
 #include <ctime>
+#include <optional>
 
 namespace snapfs::cli {
 namespace {
@@ -254,7 +255,202 @@ Json parse_json(std::string_view text) {
 
 std::string render_status(const Json& status) {
   std::string out;
-  flatten(status, "", out);
+  if (status.type != Json::Type::object) {
+    flatten(status, "", out);
+    return out;
+  }
+  for (const auto& [k, v] : status.members) {
+    // The start time as a date; everything else as sent.
+    if (k == "started" && v.type == Json::Type::number)
+      out += "started: " + when(&v) + "\n";
+    else
+      flatten(v, printable(k), out);
+  }
+  return out;
+}
+
+namespace {
+
+// A label value of the text exposition format: what the text output shows
+// (printable() escapes controls, a newline too, and bytes that are not
+// UTF-8), with backslash and quote escaped as the format requires.
+std::string label_value(const std::string& raw) {
+  std::string out;
+  for (const char c : printable(raw)) {
+    if (c == '\\' || c == '"') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// A JSON scalar as a label value: strings as they are, numbers as sent,
+// booleans as true/false, arrays of scalars joined with ':' (globs).
+std::string label_text(const Json& v) {
+  switch (v.type) {
+    case Json::Type::string:
+    case Json::Type::number: return v.text;
+    case Json::Type::boolean: return v.boolean ? "true" : "false";
+    case Json::Type::array: {
+      std::string out;
+      for (const auto& item : v.items) out += (out.empty() ? "" : ":") + label_text(item);
+      return out;
+    }
+    case Json::Type::null:
+    case Json::Type::object: break;
+  }
+  return {};
+}
+
+// A sample value: a JSON number as sent, a boolean as 1 or 0; nothing for
+// anything else or a negative number (the daemon's "could not tell").
+std::optional<std::string> sample_value(const Json* v) {
+  if (v == nullptr) return std::nullopt;
+  if (v->type == Json::Type::boolean) return std::string(v->boolean ? "1" : "0");
+  if (v->type != Json::Type::number || v->text.empty() || v->text[0] == '-') return std::nullopt;
+  return v->text;
+}
+
+struct Family {
+  const char* name;
+  const char* type;  // counter or gauge
+  const char* help;
+  // (status key, extra label) pairs; the label is `name="value"` or empty.
+  std::vector<std::pair<const char*, const char*>> samples;
+};
+
+// Status keys and the metrics they become. Keys a daemon does not send
+// (an older one) are left out; new keys appear in text and JSON only until
+// they are named here.
+const std::vector<Family>& families() {
+  static const std::vector<Family> f{
+      {"snapfs_commits_total", "counter",
+       "Files published by a commit (a close) since the daemon started.", {{"commits", ""}}},
+      {"snapfs_published_bytes_total", "counter", "Bytes of the files published by commits.",
+       {{"bytes_published", ""}}},
+      {"snapfs_conflicts_total", "counter",
+       "Commits that lost a conflict (on-conflict=fail) since the daemon started.",
+       {{"conflicts_since_start", ""}}},
+      {"snapfs_rebases_total", "counter",
+       "Appending commits rebased onto a version published meanwhile.", {{"rebases", ""}}},
+      {"snapfs_opens_total", "counter",
+       "Opens with a snapshot, by data path: kernel passthrough or the daemon (direct_io).",
+       {{"passthrough_opens", "data_path=\"kernel\""}, {"daemon_opens", "data_path=\"daemon\""}}},
+      {"snapfs_own_joins_total", "counter",
+       "Opens that joined their own process's unpublished version of the file.",
+       {{"own_joins", ""}}},
+      {"snapfs_own_routes_total", "counter",
+       "Lookups answered with the caller's own unpublished version.", {{"own_routes", ""}}},
+      {"snapfs_own_misses_total", "counter",
+       "Opens by a process with its own version that were served a snapshot of the published "
+       "file.",
+       {{"own_misses", ""}}},
+      {"snapfs_warm_hits_total", "counter", "Read-only opens served by a warm shared snapshot.",
+       {{"warm_hits", ""}}},
+      {"snapfs_lookups_total", "counter", "LOOKUP requests (the kernel's name cache missed).",
+       {{"lookups", ""}}},
+      {"snapfs_getattrs_total", "counter",
+       "GETATTR requests (the kernel's attribute cache missed).", {{"getattrs", ""}}},
+      {"snapfs_readdirs_total", "counter",
+       "READDIR requests (the kernel's directory cache missed).", {{"readdirs", ""}}},
+      {"snapfs_inode_invalidations_total", "counter",
+       "Inode invalidations sent to the kernel.", {{"inval_inodes", ""}}},
+      {"snapfs_dentry_epochs_total", "counter",
+       "Name-cache epoch increments sent to the kernel.", {{"dentry_epochs", ""}}},
+      {"snapfs_open_snapshots", "gauge", "Private snapshots open now.", {{"open_snapshots", ""}}},
+      {"snapfs_warm_snapshots", "gauge", "Warm shared snapshots kept now.",
+       {{"warm_snapshots", ""}}},
+      {"snapfs_lingering_snapshots", "gauge",
+       "Closed writers' snapshots still shared-mapped, published when unmapped.",
+       {{"lingering", ""}}},
+      {"snapfs_conflicts_kept", "gauge",
+       "Conflict records kept in B/.snapfs/conflicts that the asking user may see.",
+       {{"conflicts", ""}}},
+      {"snapfs_descriptors_held", "gauge", "File descriptors the daemon holds.",
+       {{"descriptors", ""}}},
+      {"snapfs_descriptors_limit", "gauge", "The daemon's limit of open file descriptors.",
+       {{"descriptor_limit", ""}}},
+      {"snapfs_reflink", "gauge", "1 if the backing filesystem can reflink (O(1) snapshots).",
+       {{"reflink", ""}}},
+      {"snapfs_start_time_seconds", "gauge",
+       "When the daemon started, in seconds since the epoch.", {{"started", ""}}},
+      {"snapfs_uptime_seconds", "gauge", "Seconds since the daemon started.",
+       {{"uptime_seconds", ""}}},
+  };
+  return f;
+}
+
+void family_head(std::string& out, const char* name, const char* type, const char* help) {
+  out += std::string("# HELP ") + name + " " + help + "\n";
+  out += std::string("# TYPE ") + name + " " + type + "\n";
+}
+
+}  // namespace
+
+std::string render_prometheus(const Json& status) {
+  if (status.type != Json::Type::object) {
+    throw Failure(exit_code::failure, "the daemon sent a status that is not a JSON object");
+  }
+  const Json* mp = status.find("mountpoint");
+  const std::string mount_label =
+      "mountpoint=\"" + label_value(mp != nullptr ? label_text(*mp) : std::string()) + "\"";
+  auto labels = [&](const std::string& extra) {
+    return "{" + mount_label + (extra.empty() ? "" : "," + extra) + "}";
+  };
+  std::string out;
+
+  // What serves the mount, as an info metric (value 1, facts as labels).
+  {
+    std::string info;
+    for (const char* key : {"backing", "version", "pid", "kernel", "fuse_protocol", "libfuse",
+                            "data_path", "kernel_passthrough"}) {
+      const Json* v = status.find(key);
+      if (v == nullptr) continue;
+      std::string text = label_text(*v);
+      // "kernel passthrough" / "daemon (direct_io)": the label value
+      // snapfs_opens_total uses.
+      if (std::string_view(key) == "data_path")
+        text = text.rfind("kernel", 0) == 0 ? "kernel" : "daemon";
+      info += (info.empty() ? "" : ",") + std::string(key) + "=\"" + label_value(text) + "\"";
+    }
+    family_head(out, "snapfs_info",  "gauge",
+                "The daemon serving the mount: version, process id, kernel, FUSE protocol, "
+                "libfuse and data path.");
+    out += "snapfs_info" + labels(info) + " 1\n";
+  }
+  if (const Json* o = status.find("options"); o != nullptr && o->type == Json::Type::object) {
+    std::string opts;
+    for (const auto& [k, v] : o->members) {
+      if (v.type == Json::Type::object || v.type == Json::Type::null) continue;
+      std::string name;  // a label name: [a-zA-Z_][a-zA-Z0-9_]*
+      for (const char c : k) name += std::isalnum(static_cast<unsigned char>(c)) != 0 ? c : '_';
+      if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])) != 0) continue;
+      opts += (opts.empty() ? "" : ",") + name + "=\"" + label_value(label_text(v)) + "\"";
+    }
+    family_head(out, "snapfs_options_info", "gauge",
+                "The mount options in force, defaults resolved.");
+    out += "snapfs_options_info" + labels(opts) + " 1\n";
+  }
+
+  for (const Family& f : families()) {
+    std::string lines;
+    for (const auto& [key, extra] : f.samples) {
+      if (auto v = sample_value(status.find(key)))
+        lines += f.name + labels(extra) + " " + *v + "\n";
+    }
+    if (lines.empty()) continue;
+    family_head(out, f.name, f.type, f.help);
+    out += lines;
+  }
+
+  if (const Json* e = status.find("errors"); e != nullptr && e->type == Json::Type::object) {
+    family_head(out, "snapfs_errors_total", "counter",
+                "Replies to the kernel that carried an errno, by errno (ENOENT of a lookup "
+                "included).");
+    for (const auto& [k, v] : e->members) {
+      if (auto n = sample_value(&v))
+        out += "snapfs_errors_total" + labels("errno=\"" + label_value(k) + "\"") + " " + *n + "\n";
+    }
+  }
   return out;
 }
 

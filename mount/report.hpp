@@ -27,8 +27,14 @@ struct Json {
 Json parse_json(std::string_view text);
 
 // "key: value" lines; nested objects as "outer.inner: value", arrays of
-// scalars joined with ", ".
+// scalars joined with ", "; "started" (seconds since the epoch) as a UTC
+// date.
 std::string render_status(const Json& status);
+// The status in the Prometheus text exposition format (version 0.0.4):
+// counters and gauges named snapfs_*, each with # HELP and # TYPE lines and
+// a mountpoint label; the daemon's facts and options as two info metrics
+// (value 1). Throws Failure(failure) if `status` is not an object.
+std::string render_prometheus(const Json& status);
 // A table with PATH, TIME, PID, SIZE, KEPT AT columns, or "no conflicts".
 std::string render_conflicts(const Json& conflicts);
 
