@@ -10,6 +10,7 @@
 #include <linux/falloc.h>
 
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 
 namespace snapfs::fuse::ops {
@@ -31,15 +32,40 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   reply_fd_data(req, h.fd(), size, off);
 }
 
+namespace {
+
+// A change through a description (WRITE, FALLOCATE): its version locked
+// exclusively and made ready for the change (prepare_change). The Handle
+// is owned for the whole handler: once the reply is sent the application
+// may close the file, and RELEASE (another thread) drops fi->fh's
+// reference. Empty, with the error replied, if the change is refused.
+struct Change {
+  std::shared_ptr<Handle> hp;
+  std::unique_lock<std::shared_mutex> lk;
+};
+
+std::optional<Change> begin_change(Daemon& d, fuse_req_t req, fuse_ino_t ino,
+                                   const fuse_file_info* fi, const char* what) noexcept {
+  Change c{handle_ref(fi), {}};
+  c.lk = std::unique_lock(c.hp->v->mu);
+  if (auto r = prepare_change(d, *c.hp->v); !r) {
+    c.lk.unlock();
+    reply_error(req, r.error(), what, ino);
+    return std::nullopt;
+  }
+  return c;
+}
+
+}  // namespace
+
 void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
                fuse_file_info* fi) noexcept {
   Daemon& d = daemon_of(req);
-  // Owned for the whole handler: once the reply is sent the application
-  // may close the file, and RELEASE (another thread) drops fi->fh's reference.
-  const std::shared_ptr<Handle> hp = handle_ref(fi);
+  auto c = begin_change(d, req, ino, fi, "write");
+  if (!c) return;
+  const std::shared_ptr<Handle>& hp = c->hp;
   Version& h = *hp->v;
-  std::unique_lock lk(h.mu);
-  if (auto r = prepare_change(d, h); !r) return reply_error(req, r.error(), "write", ino);
+  auto& lk = c->lk;
   if (h.kind == HandleKind::snapshot && hp->append) {
     // O_APPEND: the kernel's offset comes from an i_size other opens can reset
     // (docs/design-fuse.md, "Kernel facts" 5); the end of *this* snapshot is
@@ -65,12 +91,10 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
 void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                fuse_file_info* fi) noexcept {
   Daemon& d = daemon_of(req);
-  // Owned for the whole handler: once the reply is sent the application
-  // may close the file, and RELEASE (another thread) drops fi->fh's reference.
-  const std::shared_ptr<Handle> hp = handle_ref(fi);
-  Version& h = *hp->v;
-  std::unique_lock lk(h.mu);
-  if (auto r = prepare_change(d, h); !r) return reply_error(req, r.error(), "fallocate", ino);
+  auto c = begin_change(d, req, ino, fi, "fallocate");
+  if (!c) return;
+  Version& h = *c->hp->v;
+  auto& lk = c->lk;
   auto r = sys::fallocate(h.fd(), mode, static_cast<std::uint64_t>(off),
                           static_cast<std::uint64_t>(len));
   if (!r) return reply_error(req, r.error(), "fallocate", ino);
