@@ -9,6 +9,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <utility>
+
+#include <linux/capability.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace snapfs::fuse {
 
@@ -43,6 +50,25 @@ struct Armed {
   bool patched = false;
 };
 thread_local Armed t_armed;
+
+// Why FUSE_DEV_IOC_BACKING_OPEN would refuse this root daemon, or "". The
+// kernel checks capable(CAP_SYS_ADMIN): the capability in the initial user
+// namespace. Root in any other user namespace (a rootless container) has
+// euid 0 but fails that check on every open; so does a root whose
+// capabilities were dropped. The initial user namespace has a fixed inode
+// number (PROC_USER_INIT_INO); if /proc does not say, the first open finds out.
+std::string backing_open_refusal() {
+  constexpr ino_t kInitialUserNs = 0xEFFFFFFDU;
+  if (struct stat st{}; ::stat("/proc/self/ns/user", &st) == 0 && st.st_ino != kInitialUserNs)
+    return "unavailable: needs CAP_SYS_ADMIN in the initial user namespace (the daemon runs in a "
+           "user namespace)";
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3]{};
+  if (::syscall(SYS_capget, &hdr, caps) == 0 &&
+      !(caps[CAP_SYS_ADMIN / 32].effective & (1U << (CAP_SYS_ADMIN % 32))))
+    return "unavailable: needs root (CAP_SYS_ADMIN, which this root lacks)";
+  return {};
+}
 
 }  // namespace
 
@@ -144,6 +170,10 @@ bool KernelPassthrough::install(fuse_session* se, bool want, bool root) {
   }
   if (!root) {
     not_installed_ = "unavailable: needs root (CAP_SYS_ADMIN)";
+    return false;
+  }
+  if (std::string why = backing_open_refusal(); !why.empty()) {
+    not_installed_ = std::move(why);
     return false;
   }
   static const fuse_custom_io io = {

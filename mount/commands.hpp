@@ -29,6 +29,13 @@ struct MountCommand {
 // daemon child while the parent waits until the mount is live (exit 0) or
 // the child failed (exit 1 with the child's one-line reason).
 int run_mount(const MountCommand& cmd, const LogControl& log);
+// The line `snapfs mount` prints (after "snapfs: ") once the mount is live
+// when opens are not served by kernel passthrough: M, that the daemon serves
+// them, why (the daemon's kernel_passthrough state, or B on overlayfs, which
+// the kernel refuses backing files from), and that mmap(MAP_SHARED) fails.
+// Empty when the state is "active" and B is not on overlayfs.
+std::string data_path_note(const std::string& mountpoint, const std::string& backing,
+                           const std::string& kernel_passthrough, bool backing_on_overlayfs);
 int run_umount(const std::string& mountpoint, bool lazy);
 // `snapfs status --format=`: key: value lines (the default, what the
 // command printed before it had --format), the daemon's JSON as sent (its

@@ -10,6 +10,15 @@
 // prints it and exits 1. If the child dies without a word, EOF tells the
 // parent and waitpid() says how it died.
 //
+// Once the mount is live, `snapfs mount` says in one line on stderr when
+// opens are served by the daemon rather than by kernel passthrough, and
+// why (note_data_path()). The daemon knows that only after FUSE INIT (the
+// kernel's offer comes with it), which follows 'M'. A getxattr of the status
+// attribute on M waits for exactly that (the kernel holds every request
+// until INIT is answered), so the parent reads it after 'M' and the pipe
+// protocol stays as it is; in the foreground a thread started at on_mounted
+// does the same while the loop answers INIT.
+//
 // The pipe is O_CLOEXEC: fusermount3, which libfuse spawns for auto_unmount
 // and which outlives the mount, must not hold its write end (the parent would
 // then never see EOF from a dead child).
@@ -22,11 +31,13 @@
 #include "checks.hpp"
 #include "commands.hpp"
 #include "exit_codes.hpp"
+#include "report.hpp"
 
 #include <snapfs/core/unique_fd.hpp>
 #include <sys/sys.hpp>
 #include <snapfs/fuse/daemon.hpp>
 #include <snapfs/fuse/meta_dir.hpp>
+#include <snapfs/fuse/printable.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -35,9 +46,14 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,6 +107,32 @@ std::string describe_status(int status) {
     return std::string("was killed by signal ") + ::strsignal(WTERMSIG(status));
   }
   return "stopped";
+}
+
+// Whether B is on overlayfs (a container's own file system): the kernel
+// refuses backing files from a stacked file system (ELOOP), so every open
+// falls back to the daemon although INIT agreed on passthrough.
+bool on_overlayfs(const std::string& backing) {
+  struct statfs sfs{};
+  return ::statfs(backing.c_str(), &sfs) == 0 &&
+         static_cast<unsigned long>(sfs.f_type) == OVERLAYFS_SUPER_MAGIC;
+}
+
+// The data path line (module comment): read from the daemon's status on the
+// live mount; nothing if it cannot be read (the mount itself succeeded).
+void note_data_path(const std::string& mountpoint, const std::string& backing) {
+  std::string state;
+  try {
+    const Json status = parse_json(read_daemon_xattr(mountpoint, fuse::kStatusXattr, mountpoint));
+    const Json* k = status.find("kernel_passthrough");
+    if (k == nullptr || k->type != Json::Type::string) return;  // an older daemon
+    state = k->text;
+  } catch (const std::exception& e) {
+    mount_log()->debug("the data path of {} is unknown: {}", mountpoint, e.what());
+    return;
+  }
+  const std::string note = data_path_note(mountpoint, backing, state, on_overlayfs(backing));
+  if (!note.empty()) std::fprintf(stderr, "snapfs: %s\n", fuse::printable(note).c_str());
 }
 
 // The parent's half: wait for 'M', or for 'E' + reason, or for EOF.
@@ -194,6 +236,18 @@ int daemon_child(core::UniqueFd wfd, const fuse::Config& cfg, const LogControl& 
 
 }  // namespace
 
+std::string data_path_note(const std::string& mountpoint, const std::string& backing,
+                           const std::string& kernel_passthrough, bool backing_on_overlayfs) {
+  std::string why;
+  if (kernel_passthrough != "active") why = "kernel passthrough " + kernel_passthrough;
+  else if (backing_on_overlayfs)
+    why = "kernel passthrough unavailable: " + backing +
+          " is on overlayfs, a stacked file system the kernel takes no backing files from";
+  if (why.empty()) return {};
+  return mountpoint + ": opens are served by the daemon (" + why +
+         "); mmap(MAP_SHARED) fails with ENODEV";
+}
+
 int run_mount(const MountCommand& cmd, const LogControl& log) {
   const bool as_root = ::geteuid() == 0;
   const auto paths =
@@ -223,9 +277,23 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
 
   if (cmd.foreground) {
     bool mounted = false;
+    std::thread note;
     const int rc = fuse::serve(cfg, [&] {
       mounted = true;  // serve() logs "mounted" itself
+      // Its getxattr waits for INIT, which the loop answers after this
+      // returns. Every signal blocked: libfuse's handlers run in the loop.
+      sigset_t all, old;
+      ::sigfillset(&all);
+      ::pthread_sigmask(SIG_BLOCK, &all, &old);
+      try {
+        note = std::thread([&cfg] { note_data_path(cfg.mountpoint, cfg.backing); });
+      } catch (const std::system_error& e) {
+        mount_log()->debug("no data path note: {}", e.what());
+      }
+      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     });
+    // serve() returned: the connection is gone, so the getxattr has too.
+    if (note.joinable()) note.join();
     if (rc == 0) return exit_code::ok;
     // serve() logged the reason to stderr already; add a line only if it did not.
     if (log.last_error && !log.last_error().empty()) return exit_code::failure;
@@ -249,7 +317,9 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
     return daemon_child(std::move(wfd), cfg, log);
   }
   wfd.reset();
-  return await_child(std::move(rfd), pid, cfg.mountpoint);
+  const int rc = await_child(std::move(rfd), pid, cfg.mountpoint);
+  if (rc == exit_code::ok) note_data_path(cfg.mountpoint, cfg.backing);
+  return rc;
 }
 
 }  // namespace snapfs::cli
