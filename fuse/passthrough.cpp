@@ -4,6 +4,7 @@
 
 #include "kernel_abi.hpp"
 #include "kernel_io.hpp"
+#include "sys/sys.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -14,7 +15,6 @@
 
 #include <linux/capability.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace snapfs::fuse {
@@ -62,10 +62,7 @@ std::string backing_open_refusal() {
   if (struct stat st{}; ::stat("/proc/self/ns/user", &st) == 0 && st.st_ino != kInitialUserNs)
     return "unavailable: needs CAP_SYS_ADMIN in the initial user namespace (the daemon runs in a "
            "user namespace)";
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3]{};
-  if (::syscall(SYS_capget, &hdr, caps) == 0 &&
-      !(caps[CAP_SYS_ADMIN / 32].effective & (1U << (CAP_SYS_ADMIN % 32))))
+  if (auto cap = core::sys::has_capability(::getpid(), CAP_SYS_ADMIN); cap && !*cap)
     return "unavailable: needs root (CAP_SYS_ADMIN, which this root lacks)";
   return {};
 }
