@@ -52,6 +52,9 @@ public:
   // From init(): whether the custom I/O is installed (splice receive must
   // then stay off, or requests would bypass it).
   bool installed() const noexcept { return installed_; }
+  // The kernel offered FUSE_PASSTHROUGH in INIT (known from the INIT
+  // request on; the reply that makes it active() is written after it).
+  bool offered() const noexcept { return offered_.load(std::memory_order_acquire); }
 
   // True once the kernel offered FUSE_PASSTHROUGH and the INIT reply asked
   // for it. Until then, and when false, every open is daemon-served.

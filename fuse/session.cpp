@@ -102,6 +102,17 @@ void init(void* userdata, fuse_conn_info* conn) {
               d.cfg.backing, d.cfg.mountpoint, conn->proto_major, conn->proto_minor,
               conn->max_write, d.reflink ? "yes" : "no",
               d.kpt.installed() ? "requested" : d.kpt.state());
+  if (d.cfg.on_init) {
+    // The INIT reply written after this returns makes an offered
+    // passthrough active (passthrough.cpp).
+    const std::string state =
+        d.kpt.installed() && d.kpt.offered() ? std::string("active") : d.kpt.state();
+    try {
+      d.cfg.on_init(state);
+    } catch (...) {
+      d.log->debug("on_init failed");
+    }
+  }
 }
 
 fuse_lowlevel_ops make_ops() {

@@ -16,8 +16,10 @@
 // kernel's offer comes with it), which follows 'M'. A getxattr of the status
 // attribute on M waits for exactly that (the kernel holds every request
 // until INIT is answered), so the parent reads it after 'M' and the pipe
-// protocol stays as it is; in the foreground a thread started at on_mounted
-// does the same while the loop answers INIT.
+// protocol stays as it is. In the foreground the daemon is this process and
+// says it from INIT itself (Config::on_init): a getxattr through M from a
+// thread here would hold the mount, and an umount right after the mount
+// would fail with EBUSY.
 //
 // The pipe is O_CLOEXEC: fusermount3, which libfuse spawns for auto_unmount
 // and which outlives the mount, must not hold its write end (the parent would
@@ -47,7 +49,6 @@
 #include <cstring>
 #include <string>
 #include <system_error>
-#include <thread>
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -252,7 +253,7 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
   const bool as_root = ::geteuid() == 0;
   const auto paths =
       check_mount_paths(cmd.backing, cmd.mountpoint, as_root, cmd.options.allow_other);
-  const fuse::Config cfg = make_config(cmd.options, paths.backing, paths.mountpoint, as_root);
+  fuse::Config cfg = make_config(cmd.options, paths.backing, paths.mountpoint, as_root);
   auto l = mount_log();
   if (!cmd.options.ignored.empty()) {
     std::string list;
@@ -277,23 +278,16 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
 
   if (cmd.foreground) {
     bool mounted = false;
-    std::thread note;
+    // The daemon is this process: it says what serves opens at INIT. (A
+    // getxattr through M from here would hold the mount, and a quick
+    // umount would fail with EBUSY.)
+    cfg.on_init = [mp = cfg.mountpoint, b = cfg.backing](const std::string& state) {
+      const std::string note = data_path_note(mp, b, state, on_overlayfs(b));
+      if (!note.empty()) std::fprintf(stderr, "snapfs: %s\n", fuse::printable(note).c_str());
+    };
     const int rc = fuse::serve(cfg, [&] {
       mounted = true;  // serve() logs "mounted" itself
-      // Its getxattr waits for INIT, which the loop answers after this
-      // returns. Every signal blocked: libfuse's handlers run in the loop.
-      sigset_t all, old;
-      ::sigfillset(&all);
-      ::pthread_sigmask(SIG_BLOCK, &all, &old);
-      try {
-        note = std::thread([&cfg] { note_data_path(cfg.mountpoint, cfg.backing); });
-      } catch (const std::system_error& e) {
-        mount_log()->debug("no data path note: {}", e.what());
-      }
-      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     });
-    // serve() returned: the connection is gone, so the getxattr has too.
-    if (note.joinable()) note.join();
     if (rc == 0) return exit_code::ok;
     // serve() logged the reason to stderr already; add a line only if it did not.
     if (log.last_error && !log.last_error().empty()) return exit_code::failure;

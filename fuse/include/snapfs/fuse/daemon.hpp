@@ -57,6 +57,10 @@ struct Config {
   // would hand the kernel a backing file goes out without it, as if the
   // kernel had not taken it: the open is served by the daemon).
   std::function<bool(std::string_view point, std::string_view path)> test_fault;
+  // Called once from the INIT handler with what serves opens: "active"
+  // (kernel passthrough) or why not, as status's kernel_passthrough says
+  // it. Runs on a request thread; must not touch the mount.
+  std::function<void(const std::string& kernel_passthrough)> on_init;
 };
 
 // Mounts `cfg.backing` at `cfg.mountpoint` and serves requests until the file
