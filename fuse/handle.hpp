@@ -132,9 +132,11 @@ struct Version {
   unsigned descs = 0;
   unsigned unclosed = 0;
   bool all_append = false;
-  // Who opened first (identity.hpp): what this open may do in B later, when a
-  // commit rebases it onto, or overwrites, a file someone else published,
-  // and whether its writes drop setuid, setgid and file capabilities.
+  // Who writes it (identity.hpp): its first writer, or a later writable
+  // description's caller that is not privileged (join()). What it may do
+  // in B later, when a commit rebases it onto, or overwrites, a file
+  // someone else published, and whether its writes drop setuid, setgid and
+  // file capabilities.
   Identity who;
   SnapState seen;
 

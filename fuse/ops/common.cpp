@@ -103,40 +103,44 @@ Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& 
 namespace {
 
 // Whether the owner's version `v` is what its process sees at a name that
-// holds `st`: while it is open, and changed since it was taken, or
-// unchanged with B/p still its base. A clean version whose file someone
-// else has published since is stale: the owner sees the published file.
-bool shows_own(const Version& v, const struct stat& st) noexcept {
+// holds `st` (null: any name of the inode): while it is open, and changed
+// since it was taken, or unchanged with B/p still its base. A clean version
+// whose file someone else has published since is stale: the owner sees the
+// published file.
+bool shows_own(const Version& v, const struct stat* st) noexcept {
   std::shared_lock lk(v.mu);
   if (v.descs == 0) return false;
-  if (v.dirty) return true;
+  if (!st || v.dirty) return true;
   if (v.kernel_writes()) {
     auto now = sys::fstat(v.snap.fd());
     if (!now || !v.seen.same(SnapState::of(*now))) return true;
   }
-  return v.base.same(st);
+  return v.base.same(*st);
 }
 
 }  // namespace
 
+std::shared_ptr<Version> own_version(Daemon& d, dev_t dev, ino_t ino, pid_t caller,
+                                     const struct stat* st, bool& held) {
+  held = false;
+  if (!d.table.any_owned()) return nullptr;
+  auto vs = d.table.owned_versions_of(dev, ino);
+  if (vs.empty()) return nullptr;
+  held = true;
+  if (caller == 0) return nullptr;
+  // No lock held: tgid_of may read /proc.
+  auto tgid = sys::tgid_of(caller);
+  if (!tgid) return nullptr;
+  for (auto& v : vs)
+    if (v->owner.is(*tgid) && shows_own(*v, st)) return std::move(v);
+  return nullptr;
+}
+
 Route route_for(Daemon& d, const struct stat& st, pid_t caller,
                 std::shared_ptr<Version>& keep) {
   Route r;
-  if (!d.table.any_owned()) return r;
-  auto vs = d.table.owned_versions_of(st.st_dev, st.st_ino);
-  if (vs.empty()) return r;
-  r.held = true;
-  if (caller == 0) return r;
-  // No lock held: tgid_of may read /proc.
-  auto tgid = sys::tgid_of(caller);
-  if (!tgid) return r;
-  for (auto& v : vs) {
-    if (v->owner.is(*tgid) && shows_own(*v, st)) {
-      keep = std::move(v);
-      r.to = keep.get();
-      break;
-    }
-  }
+  keep = own_version(d, st.st_dev, st.st_ino, caller, &st, r.held);
+  r.to = keep.get();
   return r;
 }
 

@@ -17,6 +17,13 @@ namespace snapfs::fuse::ops {
 // parent: never follows a symlink or ".."), counts a kernel lookup and fills
 // `e`. The caller must reply with `e` (or forget the lookup). `caller`: the
 // thread that looks up (InodeTable::intern()).
+// The live version of backing inode (dev, ino) that thread `caller`'s
+// process owns and sees at a name holding `st` (null: at any name), if any
+// (docs/design-own-writes.md); `held`: some process holds the inode
+// privately. May throw std::bad_alloc.
+std::shared_ptr<Version> own_version(Daemon& d, dev_t dev, ino_t ino, pid_t caller,
+                                     const struct stat* st, bool& held);
+
 // A LOOKUP of a regular file whose inode is `st` by thread `caller`
 // (docs/design-own-writes.md, "Routing"): whether some process holds the
 // inode privately, and the caller's own version of it, if that is what the

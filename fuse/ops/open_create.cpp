@@ -225,20 +225,11 @@ bool toward_own_version(Daemon& d, const Node& node, pid_t caller) noexcept {
   if (caller == 0 || node.kind() != NodeKind::file || !d.table.any_owned()) return false;
   try {
     const auto [dev, ino] = d.table.key_of(node);
-    auto vs = d.table.owned_versions_of(dev, ino);
-    if (vs.empty()) return false;
-    auto tgid = sys::tgid_of(caller);
-    if (!tgid) return false;
-    for (const auto& v : vs) {
-      if (v->node.get() == &node || !v->owner.is(*tgid)) continue;
-      {
-        std::shared_lock lk(v->mu);
-        if (v->descs == 0) continue;
-      }
-      if (!d.table.contended_for(node, caller)) return true;
-      d.stats.own_misses.fetch_add(1, std::memory_order_relaxed);
-      return false;
-    }
+    bool held = false;
+    const auto v = own_version(d, dev, ino, caller, nullptr, held);
+    if (!v || v->node.get() == &node) return false;
+    if (!d.table.contended_for(node, caller)) return true;
+    d.stats.own_misses.fetch_add(1, std::memory_order_relaxed);
   } catch (const std::bad_alloc&) {
   }
   return false;
@@ -295,7 +286,14 @@ bool join(Daemon& d, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
     }
     ++v->descs;
     ++v->unclosed;
-    if (writable) v->all_append = v->all_append && (flags & O_APPEND);
+    if (writable) {
+      v->all_append = v->all_append && (flags & O_APPEND);
+      // SECURITY: the version's commit acts for the least privileged of its
+      // writers (a process that dropped root between its opens): rebase and
+      // overwrite only where that one may write, and setuid, setgid and
+      // capabilities go as its own write(2) would drop them.
+      if (v->who.privileged() && !who.privileged()) v->who = who;
+    }
   }
   try {
     d.live_handles.add(holder);

@@ -8,6 +8,8 @@
 #include "mount_util.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -263,6 +265,70 @@ TEST_P(OwnWrites, ThreadsShareTheVersion) {
   EXPECT_EQ(pread_all(w), "THREADSed+t");
   ASSERT_EQ(xclose(w), 0);
   EXPECT_EQ(read_file(b("f")), "THREADSed+t");
+}
+
+// As an unprivileged user (docs/security.md): the writer's own opens see
+// its writes, another user's process the published file.
+TEST_P(OwnWrites, AnUnprivilegedWritersOwnOpensSeeItsWrites) {
+  constexpr uid_t kUser = 61001, kOther = 61002;
+  write_file(b("f"), "published");
+  ASSERT_EQ(::chown(b("f").c_str(), kUser, kUser), 0);
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  Child writer(kUser, kUser, [&] {
+    const int w = xopen(m("f"), O_RDWR);
+    if (w < 0) return 10;
+    if (!pwrite_str(w, "MINE", 0)) return 11;
+    if (read_file(m("f")) != "MINEished") return 12;
+    if (stat_of(m("f")).st_size != 9) return 13;
+    char c = 0;
+    if (::write(ready[1], "r", 1) != 1 || ::read(go[0], &c, 1) != 1) return 14;
+    return xclose(w) == 0 ? 0 : 15;
+  });
+  // Only the child writes `ready` and reads `go`: its exit ends both.
+  ::close(ready[1]);
+  ::close(go[0]);
+  char c = 0;
+  const bool started = ::read(ready[0], &c, 1) == 1;
+  EXPECT_TRUE(started) << "the writer stopped before it was ready";
+  if (started) {
+    auto other = run_as(kOther, kOther, [&] { return read_file(m("f")) == "published" ? 0 : 1; });
+    EXPECT_TRUE(other.ok()) << other.describe();
+  }
+  ::signal(SIGPIPE, SIG_IGN);  // a writer that is gone already
+  (void)::write(go[1], "g", 1);
+  ::close(go[1]);
+  const auto st = writer.wait();
+  ::close(ready[0]);
+  EXPECT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(read_file(b("f")), "MINEished");
+}
+
+// SECURITY: a process that opened a setuid file as root and wrote it after
+// dropping to an ordinary user publishes it without setuid, as write(2)
+// by that user would leave it (the version acts for its least privileged
+// writer).
+TEST_P(OwnWrites, AWriteAfterDroppingRootDropsSetuid) {
+  constexpr uid_t kUser = 61001;
+  write_file(b("f"), "published");
+  ASSERT_EQ(::chown(b("f").c_str(), kUser, kUser), 0);
+  ASSERT_EQ(::chmod(b("f").c_str(), 04755), 0);
+  auto st = run_in_child([&] {
+    const int root_fd = xopen(m("f"), O_RDWR);
+    if (root_fd < 0) return 10;
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(kUser, kUser, kUser) != 0 ||
+        ::setresuid(kUser, kUser, kUser) != 0)
+      return 11;
+    const int w = xopen(m("f"), O_RDWR);  // joins the version, as the user
+    if (w < 0) return 12;
+    if (!pwrite_str(w, "USER", 0)) return 13;
+    if (xclose(w) != 0) return 14;
+    return xclose(root_fd) == 0 ? 0 : 15;
+  });
+  ASSERT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(read_file(b("f")), "USERished");
+  EXPECT_EQ(stat_of(b("f")).st_mode & 07777, 0755u);
 }
 
 // A shell's `cmd > f; cat f`: the child running cmd owns its version and
