@@ -10,11 +10,19 @@
 #include <sys/sys.hpp>
 
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string_view>
+#include <thread>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -67,12 +75,73 @@ std::pair<int, std::string> run_fusermount(const std::vector<std::string>& args)
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, text};
 }
 
+// The daemon serving the snapfs mount at `path`, as a pidfd, when it says
+// which process it is (user.snapfs.daemon) and that process is in our pid
+// namespace (else its pid means another process here). Asked from a thread
+// with a bound: a hung daemon must not stop its own unmount, and a thread
+// left waiting on it ends with this process (a FUSE request waits killably).
+std::optional<core::UniqueFd> daemon_of(const std::string& path) {
+  auto slot = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> answer = slot->get_future();
+  std::thread([slot, path] {
+    auto r = core::sys::getxattr_path(path.c_str(), fuse::kDaemonXattr);
+    slot->set_value(r ? std::string(r->begin(), r->end()) : std::string());
+  }).detach();
+  if (answer.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
+  const std::string text = answer.get();
+  if (text.empty()) return std::nullopt;
+  Json doc;
+  try {
+    doc = parse_json(text);
+  } catch (const Failure&) {
+    return std::nullopt;
+  }
+  const Json* pid = doc.find("pid");
+  const Json* ns = doc.find("pid_namespace");
+  auto ours = core::sys::readlinkat(AT_FDCWD, "/proc/self/ns/pid");
+  if (!pid || pid->type != Json::Type::number || !ns || !ours || ns->text != *ours)
+    return std::nullopt;
+  pid_t n = 0;
+  const auto [end, ec] =
+      std::from_chars(pid->text.data(), pid->text.data() + pid->text.size(), n);
+  if (ec != std::errc() || end != pid->text.data() + pid->text.size() || n <= 0)
+    return std::nullopt;
+  auto fd = core::sys::pidfd_open(n);
+  if (!fd) return std::nullopt;
+  return std::move(*fd);
+}
+
+// Waits (at most 30 s) for the process of `pidfd` to exit. The daemon
+// exits soon after its mount is gone, and closes B as it does: a script
+// that unmounts M and then B (or a shutdown in that order) finds B busy
+// until then.
+void wait_for_exit(const std::optional<core::UniqueFd>& pidfd, const std::string& shown) {
+  if (!pidfd) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // A pidfd polls readable once its process has exited.
+  while (core::sys::process_alive(pidfd->get())) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      std::cerr << "snapfs: " << shown << " is unmounted; its daemon has not exited after 30 s\n";
+      return;
+    }
+    struct pollfd p {pidfd->get(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(left.count()));
+  }
+}
+
 }  // namespace
 
 int run_umount(const std::string& mountpoint, bool lazy) {
   const std::string path = locate_snapfs_mount(mountpoint);
+  // After a lazy unmount the daemon serves what is still open: not waited for.
+  const std::optional<core::UniqueFd> daemon = lazy ? std::nullopt : daemon_of(path);
   if (::geteuid() == 0) {
-    if (::umount2(path.c_str(), lazy ? MNT_DETACH : 0) == 0) return exit_code::ok;
+    if (::umount2(path.c_str(), lazy ? MNT_DETACH : 0) == 0) {
+      wait_for_exit(daemon, mountpoint);
+      return exit_code::ok;
+    }
     const int e = errno;
     if (e == EBUSY) throw Failure(exit_code::busy, "cannot unmount " + path + ": " + kBusyHint);
     if (e == EPERM)
@@ -81,7 +150,10 @@ int run_umount(const std::string& mountpoint, bool lazy) {
   }
   // fusermount3 checks that the mount is the caller's (its user_id=).
   const auto [status, message] = run_fusermount({lazy ? "-uz" : "-u", "--", path});
-  if (status == 0) return exit_code::ok;
+  if (status == 0) {
+    wait_for_exit(daemon, mountpoint);
+    return exit_code::ok;
+  }
   if (message.find("busy") != std::string::npos) {
     throw Failure(exit_code::busy, "cannot unmount " + path + ": " + kBusyHint);
   }

@@ -133,6 +133,10 @@ std::string daemon_json(const Daemon& d) {
   std::string j = "{";
   j += "\"version\":" + json_string(SNAPFS_VERSION);
   j += ",\"pid\":" + std::to_string(sys::getpid());
+  // Which pid namespace `pid` is a number in ("pid:[inode]"): `snapfs
+  // umount` waits for the daemon to exit only when it is in its own.
+  auto ns = sys::readlinkat(AT_FDCWD, "/proc/self/ns/pid");
+  j += ",\"pid_namespace\":" + json_string(ns ? *ns : std::string());
   j += ",\"started\":" + seconds_since_epoch(d.stats.started);
   j += ",\"uptime_seconds\":" +
        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(

@@ -6,6 +6,7 @@
 #include "exit_codes.hpp"
 #include "report.hpp"
 #include "support/peer.hpp"
+#include "sys/sys.hpp"
 
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 namespace snapfs::clitest {
@@ -217,6 +219,26 @@ TEST(MountDaemon, UmountBusySuggestsLazy) {
   EXPECT_EQ(::pread(fd, buf, sizeof buf, 0), 10) << "open file stopped working after --lazy";
   ::close(fd);
   EXPECT_TRUE(daemon_gone(d.s)) << "the daemon did not exit after the last close";
+}
+
+// `snapfs umount M` returns once the daemon has exited and let go of B, so
+// that B can be unmounted right after it (a script, or a shutdown, that
+// takes down M and then the file system under it).
+TEST(MountDaemon, UmountReturnsOnceTheDaemonHasExited) {
+  SNAPFS_REQUIRE_DAEMON();
+  Dirs d;
+  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  const Outcome st = run({snapfs_bin(), "status", "--format=json", d.m});
+  ASSERT_EQ(st.code, 0) << st.describe();
+  const cli::Json* pid = cli::parse_json(st.out).find("pid");
+  ASSERT_NE(pid, nullptr) << st.out;
+  auto daemon = core::sys::pidfd_open(static_cast<pid_t>(std::stol(pid->text)));
+  ASSERT_TRUE(daemon) << std::strerror(daemon.error().value());
+  const Outcome u = run({snapfs_bin(), "umount", d.m});
+  EXPECT_EQ(u.code, 0) << u.describe();
+  EXPECT_EQ(u.err, "") << u.describe();
+  EXPECT_FALSE(core::sys::process_alive(daemon->get()))
+      << "snapfs umount returned while its daemon (pid " << pid->text << ") still ran";
 }
 
 TEST(MountDaemon, SecondMountOnTheSameMountpointIsRefused) {

@@ -125,8 +125,13 @@ echo "$line" | grep -q 'allow_other' && fail "a user mount let others in: $line"
 [ "$($AS cat "$T/um/f")" = published ] || fail "reading through the mount as the user"
 $AS "$SNAPFS" status "$T/um" >/dev/null || fail "snapfs status as the user"
 "$SNAPFS" status "$T/um" 2>/dev/null && fail "root could ask a mount without allow_other"
+pid=$($AS "$SNAPFS" status --format=json "$T/um" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+[ -n "$pid" ] || fail "no daemon pid in snapfs status"
 $AS "$SNAPFS" umount "$T/um" || fail "snapfs umount as the user (fusermount3 -u)"
 [ -z "$(at_um)" ] || fail "still mounted after umount"
+# Exited (gone, or a zombie not reaped yet) when umount returns.
+state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)
+[ -z "$state" ] || [ "$state" = Z ] || fail "snapfs umount returned while its daemon ran ($state)"
 echo OK
 )SH";
 
