@@ -260,6 +260,21 @@ Result<core::TmpFile> freeze(Daemon& d, Version& h, const struct stat& snap_st) 
   return std::move(*tmp);
 }
 
+// Records a commit (or a conflict) of `node`, `size` bytes, made by the
+// thread or process `pid` of `uid`, in the change feed (events.hpp).
+void note_commit(Daemon& d, EventKind kind, const Node& node, pid_t pid, uid_t uid,
+                 std::int64_t size) noexcept {
+  Event e = event_by(pid, uid);
+  e.kind = kind;
+  e.size = size;
+  try {
+    e.path = d.table.path_of(node);
+  } catch (const std::bad_alloc&) {
+    return d.events.skip();
+  }
+  d.events.record(std::move(e));
+}
+
 // What publish_locked() did.
 struct Published {
   CommitOutcome out = CommitOutcome::nothing;
@@ -376,6 +391,11 @@ Result<CommitOutcome> keep_after_conflict(Daemon& d, Version& h, const CommitCal
                                           core::TmpFile& mine, const std::string& path) noexcept {
   auto kept = keep_conflict(d, mine, ConflictWho{path, c.pid, c.uid});
   if (!kept) return std::move(kept).error();
+  {
+    auto st = sys::fstat(mine.fd());
+    note_commit(d, EventKind::conflict, *h.node, c.pid != 0 ? c.pid : h.owner.tgid,
+                c.pid != 0 ? c.uid : h.who.uid, st ? st->st_size : -1);
+  }
   d.log->info("conflict: {} changed since it was opened (pid {}); kept at {}", path, c.pid,
               *kept);
   h.dirty = false;
@@ -516,6 +536,9 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
   if (!p) return std::move(p).error();
   if (p->out == CommitOutcome::nothing) return CommitOutcome::nothing;
   if (p->out == CommitOutcome::conflict) return keep_after_conflict(d, h, c, mine, p->path);
+  // The closing process publishes; a RELEASE (no process) for the opener.
+  note_commit(d, EventKind::commit, *h.node, c.pid != 0 ? closer_tgid() : h.owner.tgid,
+              c.pid != 0 ? c.uid : h.who.uid, static_cast<std::int64_t>(p->st.st_size));
   return settle_after_publish(d, h, *p, kernel_writes, frozen);
 }
 
@@ -597,6 +620,7 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
   }
   d.stats.commits.fetch_add(1, std::memory_order_relaxed);
   d.stats.bytes_published.fetch_add(size, std::memory_order_relaxed);
+  note_commit(d, EventKind::commit, *node, who.tid, who.uid, static_cast<std::int64_t>(size));
   return {};
 }
 

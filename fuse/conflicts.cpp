@@ -480,29 +480,4 @@ std::string conflicts_json(const Daemon& d) { return conflicts_json(d, 0); }
 
 std::size_t conflict_count(const Daemon& d) noexcept { return conflict_count(d, 0); }
 
-std::string json_string(const std::string& s) {
-  std::string quoted;
-  quoted.reserve(s.size() + 2);
-  for (const char c : s) {
-    if (c == '"' || c == '\\') quoted += '\\';
-    quoted += c;
-  }
-  // Tab, newline and carriage return are escaped here (json_printable keeps
-  // them raw, as whitespace between a document's tokens); every other
-  // control, C1, bidi control and non-UTF-8 byte there.
-  std::string out = "\"";
-  for (const char c : json_printable(quoted)) {
-    if (c == '\t')
-      out += "\\u0009";
-    else if (c == '\n')
-      out += "\\u000a";
-    else if (c == '\r')
-      out += "\\u000d";
-    else
-      out += c;
-  }
-  out += '"';
-  return out;
-}
-
 }  // namespace snapfs::fuse

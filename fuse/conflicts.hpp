@@ -9,6 +9,7 @@
 #include "daemon_state.hpp"
 
 #include <snapfs/core/result.hpp>
+#include <snapfs/fuse/printable.hpp>
 #include <snapfs/core/tmpfile.hpp>
 
 #include <sys/types.h>
@@ -60,10 +61,5 @@ std::size_t conflict_count(const Daemon& d, uid_t viewer) noexcept;
 std::string conflicts_json(const Daemon& d);
 std::size_t conflict_count(const Daemon& d) noexcept;
 
-// `s` as a JSON string literal: quotes and backslashes escaped, and every
-// control, C1, bidi or non-UTF-8 byte as a \u escape
-// (fuse/include/snapfs/fuse/printable.hpp json_printable), so the JSON
-// never carries a raw control to a terminal. May throw std::bad_alloc.
-std::string json_string(const std::string& s);
 
 }  // namespace snapfs::fuse

@@ -2,6 +2,7 @@
 // fuse_req_userdata().
 #pragma once
 
+#include "events.hpp"
 #include "fuse_api.hpp"
 #include "inode_table.hpp"
 #include "passthrough.hpp"
@@ -263,6 +264,8 @@ struct Daemon {
   core::UniqueFd staging_dir;
   core::UniqueFd conflicts_dir;
   KernelPassthrough kpt;
+  // The change feed (events.hpp): the newest changes made through M.
+  EventLog events{8192};
   // Read-only opens of an unchanged version share one snapshot, kept warm
   // after its last use: 5 min with reflinks, 10 s for copies (set at
   // start, session.cpp; warm.hpp). Entries that hold a descriptor: at most

@@ -18,7 +18,7 @@
 namespace snapfs::cli {
 namespace {
 
-constexpr std::array kSubcommands{"mount", "umount", "unmount", "status", "conflicts"};
+constexpr std::array kSubcommands{"mount", "umount", "unmount", "status", "conflicts", "events"};
 
 constexpr const char* kOptionsHelp = R"(
 Mount options (-o, comma-separated, repeatable; later ones win; flags above
@@ -132,7 +132,7 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
   if (!rest.empty() && !rest[0].empty() && rest[0][0] != '-' && !is_subcommand(rest[0])) {
     throw Failure(exit_code::usage,
                   "unknown command '" + rest[0] +
-                      "' (expected mount, umount, status or conflicts; see snapfs --help)");
+                      "' (expected mount, umount, status, conflicts or events; see snapfs --help)");
   }
 
   CLI::App app{
@@ -204,6 +204,18 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
   conflicts->add_option("M", target, "Mount point")->required();
   conflicts->add_flag("--json", json, "Print the daemon's JSON array as is");
 
+  CLI::App* events = app.add_subcommand(
+      "events", "Show what was published, created, renamed and removed through M.");
+  events->add_option("M", target, "Mount point")->required();
+  EventsOptions eo;
+  events->add_flag("-f,--follow", eo.follow,
+                   "Keep printing new events until M is unmounted (from now on, or after --after)");
+  events->add_flag("--json", eo.json, "One JSON object per line");
+  std::uint64_t after = 0;
+  CLI::Option* after_opt =
+      events->add_option("--after", after, "Start after the event with this seq number")
+          ->type_name("SEQ");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -243,6 +255,10 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
     return run_status(target, f);
   }
   if (conflicts->parsed()) return run_conflicts(target, json);
+  if (events->parsed()) {
+    if (after_opt->count() > 0) eo.after = after;
+    return run_events(target, eo);
+  }
   return exit_code::usage;  // unreachable: require_subcommand(1)
 }
 

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <variant>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -277,6 +278,92 @@ int run_status(const std::string& mountpoint, StatusFormat format) {
 
 int run_conflicts(const std::string& mountpoint, bool json) {
   return show_document(mountpoint, fuse::kConflictsXattr, json, render_conflicts);
+}
+
+namespace {
+
+// One answer of the change feed (daemon.hpp kEventsXattrPrefix).
+struct FeedAnswer {
+  Json doc;
+  std::uint64_t next = 0;
+  std::uint64_t dropped = 0;
+  bool more = false;
+  std::string pid;  // the daemon's: a new one starts its feed over
+};
+
+std::uint64_t number(const Json* v) {
+  std::uint64_t n = 0;
+  if (v != nullptr && v->type == Json::Type::number)
+    std::from_chars(v->text.data(), v->text.data() + v->text.size(), n);
+  return n;
+}
+
+// Asks the feed of the mount at `path` for the events after `cursor` (a
+// number, or "end"). An error is returned as its errno for the caller to
+// judge; a malformed answer throws.
+std::variant<FeedAnswer, int> ask_feed(const std::string& path, const std::string& cursor,
+                                       std::vector<char>& buf, const std::string& shown) {
+  const std::string name = fuse::kEventsXattrPrefix + cursor;
+  auto n = core::sys::getxattr_path(path.c_str(), name.c_str(), buf);
+  if (!n) return n.error().value();
+  FeedAnswer a;
+  a.doc = parse_json(std::string_view(buf.data(), *n));
+  const Json* events = a.doc.find("events");
+  if (a.doc.type != Json::Type::object || events == nullptr ||
+      events->type != Json::Type::array || a.doc.find("next") == nullptr) {
+    throw Failure(exit_code::failure, "the daemon of " + shown + " sent events that are not "
+                                      "the feed's JSON object");
+  }
+  a.next = number(a.doc.find("next"));
+  a.dropped = number(a.doc.find("dropped"));
+  const Json* more = a.doc.find("more");
+  a.more = more != nullptr && more->type == Json::Type::boolean && more->boolean;
+  if (const Json* pid = a.doc.find("pid")) a.pid = pid->text;
+  return a;
+}
+
+}  // namespace
+
+int run_events(const std::string& mountpoint, const EventsOptions& o) {
+  const std::string path = locate_snapfs_mount(mountpoint);
+  // XATTR_SIZE_MAX: every answer fits, however many events arrived since.
+  std::vector<char> buf(65536);
+  std::string cursor = o.after ? std::to_string(*o.after) : o.follow ? "end" : "0";
+  std::string daemon;  // the pid of the daemon answering so far
+  for (bool first = true;; first = false) {
+    auto r = ask_feed(path, cursor, buf, mountpoint);
+    if (const int* e = std::get_if<int>(&r)) {
+      // Unmounted while we followed it: over. (Anything else is an error,
+      // said as status says it.)
+      if (!first && (*e == ENODATA || *e == ENOTSUP || *e == ENOTCONN || *e == ECONNABORTED ||
+                     *e == ENOENT)) {
+        std::cerr << "snapfs: " << fuse::printable(mountpoint) << " is no longer mounted\n";
+        return exit_code::ok;
+      }
+      cannot_read(*e, "its change feed", mountpoint);
+    }
+    FeedAnswer& a = std::get<FeedAnswer>(r);
+    if (!daemon.empty() && a.pid != daemon) {
+      // Mounted again by another daemon: its feed starts over, and everything
+      // in it came after what this one showed.
+      daemon = a.pid;
+      cursor = "0";
+      continue;
+    }
+    daemon = a.pid;
+    std::string out;
+    if (a.dropped != 0) out += render_dropped(a.dropped, o.json);
+    for (const Json& e : a.doc.find("events")->items) out += render_event(e, path, o.json);
+    std::cout << out << std::flush;
+    if (!std::cout) return exit_code::failure;  // stdout is gone
+    cursor = std::to_string(a.next);
+    if (a.more) continue;
+    if (!o.follow) return exit_code::ok;
+    // Nothing new: look again soon. A request every 100 ms costs the daemon
+    // next to nothing and holds no request open (an unmount is never kept
+    // waiting by a follower).
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 }  // namespace snapfs::cli

@@ -3,7 +3,9 @@
 
 #include "options.hpp"
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,16 @@ int run_umount(const std::string& mountpoint, bool lazy);
 enum class StatusFormat { text, json, prometheus };
 int run_status(const std::string& mountpoint, StatusFormat format);
 int run_conflicts(const std::string& mountpoint, bool json);
+// `snapfs events`: the change feed of the mount, a line per event
+// (report.hpp render_event). Without `follow`, the events the daemon still
+// keeps (after `after`) and exit; with it, the events from now on (or after
+// `after`) until M is unmounted.
+struct EventsOptions {
+  bool follow = false;
+  bool json = false;
+  std::optional<std::uint64_t> after;
+};
+int run_events(const std::string& mountpoint, const EventsOptions& o);
 
 // Reads a virtual xattr of the daemon (daemon.hpp) from the mount at the
 // canonical `path`; throws Failure with a message that names `shown`.

@@ -158,7 +158,7 @@ class Parser {
         case 'u': {
           unsigned cp = hex4();
           // A lone low surrogate U+DC80-U+DCFF is how the daemon's JSON
-          // carries one byte of a name that is not UTF-8 (fuse/conflicts.cpp
+          // carries one byte of a name that is not UTF-8 (printable.hpp
           // json_string): back to that byte, which printable() shows as \xNN.
           if (cp >= 0xDC80 && cp <= 0xDCFF) {
             out.push_back(static_cast<char>(cp & 0xFF));
@@ -223,21 +223,43 @@ void flatten(const Json& v, const std::string& prefix, std::string& out) {
   }
 }
 
-// Seconds (or fractional seconds) since the epoch → UTC; other values as sent.
-std::string when(const Json* v) {
+// Seconds since the epoch (a number, with a fraction or not) in UTC, then
+// "Z": "2026-12-07T20:31:02.123456Z" if `iso` (the fraction as sent), else
+// "2026-12-07 20:31:02Z"; other values as sent.
+std::string utc_time(const Json* v, bool iso) {
   if (v == nullptr) return "-";
   if (v->type != Json::Type::number) return scalar(*v);
   long long secs = 0;
-  const auto [p, ec] = std::from_chars(v->text.data(), v->text.data() + v->text.size(), secs);
-  if (ec != std::errc() || (p != v->text.data() + v->text.size() && *p != '.')) return v->text;
+  const char* end = v->text.data() + v->text.size();
+  const auto [p, ec] = std::from_chars(v->text.data(), end, secs);
+  if (ec != std::errc() || (p != end && *p != '.')) return v->text;
   const std::time_t t = static_cast<std::time_t>(secs);
   std::tm tm{};
   char buf[32];
   if (::gmtime_r(&t, &tm) == nullptr ||
-      std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm) == 0) {
+      (iso ? std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm)
+           : std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm)) == 0)
     return v->text;
+  std::string out = buf;
+  if (iso) out.append(p, end);  // ".123456"
+  return out + "Z";
+}
+
+// For tables and status.
+std::string when(const Json* v) { return utc_time(v, false); }
+
+// One word, for lines a shell reads.
+std::string iso_time(const Json* v) { return utc_time(v, true); }
+
+// A scalar as JSON text again (strings escaped as the daemon does).
+std::string json_scalar(const Json& v) {
+  switch (v.type) {
+    case Json::Type::null: return "null";
+    case Json::Type::boolean: return v.boolean ? "true" : "false";
+    case Json::Type::number: return v.text;
+    case Json::Type::string: return fuse::json_string(v.text);
+    default: return "null";  // the feed sends no nested values
   }
-  return buf;
 }
 
 }  // namespace
@@ -487,6 +509,39 @@ std::string render_conflicts(const Json& conflicts) {
   for (const auto& r : rows) line(r);
   out += std::to_string(rows.size()) + (rows.size() == 1 ? " conflict\n" : " conflicts\n");
   return out;
+}
+
+std::string render_event(const Json& event, const std::string& mountpoint, bool json) {
+  const auto absolute = [&](const std::string& rel) { return mountpoint + "/" + rel; };
+  if (json) {
+    std::string out;
+    for (const auto& [k, v] : event.members) {
+      out += out.empty() ? "{" : ",";
+      out += fuse::json_string(k) + ":";
+      out += (k == "path" || k == "to") && v.type == Json::Type::string
+                 ? fuse::json_string(absolute(v.text))
+                 : json_scalar(v);
+    }
+    return (out.empty() ? "{" : out) + "}\n";
+  }
+  const auto text = [&](const char* key) {
+    const Json* v = event.find(key);
+    return v == nullptr ? std::string() : scalar(*v);
+  };
+  std::string out = iso_time(event.find("time")) + " " + text("event") + " ";
+  const Json* path = event.find("path");
+  out += printable(absolute(path != nullptr ? path->text : std::string()));
+  if (const Json* to = event.find("to"); to != nullptr)
+    out += " -> " + printable(absolute(to->text));
+  for (const char* key : {"size", "pid", "uid", "command"}) {
+    if (event.find(key) != nullptr) out += std::string(" ") + key + "=" + text(key);
+  }
+  return out + "\n";
+}
+
+std::string render_dropped(std::uint64_t count, bool json) {
+  if (json) return "{\"event\":\"dropped\",\"count\":" + std::to_string(count) + "}\n";
+  return "- dropped " + std::to_string(count) + " events (the daemon no longer kept them)\n";
 }
 
 }  // namespace snapfs::cli

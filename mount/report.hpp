@@ -4,6 +4,7 @@
 // keeps the command free of another dependency.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,5 +38,14 @@ std::string render_status(const Json& status);
 std::string render_prometheus(const Json& status);
 // A table with PATH, TIME, PID, SIZE, KEPT AT columns, or "no conflicts".
 std::string render_conflicts(const Json& conflicts);
+
+// One line of `snapfs events` for an event of the feed (daemon.hpp
+// kEventsXattrPrefix): "TIME EVENT PATH[ -> TO][ size=N][ pid=N uid=N
+// command=C]", the time in UTC as 2026-12-07T20:31:02.123456Z and paths
+// under `mountpoint`, escaped as everything the command prints; or, with
+// `json`, the event's JSON object on one line with its paths made absolute.
+std::string render_event(const Json& event, const std::string& mountpoint, bool json);
+// The line saying that `count` events were lost to the reader.
+std::string render_dropped(std::uint64_t count, bool json);
 
 }  // namespace snapfs::cli

@@ -153,6 +153,25 @@ Result<pid_t> tgid_of(pid_t tid) noexcept {
   return static_cast<pid_t>(std::strtol(s.c_str(), nullptr, 10));
 }
 
+Result<std::string> command_of(pid_t pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/comm", static_cast<int>(pid));
+  const int fd = retry([&] { return ::open(path, O_RDONLY | O_CLOEXEC); });
+  if (fd == -1) return Error::from_errno("open", path);
+  char buf[64];  // TASK_COMM_LEN is 16
+  const ssize_t n = retry([&] { return ::read(fd, buf, sizeof buf); });
+  const int e = errno;
+  (void)::close(fd);
+  if (n < 0) return Error::of(e, "read", path);
+  std::size_t len = static_cast<std::size_t>(n);
+  if (len > 0 && buf[len - 1] == '\n') --len;
+  try {
+    return std::string(buf, len);
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "read", path);
+  }
+}
+
 Result<UniqueFd> pidfd_open(pid_t pid) noexcept {
   const long fd = ::syscall(SYS_pidfd_open, static_cast<long>(pid), 0L);
   if (fd < 0) return Error::from_errno("pidfd_open");

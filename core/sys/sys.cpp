@@ -380,6 +380,13 @@ Result<void> fremovexattr(int fd, const char* name) noexcept {
   return ok_or(::fremovexattr(fd, name), "fremovexattr", name);
 }
 
+Result<std::size_t> getxattr_path(const char* path, const char* name,
+                                  std::span<char> out) noexcept {
+  const ssize_t n = retry([&] { return ::getxattr(path, name, out.data(), out.size()); });
+  if (n == -1) return Error::from_errno("getxattr", name);
+  return static_cast<std::size_t>(n);
+}
+
 Result<std::size_t> getxattr_fd(int fd, const char* name, std::span<char> out) noexcept {
   const auto proc = proc_fd_path(fd);
   const ssize_t n = ::getxattr(proc.c_str(), name, out.data(), out.size());

@@ -128,6 +128,9 @@ Result<std::string> readlinkat(int dirfd, const char* path) noexcept;
 // symlink except a /proc magic link (which is how O_PATH fds are read).
 Result<std::vector<char>> listxattr_path(const char* path) noexcept;
 Result<std::vector<char>> getxattr_path(const char* path, const char* name) noexcept;
+// Into `out` in one call, without asking the size first (ERANGE if the
+// value does not fit): for values that change between two calls.
+Result<std::size_t> getxattr_path(const char* path, const char* name, std::span<char> out) noexcept;
 
 // Extended attributes of an open file. flistxattr returns the raw NUL-separated list.
 Result<std::vector<char>> flistxattr(int fd) noexcept;
@@ -192,6 +195,9 @@ Result<bool> has_capability(pid_t tid, int cap) noexcept;
 // The thread group (process) of thread `tid`: itself if it leads one (a
 // pidfd opens), else from /proc/<tid>/status.
 Result<pid_t> tgid_of(pid_t tid) noexcept;
+// The command name of process `pid` (its comm, as ps -o comm shows it: at
+// most 15 bytes, set at exec or by prctl(PR_SET_NAME)).
+Result<std::string> command_of(pid_t pid) noexcept;
 // A pidfd of process `pid` (a thread-group leader): it refers to that
 // process only, never to a later one given the same number.
 Result<UniqueFd> pidfd_open(pid_t pid) noexcept;

@@ -216,6 +216,38 @@ std::string path_for_log(const Daemon& d, const Node& node) noexcept {
   }
 }
 
+namespace {
+
+void note(Daemon& d, fuse_req_t req, EventKind kind, const Node& dir, const char* name,
+          const Node* to_parent, const char* to_name) noexcept {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  Event e = event_by(ctx->pid, ctx->uid);
+  e.kind = kind;
+  try {
+    const auto child = [&](const Node& parent, const char* n) {
+      std::string p = d.table.path_of(parent);
+      return n == nullptr ? p : p.empty() ? std::string(n) : p + "/" + n;
+    };
+    e.path = child(dir, name);
+    if (to_parent && to_name) e.to = child(*to_parent, to_name);
+  } catch (const std::bad_alloc&) {
+    return d.events.skip();
+  }
+  d.events.record(std::move(e));
+}
+
+}  // namespace
+
+void note_change(Daemon& d, fuse_req_t req, EventKind kind, const Node& parent, const char* name,
+                 const Node* to_parent, const char* to_name) noexcept {
+  note(d, req, kind, parent, name, to_parent, to_name);
+}
+
+void note_link(Daemon& d, fuse_req_t req, const Node& node, const Node& to_parent,
+               const char* to_name) noexcept {
+  note(d, req, EventKind::link, node, nullptr, &to_parent, to_name);
+}
+
 Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept {
   std::shared_ptr<Version> h;
   if (fi && fi->fh) h = handle_ref(fi)->v;

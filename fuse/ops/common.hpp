@@ -59,6 +59,18 @@ mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) no
 // it (logging from a noexcept handler must not throw).
 std::string path_for_log(const Daemon& d, const Node& node) noexcept;
 
+// Records in the change feed (events.hpp) that the caller of `req` made
+// `kind` on `name` in `parent` (and, for a rename or link, `to_name` in
+// `to_parent`). Called before the reply, so the event is in the feed when
+// the caller's syscall returns. A change the daemon has no memory to
+// describe is a counted gap.
+void note_change(Daemon& d, fuse_req_t req, EventKind kind, const Node& parent, const char* name,
+                 const Node* to_parent = nullptr, const char* to_name = nullptr) noexcept;
+
+// Likewise for a LINK of `node` (its path) as `to_name` in `to_parent`.
+void note_link(Daemon& d, fuse_req_t req, const Node& node, const Node& to_parent,
+               const char* to_name) noexcept;
+
 // Whether a regular file `name` in `parent` falls under -o shared=GLOB.
 bool is_shared_path(Daemon& d, const Node& parent, const char* name);
 

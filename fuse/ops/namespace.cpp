@@ -25,7 +25,9 @@ namespace {
 // After a create-like call made `name` in `parent`: give it to the caller,
 // register it and reply with its entry.
 void finish_new(fuse_req_t req, Daemon& d, const std::shared_ptr<Node>& parent, int pfd,
-                const char* name, const char* op) noexcept {
+                const char* name, const char* op, EventKind kind) noexcept {
+  // Made in B: in the feed whatever the rest of this does.
+  note_change(d, req, kind, *parent, name);
   auto fd = sys::openat_beneath(pfd, name, O_PATH | O_NOFOLLOW, 0);
   if (!fd) return reply_error(req, fd.error(), op, parent->id());
   if (auto r = chown_created(d, req, pfd, fd->get()); !r)
@@ -46,7 +48,7 @@ void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) noe
   const FdRef pfd = pnode->fd();
   if (auto r = sys::mkdirat(pfd->get(), name, creation_mode(d, req, pfd->get(), mode) & 07777); !r)
     return reply_error(req, r.error(), "mkdir", parent);
-  finish_new(req, d, pnode, pfd->get(), name, "mkdir");
+  finish_new(req, d, pnode, pfd->get(), name, "mkdir", EventKind::mkdir);
 }
 
 void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -60,7 +62,7 @@ void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // sending MKNOD (vfs_mknod); fifos and sockets are anyone's.
   if (auto r = sys::mknodat(pfd->get(), name, creation_mode(d, req, pfd->get(), mode), rdev); !r)
     return reply_error(req, r.error(), "mknod", parent);
-  finish_new(req, d, pnode, pfd->get(), name, "mknod");
+  finish_new(req, d, pnode, pfd->get(), name, "mknod", EventKind::create);
 }
 
 void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) noexcept {
@@ -72,7 +74,7 @@ void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* 
   // The target is only text: it is stored, never resolved by the daemon.
   if (auto r = sys::symlinkat(target, pfd->get(), name); !r)
     return reply_error(req, r.error(), "symlink", parent);
-  finish_new(req, d, pnode, pfd->get(), name, "symlink");
+  finish_new(req, d, pnode, pfd->get(), name, "symlink", EventKind::symlink);
 }
 
 void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) noexcept {
@@ -95,6 +97,7 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newn
     r = sys::linkat(AT_FDCWD, proc.c_str(), pfd->get(), newname, AT_SYMLINK_FOLLOW);
   }
   if (!r) return reply_error(req, r.error(), "link", ino);
+  note_link(d, req, *node, *pnode, newname);
   // The link count changed for every node of the inode.
   if (node->kind() == NodeKind::file) {
     if (auto st = sys::fstat(fd->get())) after_inode_change(d, st->st_dev, st->st_ino);
@@ -139,6 +142,7 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, int flags,
   // Its warm snapshots would keep the removed file's blocks allocated (and
   // its new ctime makes them serve no open anyway).
   if (gone && S_ISREG(gone->st_mode)) d.warm.evict_inode(gone->st_dev, gone->st_ino);
+  note_change(d, req, flags ? EventKind::rmdir : EventKind::unlink, *pnode, name);
   reply_ok(req);
 }
 

@@ -567,11 +567,15 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // cache_timeout, as for any cached attributes. A glob node shares B/p
   // with processes outside M: never cached.
   if (mine.kind == HandleKind::snapshot && d.cfg.cache_timeout > 0) e.attr_timeout = d.cfg.cache_timeout;
+  if (created) note_change(d, req, EventKind::create, *pnode, name);
   if (!reply_with_backing(d, mine, [&] { return reply_create(req, e, fi); })) {
     // Interrupted: the application's open failed, so the file goes too.
     uninstall(d, fi);
     d.table.forget((*node)->id(), 1);
-    if (made) undo_create(pfd->get(), name, made.get());
+    if (made) {
+      undo_create(pfd->get(), name, made.get());
+      note_change(d, req, EventKind::unlink, *pnode, name);
+    }
   }
 }
 

@@ -65,6 +65,9 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   // those versions again) and a replaced file's blocks are freed now.
   if (moved && S_ISREG(moved->st_mode)) d.warm.evict_inode(moved->st_dev, moved->st_ino);
   if (target && S_ISREG(target->st_mode)) d.warm.evict_inode(target->st_dev, target->st_ino);
+  // An exchange is two renames, each name now the other's file.
+  note_change(d, req, EventKind::rename, *from, name, to.get(), newname);
+  if (flags & RENAME_EXCHANGE) note_change(d, req, EventKind::rename, *to, newname, from.get(), name);
   reply_ok(req);
 }
 

@@ -14,9 +14,11 @@
 #include "sys/sys.hpp"
 
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -24,6 +26,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #ifndef SNAPFS_VERSION
@@ -36,10 +39,17 @@ namespace sys = core::sys;
 
 namespace {
 
+// XATTR_SIZE_MAX: the most a getxattr(2) can ask for.
+constexpr std::size_t kMaxXattrValue = 65536;
+
+bool is_events(const char* name) {
+  return std::strncmp(name, kEventsXattrPrefix, std::strlen(kEventsXattrPrefix)) == 0;
+}
+
 bool is_virtual(fuse_ino_t ino, const char* name) {
   return ino == FUSE_ROOT_ID &&
          (std::strcmp(name, kStatusXattr) == 0 || std::strcmp(name, kDaemonXattr) == 0 ||
-          std::strcmp(name, kConflictsXattr) == 0);
+          std::strcmp(name, kConflictsXattr) == 0 || is_events(name));
 }
 
 const char* durability_name(core::Durability v) noexcept {
@@ -251,10 +261,61 @@ void reply_value(fuse_req_t req, const char* data, size_t len, size_t size) noex
   reply_buf(req, data, len);
 }
 
+// The change feed after the cursor in `name` (daemon.hpp kEventsXattrPrefix).
+void get_events(fuse_req_t req, Daemon& d, const char* name, size_t size) noexcept {
+  const std::string_view cursor(name + std::strlen(kEventsXattrPrefix));
+  std::uint64_t after = 0;
+  if (cursor == "end") {
+    after = d.events.last();
+  } else {
+    const auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), after);
+    if (ec != std::errc() || end != cursor.data() + cursor.size() || cursor.empty())
+      return reply_errno(req, ENODATA, "getxattr(events)");
+  }
+  // Asked for its size only: the most a reply holds (it may be less when
+  // read, as events keep coming).
+  if (size == 0) return reply_xattr_size(req, kMaxXattrValue);
+  const Identity viewer = identity_of(req);
+  // SECURITY: a user mount's daemon cannot take another user's identity to
+  // decide what they may see: only its own user (and root) read the feed.
+  if (!d.as_root && !viewer.privileged() && viewer.uid != d.own_uid)
+    return reply_errno(req, EACCES, "getxattr(events)");
+  try {
+    // An event shows a viewer only what watching the tree would have shown
+    // them: a name in a directory they may list (read and search it, and
+    // search every directory above it), decided by B for their identity
+    // now. Who made it (pid, uid, command) only to that uid and to root.
+    const FdRef root = d.table.get(FUSE_ROOT_ID)->fd();
+    std::unordered_map<std::string, bool> dirs;  // parent path -> may list
+    const auto visible = [&](const std::string& path) {
+      if (viewer.privileged()) return true;
+      const auto slash = path.rfind('/');
+      const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash);
+      if (auto it = dirs.find(parent); it != dirs.end()) return it->second;
+      auto fd = acting_as(d, viewer, [&] {
+        return sys::openat_beneath(root->get(), parent.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                                   0, RESOLVE_NO_SYMLINKS);
+      });
+      return dirs[parent] = static_cast<bool>(fd);
+    };
+    const auto show_who = [&](const Event& e) {
+      return viewer.privileged() || e.uid == viewer.uid;
+    };
+    const std::size_t limit = std::min(size, kMaxXattrValue);
+    // A reply of 64 KiB holds a few hundred events: ask for no more.
+    const auto slice = d.events.after(after, 2048);
+    const std::string v = events_json(slice, after, sys::getpid(), limit, visible, show_who);
+    return reply_value(req, v.data(), v.size(), size);
+  } catch (const std::bad_alloc&) {
+    return reply_errno(req, ENOMEM, "getxattr(events)");
+  }
+}
+
 }  // namespace
 
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
   Daemon& d = daemon_of(req);
+  if (ino == FUSE_ROOT_ID && is_events(name)) return get_events(req, d, name, size);
   if (is_virtual(ino, name)) {
     try {
       // SECURITY: a user sees their own conflicts only (paths, sizes, uids

@@ -230,7 +230,8 @@ TEST(MountDaemon, UmountReturnsOnceTheDaemonHasExited) {
   ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
   const Outcome st = run({snapfs_bin(), "status", "--format=json", d.m});
   ASSERT_EQ(st.code, 0) << st.describe();
-  const cli::Json* pid = cli::parse_json(st.out).find("pid");
+  const cli::Json doc = cli::parse_json(st.out);
+  const cli::Json* pid = doc.find("pid");
   ASSERT_NE(pid, nullptr) << st.out;
   auto daemon = core::sys::pidfd_open(static_cast<pid_t>(std::stol(pid->text)));
   ASSERT_TRUE(daemon) << std::strerror(daemon.error().value());

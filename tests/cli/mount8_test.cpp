@@ -125,6 +125,9 @@ echo "$line" | grep -q 'allow_other' && fail "a user mount let others in: $line"
 [ "$($AS cat "$T/um/f")" = published ] || fail "reading through the mount as the user"
 $AS "$SNAPFS" status "$T/um" >/dev/null || fail "snapfs status as the user"
 "$SNAPFS" status "$T/um" 2>/dev/null && fail "root could ask a mount without allow_other"
+$AS sh -c 'echo new > "$1"' sh "$T/um/n" || fail "writing through the mount as the user"
+$AS "$SNAPFS" events "$T/um" | grep -q " commit $T/um/n size=4 pid=[0-9]* uid=65534 command=sh$" ||
+  fail "the user's change feed: $($AS "$SNAPFS" events "$T/um" 2>&1)"
 pid=$($AS "$SNAPFS" status --format=json "$T/um" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
 [ -n "$pid" ] || fail "no daemon pid in snapfs status"
 $AS "$SNAPFS" umount "$T/um" || fail "snapfs umount as the user (fusermount3 -u)"

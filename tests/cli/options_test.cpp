@@ -255,5 +255,25 @@ TEST(UnitReport, RendersConflicts) {
   EXPECT_EQ(usage_code_of([] { render_conflicts(parse_json("{}")); }), exit_code::failure);
 }
 
+TEST(UnitReport, RendersEvents) {
+  const Json commit = parse_json(
+      R"({"seq":3,"time":1796675576.042238,"event":"commit","path":"a b/\u001b[31mx","size":6,)"
+      R"("pid":42,"uid":0,"command":"cc1"})");
+  EXPECT_EQ(render_event(commit, "/m", false),
+            "2026-12-07T20:32:56.042238Z commit /m/a b/\\x1b[31mx size=6 pid=42 uid=0 "
+            "command=cc1\n");
+  const Json moved = parse_json(
+      R"({"seq":4,"time":0.5,"event":"rename","path":"a","to":"d/\udcffb"})");
+  EXPECT_EQ(render_event(moved, "/m", false),
+            "1970-01-01T00:00:00.5Z rename /m/a -> /m/d/\\xffb\n");
+  // JSON: the event as sent, its paths absolute, bytes kept as the daemon
+  // escapes them.
+  EXPECT_EQ(render_event(moved, "/m", true),
+            "{\"seq\":4,\"time\":0.5,\"event\":\"rename\",\"path\":\"/m/a\","
+            "\"to\":\"/m/d/\\udcffb\"}\n");
+  EXPECT_EQ(render_dropped(17, true), "{\"event\":\"dropped\",\"count\":17}\n");
+  EXPECT_NE(render_dropped(17, false).find("dropped 17 events"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace snapfs::cli

@@ -1,5 +1,5 @@
 // The one escaper for names (fuse/include/snapfs/fuse/printable.hpp), what
-// the daemon's JSON carries (fuse/conflicts.cpp json_string) and what the
+// the daemon's JSON carries (fuse/include/snapfs/fuse/printable.hpp json_string) and what the
 // command prints from it (mount/report.cpp). Label unit: no root, no mounts.
 #include "report.hpp"
 
@@ -13,11 +13,6 @@
 #include <memory>
 #include <sstream>
 #include <string>
-
-namespace snapfs::fuse {
-// fuse/conflicts.hpp is private to fuse/; the one function these tests need.
-std::string json_string(const std::string& s);
-}  // namespace snapfs::fuse
 
 namespace snapfs::clitest {
 namespace {

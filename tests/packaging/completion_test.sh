@@ -57,7 +57,7 @@ printf '43 1 0:53 / /mnt/vault rw - fuse.snapfs.other /srv/y rw\n' >>"$work/moun
 _snapfs_mountpoints() { _snapfs_mountpoints_from "$work/mountinfo"; }
 
 # Subcommands and top-level options.
-expect 'mount|umount|unmount|status|conflicts' snapfs ''
+expect 'mount|umount|unmount|status|conflicts|events' snapfs ''
 expect 'umount|unmount' snapfs u
 expect '-h|--help|-V|--version' snapfs -
 expect '--help|--version' snapfs --
@@ -98,6 +98,9 @@ expect '/mnt/view|/mnt/my view' snapfs unmount -l ''
 expect '-l|--lazy|-h|--help' snapfs umount -
 expect '--json' snapfs status --j
 expect '--json|--help' snapfs conflicts --
+expect '/mnt/view|/mnt/my view' snapfs events -f /mnt/
+expect '--follow|--json|--after|--help' snapfs events --
+expect '' snapfs events --after ''
 
 # Without '=' and ':' in COMP_WORDBREAKS bash leaves those words whole.
 COMP_WORDBREAKS=' '

@@ -85,5 +85,12 @@ inline constexpr const char* kStatusXattr = "user.snapfs.status";
 inline constexpr const char* kDaemonXattr = "user.snapfs.daemon";
 // Likewise, a JSON array of conflict records for `snapfs conflicts`.
 inline constexpr const char* kConflictsXattr = "user.snapfs.conflicts";
+// The change feed for `snapfs events` (fuse/events.hpp): the attribute
+// kEventsXattrPrefix + N answers the events after sequence number N, and
+// kEventsXattrPrefix + "end" none, with the cursor of the newest: a JSON
+// object {"pid", "next", "dropped", "more", "events": [...]} of at most the
+// buffer's size (64 KiB at most). "next" is the N to ask next; "dropped"
+// counts events the daemon no longer kept; "more": ask again at once.
+inline constexpr const char* kEventsXattrPrefix = "user.snapfs.events.";
 
 }  // namespace snapfs::fuse

@@ -134,8 +134,7 @@ inline std::string printable(std::string_view s) {
 // byte that is not UTF-8 becomes a lone low surrogate \udcNN (Python's
 // "surrogateescape"; the snapfs command turns it back into the byte,
 // mount/report.cpp). Quotes and backslashes are left alone: callers that
-// build a string literal escape those first (fuse/conflicts.cpp
-// json_string). The result is printable. May throw std::bad_alloc.
+// build a string literal escape those first (json_string below). The result is printable. May throw std::bad_alloc.
 inline std::string json_printable(std::string_view s) {
   namespace d = printable_detail;
   return d::escape_walk(
@@ -147,6 +146,33 @@ inline std::string json_printable(std::string_view s) {
           out += static_cast<char>(b);
       },
       [](std::string& out, unsigned char b) { d::u_escape(out, 0xDC00u | b); });
+}
+
+// `s` as a JSON string literal: quotes and backslashes escaped, tab,
+// newline and carriage return as \u escapes, and the rest as
+// json_printable() does, so the JSON never carries a raw control to a
+// terminal and a byte that is not UTF-8 comes back as itself. May throw
+// std::bad_alloc.
+inline std::string json_string(std::string_view s) {
+  std::string quoted;
+  quoted.reserve(s.size() + 2);
+  for (const char c : s) {
+    if (c == '"' || c == '\\') quoted += '\\';
+    quoted += c;
+  }
+  std::string out = "\"";
+  for (const char c : json_printable(quoted)) {
+    if (c == '\t')
+      out += "\\u0009";
+    else if (c == '\n')
+      out += "\\u000a";
+    else if (c == '\r')
+      out += "\\u000d";
+    else
+      out += c;
+  }
+  out += '"';
+  return out;
 }
 
 // An spdlog formatter that escapes each message (printable()) before the
