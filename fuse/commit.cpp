@@ -268,7 +268,9 @@ void note_commit(Daemon& d, EventKind kind, const Node& node, pid_t pid, uid_t u
   e.kind = kind;
   e.size = size;
   try {
-    e.path = d.table.path_of(node);
+    auto at = d.table.locate(node, nullptr);
+    e.path = std::move(at.path);
+    e.dir = {at.dir_dev, at.dir_ino};
   } catch (const std::bad_alloc&) {
     return d.events.skip();
   }

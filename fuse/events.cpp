@@ -99,7 +99,8 @@ std::string event_json(const Event& e, bool who) {
 }  // namespace
 
 std::string events_json(const EventLog::Slice& slice, std::uint64_t after, pid_t daemon_pid,
-                        std::size_t limit, const std::function<bool(const std::string&)>& visible,
+                        std::size_t limit,
+                        const std::function<bool(const std::string&, const Dir&)>& visible,
                         const std::function<bool(const Event&)>& show_who) {
   // The envelope around the list, with room for the largest numbers.
   constexpr std::size_t kEnvelope = 128;
@@ -109,7 +110,7 @@ std::string events_json(const EventLog::Slice& slice, std::uint64_t after, pid_t
   bool stopped = false;
   for (const auto& e : slice.events) {
     std::string one;
-    if (visible(e->path) && (e->to.empty() || visible(e->to)))
+    if (visible(e->path, e->dir) && (e->to.empty() || visible(e->to, e->to_dir)))
       one = (list.empty() ? "" : ",") + event_json(*e, show_who(*e));
     if (!one.empty() && list.size() + one.size() + kEnvelope > limit) {
       stopped = true;  // the rest next time

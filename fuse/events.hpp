@@ -39,12 +39,22 @@ enum class EventKind : std::uint8_t {
 // "create", "mkdir", ... as the feed spells them.
 const char* event_name(EventKind k) noexcept;
 
+// A directory of B by identity.
+struct Dir {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const Dir&) const = default;
+};
+
 struct Event {
   std::uint64_t seq = 0;  // 1, 2, ...: set by EventLog::record
   std::chrono::system_clock::time_point time;  // likewise
   EventKind kind = EventKind::commit;
   std::string path;        // relative to M
   std::string to;          // rename, link: the other path
+  // The directories that held `path` and `to` when it was made: a reader
+  // is shown the event only while those paths still lead to them.
+  Dir dir, to_dir;
   std::int64_t size = -1;  // commit, conflict: bytes of the version; else -1
   pid_t pid = 0;           // the process that made it (thread group), 0 if unknown
   uid_t uid = 0;
@@ -90,12 +100,13 @@ private:
 
 // The feed's reply to a reader (user.snapfs.events.*, daemon.hpp): a JSON
 // object {"pid","next","dropped","more","events":[...]} of at most `limit`
-// bytes. `visible(path)`: whether the reader may see an event naming
-// `path`; `show_who(e)`: whether it may see who made `e` (pid, uid,
-// command). Events it may not see are passed over: "next" still moves
-// past them. May throw std::bad_alloc.
+// bytes. `visible(path, dir)`: whether the reader may see an event naming
+// `path` in directory `dir`; `show_who(e)`: whether it may see who made `e`
+// (pid, uid, command). Events it may not see are passed over: "next"
+// still moves past them. May throw std::bad_alloc.
 std::string events_json(const EventLog::Slice& slice, std::uint64_t after, pid_t daemon_pid,
-                        std::size_t limit, const std::function<bool(const std::string&)>& visible,
+                        std::size_t limit,
+                        const std::function<bool(const std::string&, const Dir&)>& visible,
                         const std::function<bool(const Event&)>& show_who);
 
 }  // namespace snapfs::fuse

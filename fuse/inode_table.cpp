@@ -557,6 +557,23 @@ NodePlace InodeTable::place(const Node& node) const {
   return NodePlace{node.unlinked_ ? nullptr : node.parent_, node.name_, node.unlinked_};
 }
 
+InodeTable::Located InodeTable::locate(const Node& node, const char* name) const {
+  Located l;
+  {
+    std::lock_guard lk(mu_);
+    const Node* dir = name != nullptr ? &node : node.parent_.get();
+    if (dir != nullptr) {
+      l.dir_dev = dir->dev_;
+      l.dir_ino = dir->ino_;
+    }
+  }
+  // (A rename between the two reads leaves a path whose directory is not
+  // the one recorded: the feed then hides the event, never shows more.)
+  l.path = path_of(node);
+  if (name != nullptr) l.path = l.path.empty() ? std::string(name) : l.path + "/" + name;
+  return l;
+}
+
 std::string InodeTable::path_of(const Node& node) const {
   std::lock_guard lk(mu_);
   std::vector<const Node*> chain;

@@ -296,6 +296,15 @@ public:
   NodePlace place(const Node& node) const;
   // "dir/sub/name" relative to the root, for passthrough globs.
   std::string path_of(const Node& node) const;
+  // For the change feed (events.hpp): the path of `name` in directory
+  // `node` (of `node` itself if `name` is null) and the (dev, ino) of the
+  // directory that holds it, read together. May throw std::bad_alloc.
+  struct Located {
+    std::string path;
+    dev_t dir_dev = 0;
+    ino_t dir_ino = 0;
+  };
+  Located locate(const Node& node, const char* name) const;
 
   // After a commit the node stands for the inode it published.
   void rebind(Node& node, FdRef fd, const struct stat& st);

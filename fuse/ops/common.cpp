@@ -224,12 +224,14 @@ void note(Daemon& d, fuse_req_t req, EventKind kind, const Node& dir, const char
   Event e = event_by(ctx->pid, ctx->uid);
   e.kind = kind;
   try {
-    const auto child = [&](const Node& parent, const char* n) {
-      std::string p = d.table.path_of(parent);
-      return n == nullptr ? p : p.empty() ? std::string(n) : p + "/" + n;
-    };
-    e.path = child(dir, name);
-    if (to_parent && to_name) e.to = child(*to_parent, to_name);
+    auto at = d.table.locate(dir, name);
+    e.path = std::move(at.path);
+    e.dir = {at.dir_dev, at.dir_ino};
+    if (to_parent && to_name) {
+      auto to = d.table.locate(*to_parent, to_name);
+      e.to = std::move(to.path);
+      e.to_dir = {to.dir_dev, to.dir_ino};
+    }
   } catch (const std::bad_alloc&) {
     return d.events.skip();
   }

@@ -284,19 +284,29 @@ void get_events(fuse_req_t req, Daemon& d, const char* name, size_t size) noexce
     // An event shows a viewer only what watching the tree would have shown
     // them: a name in a directory they may list (read and search it, and
     // search every directory above it), decided by B for their identity
-    // now. Who made it (pid, uid, command) only to that uid and to root.
+    // now, and only while its path still leads to the directory that held
+    // the name (a directory renamed away and replaced by a listable one of
+    // the same name hides its past). Who made it (pid, uid, command) only
+    // to that uid and to root.
     const FdRef root = d.table.get(FUSE_ROOT_ID)->fd();
-    std::unordered_map<std::string, bool> dirs;  // parent path -> may list
-    const auto visible = [&](const std::string& path) {
+    std::unordered_map<std::string, Dir> dirs;  // parent path -> which one they may list
+    const auto visible = [&](const std::string& path, const Dir& dir) {
       if (viewer.privileged()) return true;
       const auto slash = path.rfind('/');
       const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash);
-      if (auto it = dirs.find(parent); it != dirs.end()) return it->second;
-      auto fd = acting_as(d, viewer, [&] {
-        return sys::openat_beneath(root->get(), parent.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
-                                   0, RESOLVE_NO_SYMLINKS);
-      });
-      return dirs[parent] = static_cast<bool>(fd);
+      auto it = dirs.find(parent);
+      if (it == dirs.end()) {
+        auto fd = acting_as(d, viewer, [&] {
+          return sys::openat_beneath(root->get(), parent.c_str(),
+                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
+        });
+        Dir listable;  // {0, 0}: none
+        if (fd) {
+          if (auto st = sys::fstat(fd->get())) listable = {st->st_dev, st->st_ino};
+        }
+        it = dirs.emplace(parent, listable).first;
+      }
+      return it->second.ino != 0 && it->second == dir;
     };
     const auto show_who = [&](const Event& e) {
       return viewer.privileged() || e.uid == viewer.uid;

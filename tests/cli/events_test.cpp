@@ -262,6 +262,13 @@ TEST(MountEvents, AUserSeesOnlyWhatTheyCouldListAndOnlyTheirOwnPids) {
                 as_user)
                 .code,
             0);
+  // A hidden directory renamed away and replaced by a listable one of the
+  // same name: what was made in the old one stays hidden.
+  ASSERT_EQ(::mkdir((d.m / "secret").c_str(), 0700), 0);
+  write_file(d.m / "secret" / "plans", "root's\n");
+  ASSERT_EQ(::rename((d.m / "secret").c_str(), (d.m / "old").c_str()), 0);
+  ASSERT_EQ(::mkdir((d.m / "secret").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((d.m / "secret").c_str(), 0755), 0);
   const Outcome r = run({snapfs_bin(), "events", "--json", d.m}, as_user);
   ASSERT_EQ(r.code, 0) << r.describe();
   const auto events = lines_of(r.out);
@@ -269,7 +276,10 @@ TEST(MountEvents, AUserSeesOnlyWhatTheyCouldListAndOnlyTheirOwnPids) {
   EXPECT_EQ(summary(events), (std::vector<std::string>{"create " + m + "/open/f",
                                                        "commit " + m + "/open/f",
                                                        "create " + m + "/pub/mine",
-                                                       "commit " + m + "/pub/mine"}))
+                                                       "commit " + m + "/pub/mine",
+                                                       "mkdir " + m + "/secret",
+                                                       "rename " + m + "/secret -> " + m + "/old",
+                                                       "mkdir " + m + "/secret"}))
       << "names in directories uid " << kUser << " cannot list leaked: " << r.out;
   for (const auto& e : events) {
     const bool mine = field(e, "path").find("/pub/mine") != std::string::npos;
@@ -281,8 +291,8 @@ TEST(MountEvents, AUserSeesOnlyWhatTheyCouldListAndOnlyTheirOwnPids) {
   }
   // Root sees everything, with who made it.
   const auto all = lines_of(run({snapfs_bin(), "events", "--json", d.m}).out);
-  EXPECT_EQ(all.size(), 9u) << "the 4 above, g's create, commit and rename, and h's create and "
-                               "commit";
+  EXPECT_EQ(all.size(), 14u) << "the 7 above, g's create, commit and rename, h's and plans' "
+                                "create and commit";
   EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
 }
 

@@ -21,7 +21,7 @@ Event made(EventKind kind, std::string path, uid_t uid = 0) {
   return e;
 }
 
-const auto kAll = [](const std::string&) { return true; };
+const auto kAll = [](const std::string&, const Dir&) { return true; };
 const auto kWho = [](const Event&) { return true; };
 
 std::string answer(const EventLog& log, std::uint64_t after, std::size_t limit = 65536) {
@@ -87,7 +87,7 @@ TEST(EventFeed, WhatAReaderMayNotSeeIsLeftOutButPassed) {
   moved.to = "open/g";
   log.record(std::move(moved));
   log.record(made(EventKind::commit, "secret/h", 0));
-  const auto listable = [](const std::string& p) { return p.rfind("secret/", 0) != 0; };
+  const auto listable = [](const std::string& p, const Dir&) { return p.rfind("secret/", 0) != 0; };
   const auto own = [](const Event& e) { return e.uid == 1000; };
   const std::string a = events_json(log.after(0, 2048), 0, 7, 65536, listable, own);
   // Both names of a rename must be visible; the cursor passes all three.
