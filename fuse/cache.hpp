@@ -27,26 +27,26 @@ namespace snapfs::fuse {
 // walks the path again (LOOKUP_REVAL) and finds what is there now.
 // `pause`: a test-only point (Config::test_pause) between the name's
 // resolution and its use, for tests that race it.
-core::Result<FdRef> node_fd(Daemon& d, const Node& node, const char* pause = nullptr) noexcept;
+core::Result<FdRef> node_fd(Conn& c, const Node& node, const char* pause = nullptr) noexcept;
 
 // fstat of node_fd() without opening anything for an idle node (fstatat of
 // the single name, AT_SYMLINK_NOFOLLOW).
-core::Result<struct stat> node_stat(Daemon& d, const Node& node) noexcept;
+core::Result<struct stat> node_stat(Conn& c, const Node& node) noexcept;
 // What the node's name holds now (fstatat as above), bound or not.
-core::Result<struct stat> name_stat(Daemon& d, const Node& node) noexcept;
+core::Result<struct stat> name_stat(Conn& c, const Node& node) noexcept;
 
 // Keeps a node bound (InodeTable::begin_open/hold) for as long as it lives.
 class NodeClaim {
 public:
   NodeClaim() = default;
-  NodeClaim(Daemon& d, std::shared_ptr<Node> n, bool open) noexcept
-      : d_(&d), node_(std::move(n)), open_(open) {}
+  NodeClaim(Conn& c, std::shared_ptr<Node> n, bool open) noexcept
+      : c_(&c), node_(std::move(n)), open_(open) {}
   NodeClaim(NodeClaim&& o) noexcept
-      : d_(std::exchange(o.d_, nullptr)), node_(std::move(o.node_)), open_(o.open_) {}
+      : c_(std::exchange(o.c_, nullptr)), node_(std::move(o.node_)), open_(o.open_) {}
   NodeClaim& operator=(NodeClaim&& o) noexcept {
     if (this != &o) {
       NodeClaim old(std::move(*this));  // released at the end of this scope
-      d_ = std::exchange(o.d_, nullptr);
+      c_ = std::exchange(o.c_, nullptr);
       node_ = std::move(o.node_);
       open_ = o.open_;
     }
@@ -56,7 +56,7 @@ public:
   ~NodeClaim();
 
 private:
-  Daemon* d_ = nullptr;
+  Conn* c_ = nullptr;
   std::shared_ptr<Node> node_;
   bool open_ = false;
 };
@@ -74,7 +74,7 @@ private:
 // the warm snapshot of the version B/p holds: it may take a cached node,
 // whose other opens (if any) read that same snapshot, and whose stat is
 // that version's as long as B/p is (docs/design-fuse.md "Shared readers").
-core::Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node,
+core::Result<NodeClaim> before_open(Conn& c, const std::shared_ptr<Node>& node,
                                     bool shared_reader = false, pid_t caller = 0) noexcept;
 
 // GETATTR without a file handle (fstat and stat carry none, docs/design-fuse.md,
@@ -83,12 +83,12 @@ core::Result<NodeClaim> before_open(Daemon& d, const std::shared_ptr<Node>& node
 // changed, the readers' version, timeout 0: after a commit through M only they
 // reach the node (after_commit bumps the dentry epoch); after a change made
 // directly in B others may for up to cache_timeout, as with any cached name.
-core::Result<struct stat> shared_reader_attr(Daemon& d, Node& node, double& timeout) noexcept;
+core::Result<struct stat> shared_reader_attr(Conn& c, Node& node, double& timeout) noexcept;
 
 // Keeps a file node bound while a handler calls code that uses node->fd()
 // (truncate(path)). Not an open: the cache rules do not change.
 // (`pause`: see node_fd().)
-core::Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node,
+core::Result<NodeClaim> hold_node(Conn& c, const std::shared_ptr<Node>& node,
                                   const char* pause = nullptr) noexcept;
 
 // After a publish to `node`'s name (commit, truncate(path)), before the
@@ -96,11 +96,11 @@ core::Result<NodeClaim> hold_node(Daemon& d, const std::shared_ptr<Node>& node,
 // published inode (other hard links, for an in-place publish) and of the
 // replaced inode (its link count fell), and of the parent directory
 // (mtime), are dropped. Synchronous (no directory lock, notifier.hpp).
-void after_commit(Daemon& d, Node& node, const struct stat& published) noexcept;
+void after_commit(Conn& c, Node& node, const struct stat& published) noexcept;
 
 // A change of the inode (dev, ino) made through M (chmod, chown, utimens,
 // xattrs, link, unlink, rename) that the kernel applied to one node only:
 // drop the cached attributes of every other kind-file node of it.
-void after_inode_change(Daemon& d, dev_t dev, ino_t ino, fuse_ino_t except = 0) noexcept;
+void after_inode_change(Conn& c, dev_t dev, ino_t ino, fuse_ino_t except = 0) noexcept;
 
 }  // namespace snapfs::fuse

@@ -59,16 +59,17 @@ struct LockedPlace {
   FdRef pfd;
 };
 
-Result<LockedPlace> lock_place(Daemon& d, const Node& node) noexcept {
+Result<LockedPlace> lock_place(Conn& c, const Node& node) noexcept {
+  Daemon& d = c.d;
   for (;;) {
-    NodePlace p0 = d.table.place(node);
+    NodePlace p0 = c.table.place(node);
     if (p0.unlinked || !p0.parent) return LockedPlace{{}, {}, std::move(p0), nullptr};
     FdRef pfd = p0.parent->fd();
     auto pst = sys::fstat(pfd->get());
     if (!pst) return std::move(pst).error();
     std::unique_lock stripe(d.stripes.of(pst->st_dev, pst->st_ino, p0.name));
     std::shared_lock ns(d.ns_mu);
-    NodePlace p = d.table.place(node);
+    NodePlace p = c.table.place(node);
     if (p.unlinked || !p.parent || (p.parent == p0.parent && p.name == p0.name))
       return LockedPlace{std::move(stripe), std::move(ns), std::move(p), std::move(pfd)};
   }
@@ -76,8 +77,9 @@ Result<LockedPlace> lock_place(Daemon& d, const Node& node) noexcept {
 
 // Rebase (docs/semantics.md#conflicts): a new private file <- the current B/p (O(1) with
 // reflinks), then our tail (base.size .. end of the snapshot) at its end.
-Result<core::TmpFile> rebase(Daemon& d, Version& h, int pfd, const char* name,
+Result<core::TmpFile> rebase(Conn& c, Version& h, int pfd, const char* name,
                              core::CloneMethod& method) noexcept {
+  Daemon& d = c.d;
   // Symlink-safe: one component beneath the parent, never followed.
   auto cur = sys::openat_beneath(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
   if (!cur) return std::move(cur).error();
@@ -86,7 +88,7 @@ Result<core::TmpFile> rebase(Daemon& d, Version& h, int pfd, const char* name,
   // into it, and its content into the writer's description, only if the
   // writer may read and write that very inode (`cur`, used below).
   SNAPFS_TRY(may_access(d, h.who, cur->get(), R_OK | W_OK));
-  auto tmp = make_private(d, *h.node, true);
+  auto tmp = make_private(c, *h.node, true);
   if (!tmp) return std::move(tmp).error();
   // ISOLATION: one instant of the current B/p (FICLONE), into a file nobody
   // else can reach.
@@ -206,9 +208,9 @@ bool only_appended(const Version& h) noexcept {
 
 }  // namespace
 
-void settle_truncation(Daemon& d, Version& h) noexcept {
+void settle_truncation(Conn& c, Version& h) noexcept {
   if (!h.truncate_announced) return;
-  d.pending_truncations.remove({h.base.dev, h.base.ino});
+  c.pending_truncations.remove({h.base.dev, h.base.ino});
   h.truncate_announced = false;
 }
 
@@ -227,12 +229,12 @@ bool closer_wrote(const Version& h, const CommitCaller& c, bool kernel_writes,
 }
 
 // A FLUSH of a description whose only change is its O_TRUNC: registered in
-// Daemon::pending_truncations until RELEASE publishes it (see
+// Conn::pending_truncations until RELEASE publishes it (see
 // Version::pending_truncate).
-void announce_truncation(Daemon& d, Version& h) noexcept {
+void announce_truncation(Conn& c, Version& h) noexcept {
   if (h.truncate_announced) return;
   try {
-    d.pending_truncations.add({h.base.dev, h.base.ino});
+    c.pending_truncations.add({h.base.dev, h.base.ino});
     h.truncate_announced = true;
   } catch (const std::bad_alloc&) {
     // Without the entry a LOOKUP does not wait for the RELEASE; harmless.
@@ -246,9 +248,10 @@ void announce_truncation(Daemon& d, Version& h) noexcept {
 // a later store through a shared mapping fault again and move the ctime
 // that tells us about it (SnapState). `snap_st`: the snapshot's fstat
 // when this close looked at it.
-Result<core::TmpFile> freeze(Daemon& d, Version& h, const struct stat& snap_st) noexcept {
+Result<core::TmpFile> freeze(Conn& c, Version& h, const struct stat& snap_st) noexcept {
+  Daemon& d = c.d;
   if (d.cfg.durability == core::Durability::fast) SNAPFS_TRY(sys::writeback(h.snap.fd()));
-  auto tmp = make_private(d, *h.node, true);
+  auto tmp = make_private(c, *h.node, true);
   if (!tmp) return std::move(tmp).error();
   auto m = core::clone_contents(tmp->fd(), h.snap.fd());
   if (!m) return std::move(m).error();
@@ -262,13 +265,14 @@ Result<core::TmpFile> freeze(Daemon& d, Version& h, const struct stat& snap_st) 
 
 // Records a commit (or a conflict) of `node`, `size` bytes, made by the
 // thread or process `pid` of `uid`, in the change feed (events.hpp).
-void note_commit(Daemon& d, EventKind kind, const Node& node, pid_t pid, uid_t uid,
+void note_commit(Conn& c, EventKind kind, const Node& node, pid_t pid, uid_t uid,
                  std::int64_t size) noexcept {
+  Daemon& d = c.d;
   Event e = event_by(pid, uid);
   e.kind = kind;
   e.size = size;
   try {
-    auto at = d.table.locate(node, nullptr);
+    auto at = c.table.locate(node, nullptr);
     e.path = std::move(at.path);
     e.dir = {at.dir_dev, at.dir_ino};
   } catch (const std::bad_alloc&) {
@@ -287,10 +291,11 @@ struct Published {
 // Compares B/p with the base and publishes `mine` (or the rebased file)
 // under the path's commit stripe and the namespace lock (design-fuse.md
 // "Locks"); a conflict publishes nothing.
-Result<Published> publish_locked(Daemon& d, Version& h, core::TmpFile& mine,
+Result<Published> publish_locked(Conn& c, Version& h, core::TmpFile& mine,
                                  bool kernel_writes) noexcept {
+  Daemon& d = c.d;
   Published res;
-  auto lp = lock_place(d, *h.node);
+  auto lp = lock_place(c, *h.node);
   if (!lp) return std::move(lp).error();
   PublishFacts f;
   f.unlinked = lp->place.unlinked || !lp->place.parent;
@@ -318,7 +323,7 @@ Result<Published> publish_locked(Daemon& d, Version& h, core::TmpFile& mine,
   if (step == CommitStep::publish) {
     res.out = CommitOutcome::published;
   } else if (step == CommitStep::rebase) {
-    auto r = rebase(d, h, pfd, name, merged_method);
+    auto r = rebase(c, h, pfd, name, merged_method);
     if (r) {
       merged = std::move(*r);
       res.out = CommitOutcome::rebased;
@@ -371,7 +376,7 @@ Result<Published> publish_locked(Daemon& d, Version& h, core::TmpFile& mine,
       auto pathfd = sys::reopen(published_fd, O_PATH);
       if (!pathfd) return std::move(pathfd).error();
       try {
-        d.table.rebind(*h.node, std::make_shared<const core::UniqueFd>(std::move(*pathfd)),
+        c.table.rebind(*h.node, std::make_shared<const core::UniqueFd>(std::move(*pathfd)),
                        res.st);
       } catch (const std::bad_alloc&) {
         return Error::of(ENOMEM, "commit");
@@ -379,7 +384,7 @@ Result<Published> publish_locked(Daemon& d, Version& h, core::TmpFile& mine,
     }
   }
   try {
-    if (res.out != CommitOutcome::published) res.path = d.table.path_of(*h.node);
+    if (res.out != CommitOutcome::published) res.path = c.table.path_of(*h.node);
   } catch (const std::bad_alloc&) {
   }
   return res;
@@ -389,16 +394,17 @@ Result<Published> publish_locked(Daemon& d, Version& h, core::TmpFile& mine,
 // close() fails with ESTALE. The description is clean afterwards (a
 // further FLUSH publishes nothing); new writes start a new attempt
 // against the same old base.
-Result<CommitOutcome> keep_after_conflict(Daemon& d, Version& h, const CommitCaller& c,
+Result<CommitOutcome> keep_after_conflict(Conn& c, Version& h, const CommitCaller& by,
                                           core::TmpFile& mine, const std::string& path) noexcept {
-  auto kept = keep_conflict(d, mine, ConflictWho{path, c.pid, c.uid});
+  Daemon& d = c.d;
+  auto kept = keep_conflict(d, mine, ConflictWho{path, by.pid, by.uid});
   if (!kept) return std::move(kept).error();
   {
     auto st = sys::fstat(mine.fd());
-    note_commit(d, EventKind::conflict, *h.node, c.pid != 0 ? c.pid : h.owner.tgid,
-                c.pid != 0 ? c.uid : h.who.uid, st ? st->st_size : -1);
+    note_commit(c, EventKind::conflict, *h.node, by.pid != 0 ? by.pid : h.owner.tgid,
+                by.pid != 0 ? by.uid : h.who.uid, st ? st->st_size : -1);
   }
-  d.log->info("conflict: {} changed since it was opened (pid {}); kept at {}", path, c.pid,
+  d.log->info("conflict: {} changed since it was opened (pid {}); kept at {}", path, by.pid,
               *kept);
   h.dirty = false;
   h.writers.clear();
@@ -409,12 +415,13 @@ Result<CommitOutcome> keep_after_conflict(Daemon& d, Version& h, const CommitCal
 
 // After a publish: caches, stats, and the description starts a new attempt
 // from what it published. `frozen`: the clone a passthrough writer published.
-Result<CommitOutcome> settle_after_publish(Daemon& d, Version& h, const Published& p,
+Result<CommitOutcome> settle_after_publish(Conn& c, Version& h, const Published& p,
                                            bool kernel_writes,
                                            const core::TmpFile& frozen) noexcept {
+  Daemon& d = c.d;
   const CommitOutcome out = p.out;
   const struct stat& published = p.st;
-  after_commit(d, *h.node, published);  // before FLUSH replies (cache.hpp)
+  after_commit(c, *h.node, published);  // before FLUSH replies (cache.hpp)
   if (out == CommitOutcome::overwrote)
     d.log->info("commit of {} overwrote a version published since it was opened", p.path);
   if (out == CommitOutcome::rebased) d.stats.rebases.fetch_add(1, std::memory_order_relaxed);
@@ -450,7 +457,7 @@ Result<CommitOutcome> settle_after_publish(Daemon& d, Version& h, const Publishe
   // With reflinks that is O(1): do it now. Otherwise it would copy the whole
   // file at every close; defer it to the next change (design doc).
   if (h.published && h.method == core::CloneMethod::reflink) {
-    if (auto r = ensure_private(d, h); !r)
+    if (auto r = ensure_private(c, h); !r)
       d.log->debug("commit: re-clone deferred: {}", r.error().message());
   }
   return out;
@@ -458,7 +465,8 @@ Result<CommitOutcome> settle_after_publish(Daemon& d, Version& h, const Publishe
 
 }  // namespace
 
-Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexcept {
+Result<CommitOutcome> commit(Conn& c, Version& h, const CommitCaller& by) noexcept {
+  Daemon& d = c.d;
   std::unique_lock lk(h.mu);
   if (h.kind != HandleKind::snapshot) return CommitOutcome::nothing;
   // Kernel passthrough: writes (and stores through a shared mapping) never
@@ -470,7 +478,7 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
   pid_t closer = -1;
   const auto closer_tgid = [&] {
     if (closer < 0) {
-      auto t = c.pid == h.owner.tgid ? Result<pid_t>(c.pid) : sys::tgid_of(c.pid);
+      auto t = by.pid == h.owner.tgid ? Result<pid_t>(by.pid) : sys::tgid_of(by.pid);
       closer = t ? *t : 0;
     }
     return closer;
@@ -478,12 +486,12 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
   // A close by the owner of one of its descriptions: marked, so that the
   // others' closes know it is closed.
   bool others_open = false;
-  if (c.desc && h.owner.tgid != 0 && c.pid != 0) {
-    if (!c.desc->closed_by_owner && h.owner.closes(closer_tgid())) {
-      c.desc->closed_by_owner = true;
+  if (by.desc && h.owner.tgid != 0 && by.pid != 0) {
+    if (!by.desc->closed_by_owner && h.owner.closes(closer_tgid())) {
+      by.desc->closed_by_owner = true;
       --h.unclosed;
     }
-    others_open = h.unclosed > (c.desc->closed_by_owner ? 0u : 1u);
+    others_open = h.unclosed > (by.desc->closed_by_owner ? 0u : 1u);
   }
   bool late = false;  // changed since the last close that looked at it
   SnapState now;
@@ -493,7 +501,7 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
     if (!st) return std::move(st).error();
     snap_st = *st;
     now = SnapState::of(*st);
-    if (!h.seen.same(now) || c.mapped_stores) {
+    if (!h.seen.same(now) || by.mapped_stores) {
       h.mark_dirty(static_cast<std::uint64_t>(h.owner.tgid));
       late = true;
     }
@@ -501,17 +509,17 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
   const CloseFacts f{.dirty = h.dirty,
                      .late = late,
                      .kernel_writes = kernel_writes,
-                     .release = c.release,
+                     .release = by.release,
                      .pending_truncate = h.pending_truncate,
                      .append_only = h.append_only,
                      .append = h.all_append,
                      .dirtied_by_anyone = h.dirtied_by_anyone,
                      .others_open = others_open};
-  switch (decide_close(f, [&] { return closer_wrote(h, c, kernel_writes, closer_tgid()); })) {
+  switch (decide_close(f, [&] { return closer_wrote(h, by, kernel_writes, closer_tgid()); })) {
     case CommitStep::publish:
       break;
     case CommitStep::defer_truncation:
-      announce_truncation(d, h);
+      announce_truncation(c, h);
       return CommitOutcome::nothing;
     default:
       return CommitOutcome::nothing;
@@ -520,7 +528,7 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
   // publishes what changes after it.
   if (kernel_writes) h.seen = now;
 
-  if (d.table.place(*h.node).unlinked) return CommitOutcome::nothing;  // commits nothing
+  if (c.table.place(*h.node).unlinked) return CommitOutcome::nothing;  // commits nothing
 
   // DURABILITY: the data sync (the slow part) happens before the locks;
   // publish's own fdatasync then finds nothing left to write.
@@ -528,20 +536,20 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
 
   core::TmpFile frozen;
   if (kernel_writes) {
-    auto fz = freeze(d, h, snap_st);
+    auto fz = freeze(c, h, snap_st);
     if (!fz) return std::move(fz).error();
     frozen = std::move(*fz);
   }
   core::TmpFile& mine = kernel_writes ? frozen : h.snap;
 
-  auto p = publish_locked(d, h, mine, kernel_writes);
+  auto p = publish_locked(c, h, mine, kernel_writes);
   if (!p) return std::move(p).error();
   if (p->out == CommitOutcome::nothing) return CommitOutcome::nothing;
-  if (p->out == CommitOutcome::conflict) return keep_after_conflict(d, h, c, mine, p->path);
+  if (p->out == CommitOutcome::conflict) return keep_after_conflict(c, h, by, mine, p->path);
   // The closing process publishes; a RELEASE (no process) for the opener.
-  note_commit(d, EventKind::commit, *h.node, c.pid != 0 ? closer_tgid() : h.owner.tgid,
-              c.pid != 0 ? c.uid : h.who.uid, static_cast<std::int64_t>(p->st.st_size));
-  return settle_after_publish(d, h, *p, kernel_writes, frozen);
+  note_commit(c, EventKind::commit, *h.node, by.pid != 0 ? closer_tgid() : h.owner.tgid,
+              by.pid != 0 ? by.uid : h.who.uid, static_cast<std::int64_t>(p->st.st_size));
+  return settle_after_publish(c, h, *p, kernel_writes, frozen);
 }
 
 // Stores through a shared mapping move the ctime where the filesystem has
@@ -549,11 +557,11 @@ Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexc
 // commit at close does. tmpfs has none: there, a snapshot whose ctime did
 // not move is compared with B/p, if B/p is still what this description
 // published last.
-bool mapped_stores_unseen(Daemon& d, Version& h) {
+bool mapped_stores_unseen(Conn& c, Version& h) {
   std::shared_lock lk(h.mu);
   auto st = sys::fstat(h.snap.fd());
   if (!st || !h.seen.same(SnapState::of(*st))) return false;  // commit() will see it
-  const NodePlace place = d.table.place(*h.node);
+  const NodePlace place = c.table.place(*h.node);
   if (!place.parent || place.unlinked) return false;
   const FdRef pfd = place.parent->fd();
   auto cur = sys::openat_beneath(pfd->get(), place.name.c_str(),
@@ -566,10 +574,10 @@ bool mapped_stores_unseen(Daemon& d, Version& h) {
   return !same || !*same;  // cannot compare: publish (identical content at worst)
 }
 
-void touch_bases(Daemon& d, const struct stat& st) noexcept {
+void touch_bases(Conn& c, const struct stat& st) noexcept {
   std::vector<std::shared_ptr<Version>> hs;
   try {
-    hs = d.table.opens_of_inode(st.st_dev, st.st_ino);
+    hs = c.table.opens_of_inode(st.st_dev, st.st_ino);
   } catch (const std::bad_alloc&) {
     return;
   }
@@ -580,8 +588,9 @@ void touch_bases(Daemon& d, const struct stat& st) noexcept {
   }
 }
 
-Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
+Result<void> truncate_published(Conn& c, const std::shared_ptr<Node>& node,
                                 std::uint64_t size, const Identity& who) noexcept {
+  Daemon& d = c.d;
   const FdRef fdref = node->fd();
   if (node->kind() == NodeKind::shared_file) {
     auto fd = sys::reopen(fdref->get(), O_WRONLY);
@@ -592,7 +601,7 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
   if (!src) return std::move(src).error();
   auto st = sys::fstat(src->get());
   if (!st) return std::move(st).error();
-  auto tmp = make_private(d, *node, true);
+  auto tmp = make_private(c, *node, true);
   if (!tmp) return std::move(tmp).error();
   // Size 0 (the usual `truncate -s 0`, `: > file` goes through O_TRUNC) is
   // O(1) everywhere; otherwise a clone, O(1) with reflinks.
@@ -603,7 +612,7 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
   SNAPFS_TRY(sys::ftruncate(tmp->fd(), size));
   // Under the path's commit stripe like a commit: descriptors open on the
   // old version see this as someone else's publish (docs/semantics.md#conflicts).
-  auto lp = lock_place(d, *node);
+  auto lp = lock_place(c, *node);
   if (!lp) return std::move(lp).error();
   const NodePlace& place = lp->place;
   if (place.unlinked || !place.parent) return Error::of(ENOENT, "truncate", place.name);
@@ -616,13 +625,13 @@ Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
   auto path = sys::reopen(tmp->fd(), O_PATH);
   if (!path) return std::move(path).error();
   try {
-    d.table.rebind(*node, std::make_shared<const core::UniqueFd>(std::move(*path)), *pst);
+    c.table.rebind(*node, std::make_shared<const core::UniqueFd>(std::move(*path)), *pst);
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "truncate");
   }
   d.stats.commits.fetch_add(1, std::memory_order_relaxed);
   d.stats.bytes_published.fetch_add(size, std::memory_order_relaxed);
-  note_commit(d, EventKind::commit, *node, who.tid, who.uid, static_cast<std::int64_t>(size));
+  note_commit(c, EventKind::commit, *node, who.tid, who.uid, static_cast<std::int64_t>(size));
   return {};
 }
 

@@ -1,5 +1,5 @@
-// The state of one mounted daemon, reached from every request through
-// fuse_req_userdata().
+// The state of the daemon (Daemon) and of each FUSE connection it serves
+// (Conn, reached from every request through fuse_req_userdata()).
 #pragma once
 
 #include "events.hpp"
@@ -242,42 +242,38 @@ private:
 //  leaf  DirHandle::mu (ops/dir.cpp)              mutex          one directory stream's position
 //  leaf  PendingTruncations::mu_, LiveHandles::mu_, UserOpens::mu_ (here)
 //                                                 mutex          their own lists
+// What every connection of the daemon shares: B, the options, the
+// commit locks, the counters, the warm snapshots, the change feed. Today
+// the daemon serves one connection (the mount at M); docs/design-run.md
+// gives each `snapfs run` a connection of its own over the same Daemon.
 struct Daemon {
   Config cfg;
   std::shared_ptr<spdlog::logger> log;
-  InodeTable table;
+  // B's root (O_PATH) as the daemon opened it at start; each connection's
+  // table holds a descriptor of its own.
+  core::UniqueFd root;
+  struct stat root_st {};
   // Namespace lock: commits (shared) against unlink/rmdir/rename (exclusive),
   // so a commit never lands on a name that was just moved or removed. Its
   // rank among the daemon's locks: the table above Daemon.
   std::shared_mutex ns_mu;
   CommitStripes stripes;
   Stats stats;
-  PendingTruncations pending_truncations;
-  LiveHandles live_handles;
   UserOpens user_opens;
-  // Invalidations of the kernel's attribute cache (cache.hpp); attached once
-  // the session exists, detached before it is destroyed.
-  Notifier notifier;
   // B/.snapfs/staging and B/.snapfs/conflicts (O_PATH directories); invalid
   // if B refused them (read-only B): commits then use temporary names in the
   // target's directory and a conflict cannot be kept (close() still fails).
   core::UniqueFd staging_dir;
   core::UniqueFd conflicts_dir;
-  KernelPassthrough kpt;
-  // The change feed (events.hpp): the newest changes made through M.
-  EventLog events{8192};
   // Read-only opens of an unchanged version share one snapshot, kept warm
   // after its last use: 5 min with reflinks, 10 s for copies (set at
   // start, session.cpp; warm.hpp). Entries that hold a descriptor: at most
   // 1024, and a tenth of the fd limit; the others: see session.cpp.
   WarmSnapshots warm{std::chrono::seconds(10), 1024, 1024};
-  // Passthrough writers released while a shared writable mapping of their
-  // snapshot is still alive (session.cpp): published when it goes away.
-  std::unique_ptr<class Lingering> lingering;
+  // The change feed (events.hpp): the newest changes made through M.
+  EventLog events{8192};
   bool reflink = false;  // B can FICLONE (probed at start)
   bool as_root = false;  // chown what we create to the caller
-  // The kernel checks POSIX ACLs (FUSE_CAP_POSIX_ACL was granted at INIT).
-  bool posix_acl = false;
   // The daemon's own filesystem identity, restored after acting as a
   // caller (identity.hpp).
   uid_t own_uid = 0;
@@ -285,9 +281,36 @@ struct Daemon {
   std::vector<gid_t> own_groups;
 };
 
-inline Daemon& daemon_of(fuse_req_t req) {
-  return *static_cast<Daemon*>(fuse_req_userdata(req));
-}
+// One FUSE connection the daemon serves (fuse_req_userdata): what the
+// kernel keeps per connection has its counterpart here. The kernel's node
+// ids, lookup counts and FORGETs are per connection (the InodeTable), so
+// are its caches (the Notifier's invalidations) and the backing files
+// registered for kernel passthrough (KernelPassthrough: an id is valid on
+// the /dev/fuse descriptor that registered it only).
+struct Conn {
+  // Out of line (session.cpp), where Lingering is complete.
+  explicit Conn(Daemon& daemon);
+  ~Conn();
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  Daemon& d;
+  InodeTable table;
+  PendingTruncations pending_truncations;
+  LiveHandles live_handles;
+  // Invalidations of the kernel's attribute cache (cache.hpp); attached once
+  // the session exists, detached before it is destroyed.
+  Notifier notifier;
+  KernelPassthrough kpt;
+  // Passthrough writers released while a shared writable mapping of their
+  // snapshot is still alive (session.cpp): published when it goes away.
+  std::unique_ptr<class Lingering> lingering;
+  // The kernel checks POSIX ACLs (FUSE_CAP_POSIX_ACL was granted at INIT).
+  bool posix_acl = false;
+};
+
+inline Conn& conn_of(fuse_req_t req) { return *static_cast<Conn*>(fuse_req_userdata(req)); }
+inline Daemon& daemon_of(fuse_req_t req) { return conn_of(req).d; }
 
 // Final components only: the kernel never sends others, and anything else
 // would let a request walk out of its parent.

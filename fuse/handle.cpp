@@ -21,8 +21,8 @@ namespace sys = core::sys;
 // A private file on the filesystem of the node's directory, so that publish
 // can link it there. Read-only opens fall back to memory where the directory
 // refuses an O_TMPFILE (read-only B, no write permission, no O_TMPFILE).
-Result<core::TmpFile> make_private(Daemon& d, const Node& node, bool for_write) noexcept {
-  const NodePlace place = d.table.place(node);
+Result<core::TmpFile> make_private(Conn& c, const Node& node, bool for_write) noexcept {
+  const NodePlace place = c.table.place(node);
   if (place.parent) {
     const FdRef pfd = place.parent->fd();
     auto tmp = core::TmpFile::create_in(pfd->get());
@@ -38,15 +38,16 @@ namespace {
 
 // A read-only open of version `st` of B/p (`pathfd`: its O_PATH handle):
 // shares the warm snapshot of that version, or makes it (warm.hpp).
-Result<std::unique_ptr<Version>> open_warm_reader(Daemon& d, std::unique_ptr<Version> h,
+Result<std::unique_ptr<Version>> open_warm_reader(Conn& c, std::unique_ptr<Version> h,
                                                  int pathfd, const struct stat& st) noexcept {
+  Daemon& d = c.d;
   std::shared_ptr<WarmSnapshot> w;
   try {
     w = d.warm.find(st);
     if (!w) {
       auto src = sys::reopen(pathfd, O_RDONLY);
       if (!src) return std::move(src).error();
-      auto tmp = make_private(d, *h->node, false);
+      auto tmp = make_private(c, *h->node, false);
       if (!tmp) return std::move(tmp).error();
       // ISOLATION: one instant of B/p, into a file nobody writes (below).
       auto m = core::clone_contents(tmp->fd(), src->get());
@@ -62,7 +63,7 @@ Result<std::unique_ptr<Version>> open_warm_reader(Daemon& d, std::unique_ptr<Ver
       // the reads. A file that may have holes keeps its descriptor too:
       // SEEK_DATA and SEEK_HOLE must find them (cp and tar keep sparse
       // files sparse).
-      w->backing = d.kpt.open_backing(tmp->fd());
+      w->backing = c.kpt.open_backing(tmp->fd());
       const bool sparse = snap_st->st_blocks * 512 < snap_st->st_size;
       w->keeps_file = !w->backing || sparse;
       w->file = std::move(*tmp);
@@ -97,8 +98,9 @@ Result<void> charge_to_writer(const Daemon& d, Version& h) noexcept {
   return sys::fchown(h.snap.fd(), h.who.uid, h.who.gid);
 }
 
-Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
+Result<std::unique_ptr<Version>> open_handle(Conn& c, const std::shared_ptr<Node>& node,
                                             int flags, bool fresh_empty) noexcept {
+  Daemon& d = c.d;
   std::unique_ptr<Version> h;
   try {
     h = std::make_unique<Version>();
@@ -153,7 +155,7 @@ Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<No
       h->pending_truncate = true;  // published at RELEASE unless written first
       h->append_only = false;      // it dropped the old content
     }
-    auto tmp = make_private(d, *node, h->writable || h->dirty);
+    auto tmp = make_private(c, *node, h->writable || h->dirty);
     if (!tmp) return std::move(tmp).error();
     h->snap = std::move(*tmp);
     return h;
@@ -166,7 +168,7 @@ Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<No
     if (!S_ISREG(st->st_mode)) return Error::of(EINVAL, "open");
     h->base_mtime = st->st_mtim;
     h->base.set(*st);
-    return open_warm_reader(d, std::move(h), fdref->get(), *st);
+    return open_warm_reader(c, std::move(h), fdref->get(), *st);
   }
   auto src = sys::reopen(fdref->get(), O_RDONLY);
   if (!src) return std::move(src).error();
@@ -176,7 +178,7 @@ Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<No
   if (!st) return std::move(st).error();
   h->base_mtime = st->st_mtim;
   h->base.set(*st);
-  auto tmp = make_private(d, *node, h->writable);
+  auto tmp = make_private(c, *node, h->writable);
   if (!tmp) return std::move(tmp).error();
   // ISOLATION: the private clone of the file as of this open (FICLONE is one
   // instant; the copy fallback is documented in core/src/clone.cpp).
@@ -188,17 +190,17 @@ Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<No
   return h;
 }
 
-Result<void> prepare_change(Daemon& d, Version& h) noexcept {
+Result<void> prepare_change(Conn& c, Version& h) noexcept {
   if (h.kind == HandleKind::exclusive_reader || h.kind == HandleKind::reader_share)
     return Error::of(EBADF, "write");
-  return ensure_private(d, h);
+  return ensure_private(c, h);
 }
 
-Result<void> ensure_private(Daemon& d, Version& h) noexcept {
+Result<void> ensure_private(Conn& c, Version& h) noexcept {
   if (h.kind != HandleKind::snapshot || !h.published) return {};
   // ISOLATION: after a commit `snap` *is* B/p; writing through it would change
   // the published file in place. Clone it into a new private file first.
-  auto tmp = make_private(d, *h.node, true);
+  auto tmp = make_private(c, *h.node, true);
   if (!tmp) return std::move(tmp).error();
   auto m = core::clone_contents(tmp->fd(), h.snap.fd());
   if (!m) return std::move(m).error();

@@ -92,7 +92,7 @@ struct Version {
   // FLUSH would publish an empty file for others to see (docs/semantics.md#truncation). The
   // truncation alone is published at RELEASE, after the last close.
   bool pending_truncate = false;
-  bool truncate_announced = false;  // in Daemon::pending_truncations (key: base)
+  bool truncate_announced = false;  // in Conn::pending_truncations (key: base)
   // `snap` was given a name by the last commit: it is the published file now
   // and must be re-cloned before the next change (ensure_private()).
   bool published = false;
@@ -198,12 +198,12 @@ struct Handle {
 
 // A private file on the filesystem of the node's directory, so that publish
 // can link it there; readers may get one in memory (handle.cpp).
-core::Result<core::TmpFile> make_private(Daemon& d, const Node& node, bool for_write) noexcept;
+core::Result<core::TmpFile> make_private(Conn& c, const Node& node, bool for_write) noexcept;
 
 // Opens `node` for `flags` (O_ACCMODE, O_TRUNC, O_APPEND): a snapshot, or B/p
 // itself for passthrough globs and exclusive readers. `fresh_empty`: the
 // file was just created empty by us (CREATE): no clone.
-core::Result<std::unique_ptr<Version>> open_handle(Daemon& d, const std::shared_ptr<Node>& node,
+core::Result<std::unique_ptr<Version>> open_handle(Conn& c, const std::shared_ptr<Node>& node,
                                                   int flags, bool fresh_empty) noexcept;
 
 // A writer's snapshot belongs to the writer (Version::who), so that what it
@@ -250,38 +250,38 @@ struct CommitCaller {
 // version the snapshot started from (docs/design-conflicts.md). Idempotent:
 // a clean or shared handle, or a FLUSH from an owner that did not write,
 // publishes nothing. Takes h.mu exclusively.
-core::Result<CommitOutcome> commit(Daemon& d, Version& h, const CommitCaller& c) noexcept;
+core::Result<CommitOutcome> commit(Conn& c, Version& h, const CommitCaller& by) noexcept;
 
 // Takes a flushed, unpublished truncation of `h` out of
-// Daemon::pending_truncations (RELEASE, or a commit that published). Needs
+// Conn::pending_truncations (RELEASE, or a commit that published). Needs
 // h.mu held exclusively.
-void settle_truncation(Daemon& d, Version& h) noexcept;
+void settle_truncation(Conn& c, Version& h) noexcept;
 
 // Whether a released passthrough writer's snapshot holds stores through a
 // shared mapping that its ctime does not show (filesystems without
 // page_mkwrite: tmpfs): it differs from B/p while B/p is still what this
 // description last published. O(size); may throw std::bad_alloc.
-bool mapped_stores_unseen(Daemon& d, Version& h);
+bool mapped_stores_unseen(Conn& c, Version& h);
 
 // utimens through M changed the mtime of the published inode `st` (not its
 // content): open descriptors whose base is that inode take the new mtime,
 // so their commits do not see a conflict. Takes each handle's mu.
-void touch_bases(Daemon& d, const struct stat& st) noexcept;
+void touch_bases(Conn& c, const struct stat& st) noexcept;
 
 // Before changing a snapshot: a published one is replaced by a fresh private
 // clone. Needs h.mu held exclusively.
-core::Result<void> ensure_private(Daemon& d, Version& h) noexcept;
+core::Result<void> ensure_private(Conn& c, Version& h) noexcept;
 
 // Before a change through a description (write, fallocate, ftruncate),
 // h.mu held exclusively: a reader refuses it (EBADF), a published
 // snapshot is replaced by a private clone (ensure_private).
-core::Result<void> prepare_change(Daemon& d, Version& h) noexcept;
+core::Result<void> prepare_change(Conn& c, Version& h) noexcept;
 
 // What fstat shows for a node with this open (h.mu held, any mode).
 core::Result<struct stat> handle_attr(const Version& h) noexcept;
 
 // truncate(path): snapshot -> ftruncate -> publish, atomically (design doc).
-core::Result<void> truncate_published(Daemon& d, const std::shared_ptr<Node>& node,
+core::Result<void> truncate_published(Conn& c, const std::shared_ptr<Node>& node,
                                       std::uint64_t size, const Identity& who) noexcept;
 
 }  // namespace snapfs::fuse

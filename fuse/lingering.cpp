@@ -25,7 +25,7 @@ constexpr auto kPoll = std::chrono::milliseconds(10);
 
 }  // namespace
 
-Lingering::Lingering(Daemon& d) : d_(d), watcher_([this] { run(); }) {}
+Lingering::Lingering(Conn& c) : c_(c), watcher_([this] { run(); }) {}
 
 Lingering::~Lingering() {
   {
@@ -40,9 +40,9 @@ Lingering::~Lingering() {
 bool Lingering::park_if_mapped(const std::shared_ptr<Version>& h) {
   auto sole = sys::sole_writer(h->snap.fd());
   // An error asking: treat as unmapped (publish now, as before passthrough).
-  if (!sole) d_.log->debug("release: lease probe: {}", sole.error().message());
+  if (!sole) c_.d.log->debug("release: lease probe: {}", sole.error().message());
   if (!sole || *sole) return false;
-  auto claim = hold_node(d_, h->node);
+  auto claim = hold_node(c_, h->node);
   if (!claim) return false;  // publish now, as if unmapped
   {
     std::lock_guard lk(mu_);
@@ -53,8 +53,8 @@ bool Lingering::park_if_mapped(const std::shared_ptr<Version>& h) {
     }
   }
   cv_.notify_all();
-  d_.log->debug("release of {}: snapshot still mapped for writing; commit deferred",
-                d_.table.path_of(*h->node));
+  c_.d.log->debug("release of {}: snapshot still mapped for writing; commit deferred",
+                c_.table.path_of(*h->node));
   return true;
 }
 
@@ -67,21 +67,21 @@ void Lingering::settle(Version& h) noexcept {
   CommitCaller caller;
   caller.release = true;
   try {
-    caller.mapped_stores = mapped_stores_unseen(d_, h);
+    caller.mapped_stores = mapped_stores_unseen(c_, h);
   } catch (const std::bad_alloc&) {
     caller.mapped_stores = true;  // cannot compare: publish (identical content at worst)
   }
-  auto r = commit(d_, h, caller);
+  auto r = commit(c_, h, caller);
   {
     std::unique_lock lk(h.mu);
-    settle_truncation(d_, h);
+    settle_truncation(c_, h);
   }
   if (!r)
-    d_.log->error("commit of {} after its last mapping went away failed: {}",
-                  d_.table.path_of(*h.node), r.error().message());
+    c_.d.log->error("commit of {} after its last mapping went away failed: {}",
+                  c_.table.path_of(*h.node), r.error().message());
   else if (*r == CommitOutcome::conflict)
-    d_.log->warn("commit of {} after its last mapping went away: conflict (kept)",
-                 d_.table.path_of(*h.node));
+    c_.d.log->warn("commit of {} after its last mapping went away: conflict (kept)",
+                 c_.table.path_of(*h.node));
 }
 
 void Lingering::run() {

@@ -25,7 +25,7 @@ struct Version;
 
 class Lingering {
 public:
-  explicit Lingering(Daemon& d);
+  explicit Lingering(Conn& c);
   Lingering(const Lingering&) = delete;
   Lingering& operator=(const Lingering&) = delete;
   // Stops the watcher; what is still parked is committed now (the daemon is
@@ -41,7 +41,7 @@ private:
   void run();
   void settle(Version& h) noexcept;
 
-  Daemon& d_;
+  Conn& c_;
   mutable std::mutex mu_;  // leaf lock (commit() runs outside it)
   std::condition_variable cv_;
   // Each parked handle keeps its node bound (an idle node gives up its

@@ -61,7 +61,8 @@ void log_from_libfuse(enum fuse_log_level level, const char* fmt, va_list ap) {
 }
 
 void init(void* userdata, fuse_conn_info* conn) {
-  auto& d = *static_cast<Daemon*>(userdata);
+  auto& c = *static_cast<Conn*>(userdata);
+  Daemon& d = c.d;
   // 255 pages: WRITEs then arrive by splice; a larger max_write kills the mount
   // with libfuse 3.14's 1 MiB + 4 KiB buffer (docs/design-fuse.md,
   // "Kernel facts" 6).
@@ -76,7 +77,7 @@ void init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
   // Requests received by splice would bypass the custom I/O layer that
   // kernel passthrough needs (passthrough.hpp): then they are read().
-  if ((conn->capable & FUSE_CAP_SPLICE_READ) && !d.kpt.installed())
+  if ((conn->capable & FUSE_CAP_SPLICE_READ) && !c.kpt.installed())
     conn->want |= FUSE_CAP_SPLICE_READ;
   else
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ);
@@ -87,26 +88,26 @@ void init(void* userdata, fuse_conn_info* conn) {
   // of a new file to the daemon (ops::creation_mode()).
   if ((conn->capable & FUSE_CAP_POSIX_ACL) && d.cfg.default_permissions) {
     conn->want |= FUSE_CAP_POSIX_ACL;
-    d.posix_acl = true;
+    c.posix_acl = true;
   }
   conn->time_gran = 1;
   // Shared readers and cacheable cold lookups (docs/design-fuse.md) need
   // FUSE_NOTIFY_INC_EPOCH (7.44).
   const bool epochs = conn->proto_major > 7 || (conn->proto_major == 7 && conn->proto_minor >= 44);
-  d.notifier.set_epochs(epochs);
+  c.notifier.set_epochs(epochs);
   d.stats.fuse_protocol.store(conn->proto_major << 16 | (conn->proto_minor & 0xffff),
                               std::memory_order_relaxed);
-  d.table.set_cold_cacheable(epochs);
+  c.table.set_cold_cacheable(epochs);
   d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {}, "
               "kernel passthrough {})",
               d.cfg.backing, d.cfg.mountpoint, conn->proto_major, conn->proto_minor,
               conn->max_write, d.reflink ? "yes" : "no",
-              d.kpt.installed() ? "requested" : d.kpt.state());
+              c.kpt.installed() ? "requested" : c.kpt.state());
   if (d.cfg.on_init) {
     // The INIT reply written after this returns makes an offered
     // passthrough active (passthrough.cpp).
     const std::string state =
-        d.kpt.installed() && d.kpt.offered() ? std::string("active") : d.kpt.state();
+        c.kpt.installed() && c.kpt.offered() ? std::string("active") : c.kpt.state();
     try {
       d.cfg.on_init(state);
     } catch (...) {
@@ -251,9 +252,22 @@ std::unique_ptr<Daemon> make_daemon(const Config& cfg,
   if (!d->reflink)
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
               cfg.backing);
-  d->table.init_root(std::move(*root), *root_st, cfg.cache_timeout);
-
+  d->root = std::move(*root);
+  d->root_st = *root_st;
   return d;
+}
+
+// A connection of daemon `d`, its table rooted at B (its own descriptor of
+// B's root). nullptr (logged) if there is no descriptor for it.
+std::unique_ptr<Conn> make_conn(Daemon& d) {
+  auto root = sys::reopen(d.root.get(), O_PATH | O_DIRECTORY);
+  if (!root) {
+    d.log->error("snapfs: cannot open {} again: {}", d.cfg.backing, root.error().message());
+    return nullptr;
+  }
+  auto c = std::make_unique<Conn>(d);
+  c->table.init_root(std::move(*root), d.root_st, d.cfg.cache_timeout);
+  return c;
 }
 
 }  // namespace
@@ -266,6 +280,8 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
 
   auto d = make_daemon(cfg, log);
   if (!d) return 1;
+  auto c = make_conn(*d);
+  if (!c) return 1;
 
   std::vector<std::string> argv_s{"snapfs"};
   std::string opts = "fsname=" + escape_opt(cfg.fsname.empty() ? cfg.backing : cfg.fsname) +
@@ -281,12 +297,12 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
   const fuse_lowlevel_ops ops = make_ops();
-  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, d.get());
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, c.get());
   if (!se) {
     log->error("snapfs: fuse_session_new failed (options: {})", opts);
     return 1;
   }
-  d->notifier.attach(se);  // see notifier.hpp
+  c->notifier.attach(se);  // see notifier.hpp
   int ret = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     log->error("snapfs: cannot install signal handlers");
@@ -297,8 +313,8 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
       log->info("snapfs: mounted {} at {}", cfg.backing, cfg.mountpoint);
       if (on_mounted) on_mounted();  // may fork (daemonize): threads come after
       // Before the first request (INIT) is read.
-      d->kpt.install(se, cfg.kernel_io, d->as_root);
-      d->lingering = std::make_unique<Lingering>(*d);
+      c->kpt.install(se, cfg.kernel_io, d->as_root);
+      c->lingering = std::make_unique<Lingering>(*c);
       fuse_loop_config* lc = fuse_loop_cfg_create();
       fuse_loop_cfg_set_clone_fd(lc, 0);
       fuse_loop_cfg_set_idle_threads(lc, 10);
@@ -313,7 +329,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
       if (ret == -ECONNABORTED && !kernel::is_fuse_mount(cfg.mountpoint.c_str())) ret = 0;
       fuse_session_unmount(se);
       // Snapshots still mapped after their close: published now.
-      d->lingering.reset();
+      c->lingering.reset();
       // libfuse's signal handler leaves the signal number as the loop's
       // result: SIGINT/SIGTERM/SIGHUP are the documented way to stop.
       const bool by_signal = ret == SIGINT || ret == SIGTERM || ret == SIGHUP;
@@ -332,13 +348,16 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   // open when the loop stopped (their unpublished snapshots vanish, as after
   // a crash; nothing in B changes), and the warm snapshots. Before the FUSE
   // descriptor closes: their backing ids are released on it.
-  d->lingering.reset();
-  for (void* holder : d->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
+  c->lingering.reset();
+  for (void* holder : c->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
   d->warm.clear();
-  d->notifier.attach(nullptr);  // before the session goes (notifier.hpp)
+  c->notifier.attach(nullptr);  // before the session goes (notifier.hpp)
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);
   return ret;
 }
+
+Conn::Conn(Daemon& daemon) : d(daemon) {}
+Conn::~Conn() = default;
 
 }  // namespace snapfs::fuse

@@ -33,9 +33,10 @@ bool matches_glob(const Daemon& d, const std::string& path) {
 
 }  // namespace
 
-bool is_shared_path(Daemon& d, const Node& parent, const char* name) {
+bool is_shared_path(Conn& c, const Node& parent, const char* name) {
+  Daemon& d = c.d;
   if (d.cfg.shared_globs.empty()) return false;
-  std::string path = d.table.path_of(parent);
+  std::string path = c.table.path_of(parent);
   if (!path.empty()) path += '/';
   path += name;
   return matches_glob(d, path);
@@ -46,7 +47,7 @@ namespace {
 // intern_fd() with the inode's attributes `st` already read (`fd` may be
 // empty for a kind-file node looked up: it keeps no descriptor). `seen`:
 // InodeTable::changes() before `st` was read.
-Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>& parent,
+Result<std::shared_ptr<Node>> intern_stat(Conn& c, const std::shared_ptr<Node>& parent,
                                           const char* name, core::UniqueFd fd,
                                           const struct stat& st, bool glob, fuse_entry_param& e,
                                           Intent intent, pid_t caller,
@@ -54,7 +55,7 @@ Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>
   try {
     Timeouts t;
     auto node =
-        d.table.intern(parent, name, std::move(fd), st, glob, intent, t, caller, seen, route);
+        c.table.intern(parent, name, std::move(fd), st, glob, intent, t, caller, seen, route);
     std::memset(&e, 0, sizeof e);
     e.ino = node->id();
     e.generation = 0;  // node ids are never reused
@@ -65,7 +66,7 @@ Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>
     // opens, whose view is B/p.
     // (A CREATE's node gets its open after this.)
     if (node->kind() == NodeKind::shared_file) {
-      if (auto h = d.table.open_of(*node)) {
+      if (auto h = c.table.open_of(*node)) {
         std::shared_lock lk(h->mu);
         if (auto a = handle_attr(*h)) e.attr = *a;
       }
@@ -85,18 +86,18 @@ Result<std::shared_ptr<Node>> intern_stat(Daemon& d, const std::shared_ptr<Node>
 
 }  // namespace
 
-Result<std::shared_ptr<Node>> intern_fd(Daemon& d, const std::shared_ptr<Node>& parent,
+Result<std::shared_ptr<Node>> intern_fd(Conn& c, const std::shared_ptr<Node>& parent,
                                         const char* name, core::UniqueFd fd,
                                         fuse_entry_param& e, Intent intent, pid_t caller) noexcept {
   auto st = sys::fstat(fd.get());
   if (!st) return std::move(st).error();
   bool glob = false;
   try {
-    glob = S_ISREG(st->st_mode) && is_shared_path(d, *parent, name);
+    glob = S_ISREG(st->st_mode) && is_shared_path(c, *parent, name);
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "lookup", name);
   }
-  return intern_stat(d, parent, name, std::move(fd), *st, glob, e, intent, caller,
+  return intern_stat(c, parent, name, std::move(fd), *st, glob, e, intent, caller,
                      InodeTable::kNoChanges);
 }
 
@@ -120,11 +121,11 @@ bool shows_own(const Version& v, const struct stat* st) noexcept {
 
 }  // namespace
 
-std::shared_ptr<Version> own_version(Daemon& d, dev_t dev, ino_t ino, pid_t caller,
+std::shared_ptr<Version> own_version(Conn& c, dev_t dev, ino_t ino, pid_t caller,
                                      const struct stat* st, bool& held) {
   held = false;
-  if (!d.table.any_owned()) return nullptr;
-  auto vs = d.table.owned_versions_of(dev, ino);
+  if (!c.table.any_owned()) return nullptr;
+  auto vs = c.table.owned_versions_of(dev, ino);
   if (vs.empty()) return nullptr;
   held = true;
   if (caller == 0) return nullptr;
@@ -136,22 +137,23 @@ std::shared_ptr<Version> own_version(Daemon& d, dev_t dev, ino_t ino, pid_t call
   return nullptr;
 }
 
-Route route_for(Daemon& d, const struct stat& st, pid_t caller,
+Route route_for(Conn& c, const struct stat& st, pid_t caller,
                 std::shared_ptr<Version>& keep) {
   Route r;
-  keep = own_version(d, st.st_dev, st.st_ino, caller, &st, r.held);
+  keep = own_version(c, st.st_dev, st.st_ino, caller, &st, r.held);
   r.to = keep.get();
   return r;
 }
 
-Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node>& parent,
+Result<std::shared_ptr<Node>> lookup_child(Conn& c, const std::shared_ptr<Node>& parent,
                                            const char* name, fuse_entry_param& e,
                                            pid_t caller) noexcept {
+  Daemon& d = c.d;
   if (!valid_name(name)) return Error::of(EINVAL, "lookup", name ? name : "");
   const FdRef pfd = parent->fd();
   // Before the stat: a change noted from here on makes a reply for a node
   // new to the kernel uncacheable (InodeTable::set_cold_cacheable()).
-  const std::uint64_t seen = d.table.changes();
+  const std::uint64_t seen = c.table.changes();
   // A regular file's node keeps no descriptor when looked up (idle nodes
   // are resolved by name): its attributes are all we need.
   // SAFETY: one final component (valid_name(): no '/', '.' or '..') and
@@ -159,12 +161,12 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
   auto st = sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW);
   if (!st) return std::move(st).error();
   try {
-    if (S_ISREG(st->st_mode) && !is_shared_path(d, *parent, name)) {
+    if (S_ISREG(st->st_mode) && !is_shared_path(c, *parent, name)) {
       if (d.cfg.test_pause) d.cfg.test_pause("lookup.stat", name);
       // A process's own version of this inode (docs/design-own-writes.md).
       std::shared_ptr<Version> own;
-      const Route route = route_for(d, *st, caller, own);
-      auto node = intern_stat(d, parent, name, core::UniqueFd{}, *st, false, e, Intent::lookup,
+      const Route route = route_for(c, *st, caller, own);
+      auto node = intern_stat(c, parent, name, core::UniqueFd{}, *st, false, e, Intent::lookup,
                               caller, seen, route);
       if (route.to && node && node->get() == own->node.get())
         d.stats.own_routes.fetch_add(1, std::memory_order_relaxed);
@@ -182,7 +184,7 @@ Result<std::shared_ptr<Node>> lookup_child(Daemon& d, const std::shared_ptr<Node
   // RESOLVE_BENEATH (a ".." or absolute walk fails with EXDEV).
   auto fd = sys::openat_beneath(pfd->get(), name, O_PATH | O_NOFOLLOW, 0);
   if (!fd) return std::move(fd).error();
-  return intern_fd(d, parent, name, std::move(*fd), e, Intent::lookup, caller);
+  return intern_fd(c, parent, name, std::move(*fd), e, Intent::lookup, caller);
 }
 
 Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcept {
@@ -196,17 +198,17 @@ Result<void> chown_created(Daemon& d, fuse_req_t req, int dirfd, int fd) noexcep
   return sys::fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 }
 
-mode_t creation_mode(const Daemon& d, fuse_req_t req, int dirfd, mode_t mode) noexcept {
-  if (!d.posix_acl) return mode;
+mode_t creation_mode(Conn& c, fuse_req_t req, int dirfd, mode_t mode) noexcept {
+  if (!c.posix_acl) return mode;
   const auto proc = sys::proc_fd_path(dirfd);
   auto acl = sys::getxattr_path(proc.c_str(), "system.posix_acl_default");
   if (acl) return mode;  // B inherits the default ACL and ignores the umask
   return mode & ~(fuse_req_ctx(req)->umask & 0777);
 }
 
-std::string path_for_log(const Daemon& d, const Node& node) noexcept {
+std::string path_for_log(Conn& c, const Node& node) noexcept {
   try {
-    return d.table.path_of(node);
+    return c.table.path_of(node);
   } catch (const std::bad_alloc&) {
     // Short enough for the small-string buffer: no allocation.
     char buf[16];  // "ino " and at most 11 digits
@@ -218,17 +220,18 @@ std::string path_for_log(const Daemon& d, const Node& node) noexcept {
 
 namespace {
 
-void note(Daemon& d, fuse_req_t req, EventKind kind, const Node& dir, const char* name,
+void note(Conn& c, fuse_req_t req, EventKind kind, const Node& dir, const char* name,
           const Node* to_parent, const char* to_name) noexcept {
+  Daemon& d = c.d;
   const fuse_ctx* ctx = fuse_req_ctx(req);
   Event e = event_by(ctx->pid, ctx->uid);
   e.kind = kind;
   try {
-    auto at = d.table.locate(dir, name);
+    auto at = c.table.locate(dir, name);
     e.path = std::move(at.path);
     e.dir = {at.dir_dev, at.dir_ino};
     if (to_parent && to_name) {
-      auto to = d.table.locate(*to_parent, to_name);
+      auto to = c.table.locate(*to_parent, to_name);
       e.to = std::move(to.path);
       e.to_dir = {to.dir_dev, to.dir_ino};
     }
@@ -240,21 +243,21 @@ void note(Daemon& d, fuse_req_t req, EventKind kind, const Node& dir, const char
 
 }  // namespace
 
-void note_change(Daemon& d, fuse_req_t req, EventKind kind, const Node& parent, const char* name,
+void note_change(Conn& c, fuse_req_t req, EventKind kind, const Node& parent, const char* name,
                  const Node* to_parent, const char* to_name) noexcept {
-  note(d, req, kind, parent, name, to_parent, to_name);
+  note(c, req, kind, parent, name, to_parent, to_name);
 }
 
-void note_link(Daemon& d, fuse_req_t req, const Node& node, const Node& to_parent,
+void note_link(Conn& c, fuse_req_t req, const Node& node, const Node& to_parent,
                const char* to_name) noexcept {
-  note(d, req, EventKind::link, node, nullptr, &to_parent, to_name);
+  note(c, req, EventKind::link, node, nullptr, &to_parent, to_name);
 }
 
-Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info* fi) noexcept {
+Result<struct stat> node_attr(Conn& c, const Node& node, const fuse_file_info* fi) noexcept {
   std::shared_ptr<Version> h;
   if (fi && fi->fh) h = handle_ref(fi)->v;
   const bool own = static_cast<bool>(h);
-  if (!h) h = d.table.open_of(node);
+  if (!h) h = c.table.open_of(node);
   if (h) {
     std::shared_lock lk(h->mu);
     auto st = handle_attr(*h);
@@ -263,7 +266,7 @@ Result<struct stat> node_attr(Daemon& d, const Node& node, const fuse_file_info*
     if (st || own || st.error().value() != ESTALE) return st;
   }
   // Idle file nodes: whatever their name holds now (cache.hpp).
-  return node_stat(d, node);
+  return node_stat(c, node);
 }
 
 }  // namespace snapfs::fuse::ops

@@ -37,8 +37,9 @@ DirHandle& dir_of(const fuse_file_info* fi) {
 }  // namespace
 
 void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
-  auto node = d.table.get(ino);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
+  auto node = c.table.get(ino);
   const FdRef fd = node->fd();
   auto s = sys::DirStream::open(fd->get());
   if (!s) return reply_error(req, s.error(), "opendir", ino);
@@ -133,9 +134,9 @@ void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) 
 }
 
 void statfs(fuse_req_t req, fuse_ino_t ino) noexcept {
-  Daemon& d = daemon_of(req);
-  auto node = d.table.get(ino ? ino : FUSE_ROOT_ID);
-  auto fdr = node_fd(d, *node);
+  Conn& c = conn_of(req);
+  auto node = c.table.get(ino ? ino : FUSE_ROOT_ID);
+  auto fdr = node_fd(c, *node);
   if (!fdr) return reply_error(req, fdr.error(), "statfs", ino);
   const FdRef fd = std::move(*fdr);
   auto st = sys::fstatvfs(fd->get());
@@ -146,9 +147,9 @@ void statfs(fuse_req_t req, fuse_ino_t ino) noexcept {
 void access(fuse_req_t req, fuse_ino_t ino, int mask) noexcept {
   // Only sent without default_permissions, i.e. when the daemon runs as the
   // mounting user, whose rights are then the ones that count.
-  Daemon& d = daemon_of(req);
-  auto node = d.table.get(ino);
-  auto fdr = node_fd(d, *node);
+  Conn& c = conn_of(req);
+  auto node = c.table.get(ino);
+  auto fdr = node_fd(c, *node);
   if (!fdr) return reply_error(req, fdr.error(), "access", ino);
   const FdRef fd = std::move(*fdr);
   auto r = sys::faccessat(fd->get(), "", mask, AT_EMPTY_PATH | AT_EACCESS);

@@ -20,13 +20,14 @@ namespace snapfs::fuse::ops {
 namespace sys = core::sys;
 
 void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   d.stats.lookups.fetch_add(1, std::memory_order_relaxed);
   // B/.snapfs is not part of the view.
   if (is_meta_name(parent, name)) return reply_errno(req, ENOENT, "lookup", parent);
   fuse_entry_param e{};
-  const auto parent_node = d.table.get(parent);
-  if (!d.pending_truncations.empty()) {
+  const auto parent_node = c.table.get(parent);
+  if (!c.pending_truncations.empty()) {
     // A truncation of this file may be waiting for its RELEASE
     // (PendingTruncations): give it a moment, so that what we answer is
     // the file as its last close left it. Bounded: a descriptor that is
@@ -34,9 +35,9 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
     // should.
     const FdRef pfd = parent_node->fd();
     if (auto st = sys::fstatat(pfd->get(), name, AT_SYMLINK_NOFOLLOW); st && S_ISREG(st->st_mode))
-      d.pending_truncations.settle({st->st_dev, st->st_ino}, std::chrono::milliseconds(50));
+      c.pending_truncations.settle({st->st_dev, st->st_ino}, std::chrono::milliseconds(50));
   }
-  auto node = lookup_child(d, parent_node, name, e, fuse_req_ctx(req)->pid);
+  auto node = lookup_child(c, parent_node, name, e, fuse_req_ctx(req)->pid);
   if (!node) {
     // ENOENT is the common answer and is not worth a log line per request.
     if (node.error().value() == ENOENT) return reply_errno(req, ENOENT, "lookup", parent);
@@ -46,24 +47,25 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
 }
 
 void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) noexcept {
-  daemon_of(req).table.forget(ino, nlookup);
+  conn_of(req).table.forget(ino, nlookup);
   reply_none(req);
 }
 
 void forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) noexcept {
-  Daemon& d = daemon_of(req);
-  for (size_t i = 0; i < count; ++i) d.table.forget(forgets[i].ino, forgets[i].nlookup);
+  Conn& c = conn_of(req);
+  for (size_t i = 0; i < count; ++i) c.table.forget(forgets[i].ino, forgets[i].nlookup);
   reply_none(req);
 }
 
 void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   d.stats.getattrs.fetch_add(1, std::memory_order_relaxed);
-  auto node = d.table.get(ino);
-  if (!fi && node->kind() == NodeKind::file && d.table.pin_of(*node).pinned) {
+  auto node = c.table.get(ino);
+  if (!fi && node->kind() == NodeKind::file && c.table.pin_of(*node).pinned) {
     // Shared readers (cache.hpp).
     double timeout = 0;
-    auto st = shared_reader_attr(d, *node, timeout);
+    auto st = shared_reader_attr(c, *node, timeout);
     if (!st) return reply_error(req, st.error(), "getattr", ino);
     return reply_attr(req, *st, timeout);
   }
@@ -71,19 +73,19 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // node_attr() then finds the node's own open, which is why each open has its
   // own node. An idle file node shows what its name holds now (ESTALE if that
   // is no regular file: the kernel then walks again).
-  auto st = node_attr(d, *node, fi);
+  auto st = node_attr(c, *node, fi);
   if (!st) return reply_error(req, st.error(), "getattr", ino);
   // The timeout is decided after the attributes were read: an OPEN that
   // starts in between invalidates them (cache.hpp), and the kernel drops
   // this older reply (attr_version).
-  double timeout = d.table.attr_timeout(*node, *st);
-  if (!fi && node->kind() == NodeKind::file && d.table.any_owned() && !d.table.busy(*node)) {
+  double timeout = c.table.attr_timeout(*node, *st);
+  if (!fi && node->kind() == NodeKind::file && c.table.any_owned() && !c.table.busy(*node)) {
     // An idle node of an inode some process holds privately (a hard link's
     // name the kernel cached before, docs/design-own-writes.md): its owner
     // sees its version, others the published file; nobody's is cached.
     try {
       std::shared_ptr<Version> own;
-      const Route r = route_for(d, *st, fuse_req_ctx(req)->pid, own);
+      const Route r = route_for(c, *st, fuse_req_ctx(req)->pid, own);
       if (r.to) {
         std::shared_lock lk(own->mu);
         if (auto a = handle_attr(*own)) *st = *a;

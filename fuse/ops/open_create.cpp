@@ -27,8 +27,9 @@ namespace {
 // flags, the statistics. `slot`: the description's place in its user's
 // share (UserOpens). False (and nothing registered) if the node already has
 // an open.
-bool install(Daemon& d, std::unique_ptr<Version> owned, UserSlot slot, fuse_file_info* fi,
+bool install(Conn& c, std::unique_ptr<Version> owned, UserSlot slot, fuse_file_info* fi,
              const Version* share_with = nullptr, bool force = false, const Pin& pin = {}) noexcept {
+  Daemon& d = c.d;
   std::shared_ptr<Version> h;
   std::shared_ptr<Handle>* holder = nullptr;
   try {
@@ -46,14 +47,14 @@ bool install(Daemon& d, std::unique_ptr<Version> owned, UserSlot slot, fuse_file
   } catch (const std::bad_alloc&) {
     return false;
   }
-  if (!d.table.attach_open(*h->node, h, share_with, force, pin)) {
+  if (!c.table.attach_open(*h->node, h, share_with, force, pin)) {
     delete holder;
     return false;
   }
   try {
-    d.live_handles.add(holder);
+    c.live_handles.add(holder);
   } catch (const std::bad_alloc&) {
-    d.table.detach_open(*h->node, h.get());
+    c.table.detach_open(*h->node, h.get());
     delete holder;
     return false;
   }
@@ -63,14 +64,14 @@ bool install(Daemon& d, std::unique_ptr<Version> owned, UserSlot slot, fuse_file
   // snapshot as its backing file. The kernel allows one backing file per
   // FUSE inode: a reader sharing a node shares its backing file too, and
   // shared (glob) nodes, which many opens share, stay daemon-served.
-  if (d.kpt.active() && h->kind != HandleKind::shared) {
+  if (c.kpt.active() && h->kind != HandleKind::shared) {
     std::shared_ptr<BackingFile> b;
     if (h->warm) {
       // One registration per warm snapshot, shared by all its readers (also
       // those sharing a node: the kernel takes a second passthrough open of
       // an inode only with the backing file of the first).
       std::lock_guard lk(h->warm->backing_mu);
-      if (!h->warm->backing) h->warm->backing = d.kpt.open_backing(h->warm->file.fd());
+      if (!h->warm->backing) h->warm->backing = c.kpt.open_backing(h->warm->file.fd());
       b = h->warm->backing;
       // Until the kernel has taken the snapshot once, this open keeps a
       // descriptor of its own to fall back on if its reply is not patched
@@ -82,7 +83,7 @@ bool install(Daemon& d, std::unique_ptr<Version> owned, UserSlot slot, fuse_file
       std::shared_lock lk(share_with->mu);
       if (share_with->passthrough.load(std::memory_order_acquire)) b = share_with->backing;
     } else {
-      b = d.kpt.open_backing(h->fd());
+      b = c.kpt.open_backing(h->fd());
     }
     if (b) {
       std::unique_lock lk(h->mu);
@@ -107,10 +108,11 @@ bool install(Daemon& d, std::unique_ptr<Version> owned, UserSlot slot, fuse_file
 }
 
 // Config::test_fault "open.unpatched".
-bool unpatched_for_test(Daemon& d, const Version& h) noexcept {
+bool unpatched_for_test(Conn& c, const Version& h) noexcept {
+  Daemon& d = c.d;
   if (!d.cfg.test_fault) return false;
   try {
-    return d.cfg.test_fault("open.unpatched", d.table.path_of(*h.node));
+    return d.cfg.test_fault("open.unpatched", c.table.path_of(*h.node));
   } catch (...) {
     return false;
   }
@@ -119,7 +121,8 @@ bool unpatched_for_test(Daemon& d, const Version& h) noexcept {
 // Sends the OPEN/CREATE reply through `send`, armed with the handle's
 // backing file if it has one; records whether the kernel got passthrough.
 template <typename Send>
-bool reply_with_backing(Daemon& d, Version& h, Send&& send) noexcept {
+bool reply_with_backing(Conn& c, Version& h, Send&& send) noexcept {
+  Daemon& d = c.d;
   std::shared_ptr<BackingFile> b;
   {
     std::shared_lock lk(h.mu);
@@ -134,9 +137,9 @@ bool reply_with_backing(Daemon& d, Version& h, Send&& send) noexcept {
   // again. If the reply could not be patched, the open is daemon-served
   // (direct_io) and its WRITEs mark it dirty as usual.
   h.passthrough.store(true, std::memory_order_release);
-  if (!unpatched_for_test(d, h)) d.kpt.arm(*b);
+  if (!unpatched_for_test(c, h)) c.kpt.arm(*b);
   const bool sent = send();
-  const bool patched = d.kpt.disarm();
+  const bool patched = c.kpt.disarm();
   core::UniqueFd spare;  // closed after the lock is released
   if (patched) {
     // The kernel holds the snapshot: the daemon's descriptors of a warm
@@ -174,9 +177,9 @@ void set_owner(fuse_req_t req, Version& h) noexcept {
 }
 
 // Forgets fi->fh: the description goes; its version stays for the others.
-std::shared_ptr<Version> drop_description(Daemon& d, fuse_file_info* fi) noexcept {
+std::shared_ptr<Version> drop_description(Conn& c, fuse_file_info* fi) noexcept {
   auto* holder = reinterpret_cast<std::shared_ptr<Handle>*>(static_cast<uintptr_t>(fi->fh));
-  d.live_handles.remove(holder);
+  c.live_handles.remove(holder);
   std::shared_ptr<Version> v = (*holder)->v;
   delete holder;
   fi->fh = 0;
@@ -184,9 +187,10 @@ std::shared_ptr<Version> drop_description(Daemon& d, fuse_file_info* fi) noexcep
 }
 
 // Forgets fi->fh and its version: the version's last description.
-void uninstall(Daemon& d, fuse_file_info* fi) noexcept {
-  const std::shared_ptr<Version> h = drop_description(d, fi);
-  d.table.detach_open(*h->node, h.get());
+void uninstall(Conn& c, fuse_file_info* fi) noexcept {
+  Daemon& d = c.d;
+  const std::shared_ptr<Version> h = drop_description(c, fi);
+  c.table.detach_open(*h->node, h.get());
   if (h->kind == HandleKind::snapshot || h->kind == HandleKind::reader_share)
     d.stats.open_snapshots.fetch_sub(1, std::memory_order_relaxed);
   // The snapshot (an unnamed O_TMPFILE) disappears with the last reference.
@@ -202,7 +206,7 @@ void undo_create(int dirfd, const char* name, int fd) noexcept {
     (void)sys::unlinkat(dirfd, name, 0);
 }
 
-void release_description(Daemon& d, fuse_ino_t ino, fuse_file_info* fi) noexcept;
+void release_description(Conn& c, fuse_ino_t ino, fuse_file_info* fi) noexcept;
 
 // Whether the caller of `req` is the live owner of `v` (Owner::is): its
 // other open of the node joins `v`. Asks the thread group only where `v`
@@ -221,14 +225,15 @@ bool caller_owns(fuse_req_t req, const Version& v) noexcept {
 // and the LOOKUP is routed to the version (route_for), unless this is
 // already the kernel's retry (it retries once): then it is served as any
 // other open, a snapshot of B/p, and counted.
-bool toward_own_version(Daemon& d, const Node& node, pid_t caller) noexcept {
-  if (caller == 0 || node.kind() != NodeKind::file || !d.table.any_owned()) return false;
+bool toward_own_version(Conn& c, const Node& node, pid_t caller) noexcept {
+  Daemon& d = c.d;
+  if (caller == 0 || node.kind() != NodeKind::file || !c.table.any_owned()) return false;
   try {
-    const auto [dev, ino] = d.table.key_of(node);
+    const auto [dev, ino] = c.table.key_of(node);
     bool held = false;
-    const auto v = own_version(d, dev, ino, caller, nullptr, held);
+    const auto v = own_version(c, dev, ino, caller, nullptr, held);
     if (!v || v->node.get() == &node) return false;
-    if (!d.table.contended_for(node, caller)) return true;
+    if (!c.table.contended_for(node, caller)) return true;
     d.stats.own_misses.fetch_add(1, std::memory_order_relaxed);
   } catch (const std::bad_alloc&) {
   }
@@ -241,8 +246,9 @@ bool toward_own_version(Daemon& d, const Node& node, pid_t caller) noexcept {
 // Every close of a description of it may publish (noflush 0); the last one
 // of the owner's does (CloseFacts::others_open). False: the version's last
 // description went meanwhile (the caller walks again).
-bool join(Daemon& d, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
+bool join(Conn& c, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
           const std::shared_ptr<Version>& v, const Identity& who, UserSlot slot) noexcept {
+  Daemon& d = c.d;
   const int flags = fi->flags;
   const bool writable = (flags & O_ACCMODE) != O_RDONLY;
   std::shared_ptr<Handle>* holder = nullptr;
@@ -269,7 +275,7 @@ bool join(Daemon& d, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
       // by the last close; alone (nothing written after), it is a pending
       // truncation, which FLUSH does not publish.
       const bool was_clean = !v->dirty;
-      Result<void> r = prepare_change(d, *v);
+      Result<void> r = prepare_change(c, *v);
       if (r) r = sys::ftruncate(v->snap.fd(), 0);
       if (!r) {
         lk.unlock();
@@ -296,10 +302,10 @@ bool join(Daemon& d, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
     }
   }
   try {
-    d.live_handles.add(holder);
+    c.live_handles.add(holder);
   } catch (const std::bad_alloc&) {
     fi->fh = reinterpret_cast<uintptr_t>(holder);
-    release_description(d, ino, fi);
+    release_description(c, ino, fi);
     reply_errno(req, ENOMEM, "open", ino);
     return true;
   }
@@ -321,19 +327,20 @@ bool join(Daemon& d, fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
     d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
     sent = reply_open(req, fi);
   } else {
-    d.kpt.arm(*b);
+    c.kpt.arm(*b);
     sent = reply_open(req, fi);
-    if (!d.kpt.disarm()) d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
+    if (!c.kpt.disarm()) d.stats.daemon_opens.fetch_add(1, std::memory_order_relaxed);
   }
-  if (!sent) release_description(d, ino, fi);
+  if (!sent) release_description(c, ino, fi);
   return true;
 }
 
 }  // namespace
 
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
-  auto node = d.table.get(ino);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
+  auto node = c.table.get(ino);
   if (node->kind() != NodeKind::file && node->kind() != NodeKind::shared_file)
     return reply_errno(req, node->is_dir() ? EISDIR : EINVAL, "open", ino);
   const pid_t caller = fuse_req_ctx(req)->pid;
@@ -345,15 +352,15 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // re-walk after an ESTALE could not be told from other lookups.
   // Needs the kernel's epoch notification (after_commit).
   const bool shared_reader = read_only && node->kind() == NodeKind::file && caller != 0 &&
-                             d.kpt.active() && d.warm.enabled() && !d.cfg.exclusive &&
-                             d.notifier.epochs();
+                             c.kpt.active() && d.warm.enabled() && !d.cfg.exclusive &&
+                             c.notifier.epochs();
   // Before before_open(), which uses up the mark of a re-walk.
-  if (toward_own_version(d, *node, caller)) {
-    d.table.contend(*node, caller);
+  if (toward_own_version(c, *node, caller)) {
+    c.table.contend(*node, caller);
     return reply_errno(req, ESTALE, "open", ino);
   }
   // Cache coherence (cache.hpp): bind an idle node, take it out of the kernel's caches.
-  const auto claim = before_open(d, node, shared_reader, caller);
+  const auto claim = before_open(c, node, shared_reader, caller);
   if (!claim) return reply_error(req, claim.error(), "open", ino);
   // SECURITY: the kernel checked the attributes it holds for this node,
   // which may be another inode's than the one the node is bound to now (a
@@ -370,7 +377,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   }
   // Every ESTALE below sends the caller to walk again, onto a fresh node.
   const auto estale = [&] {
-    d.table.contend(*node, caller);
+    c.table.contend(*node, caller);
     reply_errno(req, ESTALE, "open", ino);
   };
   // One open per node, except for readers of one snapshot: the kernel re-walks
@@ -380,9 +387,9 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // node whose opens read one snapshot share it: shared readers if it still is
   // what B/p holds; others (two walks in the same jiffy share a dentry even
   // with entry_timeout 0) if it is a clean reader's.
-  const auto cur = d.table.open_of(*node);
+  const auto cur = c.table.open_of(*node);
   if (cur && caller_owns(req, *cur)) {
-    if (!join(d, req, ino, fi, cur, who, std::move(slot))) estale();
+    if (!join(c, req, ino, fi, cur, who, std::move(slot))) estale();
     return;
   }
   Result<std::unique_ptr<Version>> h = Error::of(ESTALE, "open");
@@ -396,29 +403,29 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   };
   bool force = false;
   if (shared_reader && cur) {
-    const PinState p = d.table.pin_of(*node);
-    auto now = name_stat(d, *node);
+    const PinState p = c.table.pin_of(*node);
+    auto now = name_stat(c, *node);
     if (p.exact && now && WarmSnapshots::same_version(*now, p.version)) {
       h = share(false);
-    } else if (!p.pinned && !d.table.open_of(*node)) {
+    } else if (!p.pinned && !c.table.open_of(*node)) {
       // Its opens were released meanwhile (RELEASE is asynchronous).
-      h = open_handle(d, node, fi->flags, false);
+      h = open_handle(c, node, fi->flags, false);
     }
   } else if (!cur) {
-    h = open_handle(d, node, fi->flags, false);
+    h = open_handle(c, node, fi->flags, false);
   } else if (read_only) {
     h = share(false);
   }
   const bool cur_kernel = cur && cur->passthrough.load(std::memory_order_acquire);
   if (cur && !h && h.error().value() == ESTALE &&
-      d.table.second_open_after_estale(*node, caller)) {
+      c.table.second_open_after_estale(*node, caller)) {
     // Not a path walk (that would have come back on a fresh node): e.g. a
     // re-open through /proc/PID/fd/N. Share the node rather than fail; its
     // fstat then shows the first open's snapshot (design doc). With kernel
     // passthrough the inode has one backing file, the first open's: a
     // reader then reads that, and a writer cannot be served (EBUSY).
     if (!cur_kernel) {
-      h = open_handle(d, node, fi->flags, false);
+      h = open_handle(c, node, fi->flags, false);
     } else if (read_only) {
       h = share(true);
     } else {
@@ -439,7 +446,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     if (w && w->backing && (*h)->kind == HandleKind::reader_share) {
       pin.id = w.get();
       pin.version = w->exact ? &w->version : nullptr;
-    } else if (d.table.entry_cached(*node)) {
+    } else if (c.table.entry_cached(*node)) {
       return estale();
     }
   }
@@ -447,35 +454,36 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   (*h)->who = who;
   if (auto r = charge_to_writer(d, **h); !r) return reply_error(req, r.error(), "open", ino);
   const bool owned = (*h)->owner.tgid != 0;
-  if (!install(d, std::move(*h), std::move(slot), fi, cur.get(), force, pin)) return estale();
+  if (!install(c, std::move(*h), std::move(slot), fi, cur.get(), force, pin)) return estale();
   // A new private version: attributes the kernel holds for other nodes of
   // the inode (a hard link's name) are dropped, so that its owner's stat
   // through them asks GETATTR, which answers it its version.
   if (owned) {
-    const auto [kdev, kino] = d.table.key_of(*node);
-    after_inode_change(d, kdev, kino, node->id());
+    const auto [kdev, kino] = c.table.key_of(*node);
+    after_inode_change(c, kdev, kino, node->id());
   }
   // Attributes the kernel may hold for the node from another version (a
   // change made directly in B within cache_timeout): dropped before the
   // reply, so this open's fstat shows its own version.
-  if (pin.id && d.table.stale_cached_attrs(*node, pin.version)) d.notifier.inval_inode(node->id());
+  if (pin.id && c.table.stale_cached_attrs(*node, pin.version)) c.notifier.inval_inode(node->id());
   d.log->debug("open ino {} flags {:#o}", ino, fi->flags);
   // handle_ref() hands the handle on (handoff.hpp) after everything above.
   const std::shared_ptr<Handle> hp = handle_ref(fi);
-  if (!reply_with_backing(d, *hp->v, [&] { return reply_open(req, fi); })) uninstall(d, fi);
+  if (!reply_with_backing(c, *hp->v, [&] { return reply_open(req, fi); })) uninstall(c, fi);
 }
 
 void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
             fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   if (!valid_name(name)) return reply_errno(req, EINVAL, "create", parent);
   if (is_meta_name(parent, name)) return reply_errno(req, EPERM, "create", parent);
   const Identity who = identity_of(req);
   if (!d.user_opens.acquire(who.uid)) return reply_errno(req, EMFILE, "create", parent);
   UserSlot slot(d.user_opens, who.uid);
-  auto pnode = d.table.get(parent);
+  auto pnode = c.table.get(parent);
   const FdRef pfd = pnode->fd();
-  const bool glob = is_shared_path(d, *pnode, name);
+  const bool glob = is_shared_path(c, *pnode, name);
   const int flags = fi->flags;
   // Test-only: the name may appear in B between the kernel's LOOKUP and here.
   if (d.cfg.test_pause) d.cfg.test_pause("create.begin", name);
@@ -487,7 +495,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   const int cflags = glob ? (flags & (O_ACCMODE | O_APPEND | O_EXCL | O_TRUNC))
                           : (O_WRONLY | O_EXCL);
   auto fd = sys::openat(pfd->get(), name, cflags | O_CREAT | O_NOFOLLOW,
-                              creation_mode(d, req, pfd->get(), mode) & 07777);
+                              creation_mode(c, req, pfd->get(), mode) & 07777);
   bool created = true;
   if (!fd && fd.error().value() == EEXIST && !(flags & O_EXCL)) {
     // It appeared since the kernel's lookup: open the existing file.
@@ -519,12 +527,12 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto pathfd = sys::reopen(fd->get(), O_PATH);
   if (!pathfd) return fail(pathfd.error(), "create");
   fuse_entry_param e{};
-  auto node = intern_fd(d, pnode, name, std::move(*pathfd), e, Intent::open);  // see cache.hpp
+  auto node = intern_fd(c, pnode, name, std::move(*pathfd), e, Intent::open);  // see cache.hpp
   if (!node) return fail(node.error(), "create");
 
   if ((*node)->kind() != NodeKind::file && (*node)->kind() != NodeKind::shared_file) {
     // Not a regular file (a directory or symlink appeared at the name).
-    d.table.forget((*node)->id(), 1);
+    c.table.forget((*node)->id(), 1);
     return reply_errno(req, EEXIST, "create", parent);
   }
   Result<std::unique_ptr<Version>> h = Error::of(EIO, "create");
@@ -542,15 +550,15 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       h = Error::of(ENOMEM, "create");
     }
   } else {
-    h = open_handle(d, *node, flags & ~(O_CREAT | O_EXCL), created);
+    h = open_handle(c, *node, flags & ~(O_CREAT | O_EXCL), created);
   }
   if (h) {
     set_owner(req, **h);
     (*h)->who = who;
     if (auto r = charge_to_writer(d, **h); !r) h = std::move(r).error();
   }
-  if (!h || !install(d, std::move(*h), std::move(slot), fi)) {
-    d.table.forget((*node)->id(), 1);  // the kernel never hears of this lookup
+  if (!h || !install(c, std::move(*h), std::move(slot), fi)) {
+    c.table.forget((*node)->id(), 1);  // the kernel never hears of this lookup
     if (!h) return fail(h.error(), "create");
     return fail(Error::of(ESTALE, "create"), "create");
   }
@@ -567,20 +575,21 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // cache_timeout, as for any cached attributes. A glob node shares B/p
   // with processes outside M: never cached.
   if (mine.kind == HandleKind::snapshot && d.cfg.cache_timeout > 0) e.attr_timeout = d.cfg.cache_timeout;
-  if (created) note_change(d, req, EventKind::create, *pnode, name);
-  if (!reply_with_backing(d, mine, [&] { return reply_create(req, e, fi); })) {
+  if (created) note_change(c, req, EventKind::create, *pnode, name);
+  if (!reply_with_backing(c, mine, [&] { return reply_create(req, e, fi); })) {
     // Interrupted: the application's open failed, so the file goes too.
-    uninstall(d, fi);
-    d.table.forget((*node)->id(), 1);
+    uninstall(c, fi);
+    c.table.forget((*node)->id(), 1);
     if (made) {
       undo_create(pfd->get(), name, made.get());
-      note_change(d, req, EventKind::unlink, *pnode, name);
+      note_change(c, req, EventKind::unlink, *pnode, name);
     }
   }
 }
 
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   // Owned for the whole handler: once the reply is sent the application
   // may close the file, and RELEASE (another thread) drops fi->fh's reference.
   const std::shared_ptr<Handle> dp = handle_ref(fi);
@@ -594,15 +603,15 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   caller.pid = ctx->pid;
   caller.uid = ctx->uid;
   caller.desc = dp.get();
-  auto r = commit(d, h, caller);
+  auto r = commit(c, h, caller);
   {
     // A truncation announced by an earlier FLUSH that has since been written
     // and published (or kept as a conflict) no longer holds back lookups.
     std::unique_lock lk(h.mu);
-    if (!h.pending_truncate) settle_truncation(d, h);
+    if (!h.pending_truncate) settle_truncation(c, h);
   }
   if (!r) {
-    d.log->error("commit of {} failed: {}", path_for_log(d, *h.node), r.error().message());
+    d.log->error("commit of {} failed: {}", path_for_log(c, *h.node), r.error().message());
     return reply_error(req, r.error(), "flush", ino);
   }
   if (*r == CommitOutcome::conflict) {
@@ -618,7 +627,8 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
 namespace {
 
 // RELEASE of one description (release(), or a join whose reply failed).
-void release_description(Daemon& d, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+void release_description(Conn& c, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  Daemon& d = c.d;
   // RELEASE is asynchronous and carries no caller: it frees. The one thing
   // it publishes is a truncation nobody wrote after (`: > log`), which FLUSH
   // leaves alone so that a shell's `cmd > f` never shows an empty f (see
@@ -635,7 +645,7 @@ void release_description(Daemon& d, fuse_ino_t ino, fuse_file_info* fi) noexcept
     // Another description of the version is open: it goes on for that one
     // (its last RELEASE does what follows).
     if (!last) {
-      drop_description(d, fi);
+      drop_description(c, fi);
       return;
     }
     std::shared_ptr<BackingFile> backing;
@@ -648,8 +658,8 @@ void release_description(Daemon& d, fuse_ino_t ino, fuse_file_info* fi) noexcept
     // A passthrough writer's snapshot may still be mapped (MAP_SHARED
     // outlives close): then it is published when the last mapping goes.
     d.log->debug("release ino {}: kernel writes {}", ino, hp->kernel_writes());
-    if (hp->kernel_writes() && d.lingering && d.lingering->park_if_mapped(hp)) {
-      uninstall(d, fi);
+    if (hp->kernel_writes() && c.lingering && c.lingering->park_if_mapped(hp)) {
+      uninstall(c, fi);
       return;
     }
     CommitCaller caller;
@@ -660,27 +670,27 @@ void release_description(Daemon& d, fuse_ino_t ino, fuse_file_info* fi) noexcept
     // comparing contents.
     if (hp->kernel_writes() && !d.reflink) {
       try {
-        caller.mapped_stores = mapped_stores_unseen(d, *hp);
+        caller.mapped_stores = mapped_stores_unseen(c, *hp);
       } catch (const std::bad_alloc&) {
         // Stores through a mapping that went away may stay unpublished.
         d.log->error("release of ino {}: no memory to compare it for stores through a mapping",
                      ino);
       }
     }
-    auto r = commit(d, *hp, caller);
+    auto r = commit(c, *hp, caller);
     if (!r)
-      d.log->error("commit of a truncation of {} failed: {}", path_for_log(d, *hp->node),
+      d.log->error("commit of a truncation of {} failed: {}", path_for_log(c, *hp->node),
                    r.error().message());
     std::unique_lock lk(hp->mu);
-    settle_truncation(d, *hp);
+    settle_truncation(c, *hp);
   }
-  uninstall(d, fi);
+  uninstall(c, fi);
 }
 
 }  // namespace
 
 void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  release_description(daemon_of(req), ino, fi);
+  release_description(conn_of(req), ino, fi);
   reply_ok(req);
 }
 

@@ -18,7 +18,8 @@ namespace sys = core::sys;
 
 void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
             const char* newname, unsigned int flags) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   if (!valid_name(name) || !valid_name(newname)) return reply_errno(req, EINVAL, "rename", parent);
   // B/.snapfs is not in the view: it cannot be renamed, replaced or exchanged.
   if (is_meta_name(parent, name)) return reply_errno(req, ENOENT, "rename", parent);
@@ -27,8 +28,8 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   // a device-node trick through to B.
   if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE))
     return reply_errno(req, EINVAL, "rename", parent);
-  auto from = d.table.get(parent);
-  auto to = d.table.get(newparent);
+  auto from = c.table.get(parent);
+  auto to = c.table.get(newparent);
   const FdRef from_fd = from->fd();
   const FdRef to_fd = to->fd();
   core::Result<struct stat> moved = core::Error::of(ENOENT, "rename");
@@ -45,7 +46,7 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
       return reply_error(req, r.error(), "rename", parent);
     }
     try {
-      d.table.on_rename(from, name, to, newname, (flags & RENAME_EXCHANGE) != 0);
+      c.table.on_rename(from, name, to, newname, (flags & RENAME_EXCHANGE) != 0);
     } catch (const std::bad_alloc&) {
       // B has the new names; the daemon's index of names does not. Said,
       // so that a commit of the file through its old node is not a mystery.
@@ -58,16 +59,16 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   // replaced; other names (hard links) of those files have nodes of their
   // own whose ctime or link count is now stale (cache.hpp).
   if (moved && S_ISREG(moved->st_mode) && moved->st_nlink > 1)
-    after_inode_change(d, moved->st_dev, moved->st_ino);
+    after_inode_change(c, moved->st_dev, moved->st_ino);
   if (target && S_ISREG(target->st_mode) && target->st_nlink > 1)
-    after_inode_change(d, target->st_dev, target->st_ino);
+    after_inode_change(c, target->st_dev, target->st_ino);
   // Warm snapshots of both: a rename changes the ctime (no open asks for
   // those versions again) and a replaced file's blocks are freed now.
   if (moved && S_ISREG(moved->st_mode)) d.warm.evict_inode(moved->st_dev, moved->st_ino);
   if (target && S_ISREG(target->st_mode)) d.warm.evict_inode(target->st_dev, target->st_ino);
   // An exchange is two renames, each name now the other's file.
-  note_change(d, req, EventKind::rename, *from, name, to.get(), newname);
-  if (flags & RENAME_EXCHANGE) note_change(d, req, EventKind::rename, *to, newname, from.get(), name);
+  note_change(c, req, EventKind::rename, *from, name, to.get(), newname);
+  if (flags & RENAME_EXCHANGE) note_change(c, req, EventKind::rename, *to, newname, from.get(), name);
   reply_ok(req);
 }
 

@@ -44,28 +44,28 @@ struct Change {
   std::unique_lock<std::shared_mutex> lk;
 };
 
-std::optional<Change> begin_change(Daemon& d, fuse_req_t req, fuse_ino_t ino,
+std::optional<Change> begin_change(Conn& c, fuse_req_t req, fuse_ino_t ino,
                                    const fuse_file_info* fi, const char* what) noexcept {
-  Change c{handle_ref(fi), {}};
-  c.lk = std::unique_lock(c.hp->v->mu);
-  if (auto r = prepare_change(d, *c.hp->v); !r) {
-    c.lk.unlock();
+  Change ch{handle_ref(fi), {}};
+  ch.lk = std::unique_lock(ch.hp->v->mu);
+  if (auto r = prepare_change(c, *ch.hp->v); !r) {
+    ch.lk.unlock();
     reply_error(req, r.error(), what, ino);
     return std::nullopt;
   }
-  return c;
+  return ch;
 }
 
 }  // namespace
 
 void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
                fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
-  auto c = begin_change(d, req, ino, fi, "write");
-  if (!c) return;
-  const std::shared_ptr<Handle>& hp = c->hp;
+  Conn& c = conn_of(req);
+  auto ch = begin_change(c, req, ino, fi, "write");
+  if (!ch) return;
+  const std::shared_ptr<Handle>& hp = ch->hp;
   Version& h = *hp->v;
-  auto& lk = c->lk;
+  auto& lk = ch->lk;
   if (h.kind == HandleKind::snapshot && hp->append) {
     // O_APPEND: the kernel's offset comes from an i_size other opens can reset
     // (docs/design-fuse.md, "Kernel facts" 5); the end of *this* snapshot is
@@ -90,11 +90,11 @@ void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off,
 
 void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
-  auto c = begin_change(d, req, ino, fi, "fallocate");
-  if (!c) return;
-  Version& h = *c->hp->v;
-  auto& lk = c->lk;
+  Conn& c = conn_of(req);
+  auto ch = begin_change(c, req, ino, fi, "fallocate");
+  if (!ch) return;
+  Version& h = *ch->hp->v;
+  auto& lk = ch->lk;
   auto r = sys::fallocate(h.fd(), mode, static_cast<std::uint64_t>(off),
                           static_cast<std::uint64_t>(len));
   if (!r) return reply_error(req, r.error(), "fallocate", ino);

@@ -22,11 +22,11 @@ using core::Result;
 
 namespace {
 
-Result<void> ftruncate_handle(Daemon& d, Version& h, std::uint64_t size) noexcept {
+Result<void> ftruncate_handle(Conn& c, Version& h, std::uint64_t size) noexcept {
   std::unique_lock lk(h.mu);
   if (h.kind == HandleKind::shared) return sys::ftruncate(h.direct.get(), size);
   // ISOLATION: only this description's snapshot changes (docs/semantics.md#writers).
-  SNAPFS_TRY(prepare_change(d, h));
+  SNAPFS_TRY(prepare_change(c, h));
   SNAPFS_TRY(sys::ftruncate(h.snap.fd(), size));
   h.mark_dirty(0);  // SETATTR carries no lock owner in libfuse 3.14
   h.append_only = false;  // not an append: never rebased
@@ -35,7 +35,7 @@ Result<void> ftruncate_handle(Daemon& d, Version& h, std::uint64_t size) noexcep
 
 // utimens while a snapshot is open: the commit publishes the snapshot inode,
 // so its times must carry what the caller set (cp -p sets them before close).
-Result<void> times_on_snapshot(Daemon& d, Version& h, const struct timespec times[2],
+Result<void> times_on_snapshot(Conn& c, Version& h, const struct timespec times[2],
                                const struct timespec& mtime_now) noexcept {
   std::unique_lock lk(h.mu);
   if (h.kind != HandleKind::snapshot) return {};
@@ -47,7 +47,7 @@ Result<void> times_on_snapshot(Daemon& d, Version& h, const struct timespec time
     changed = st && !h.seen.same(SnapState::of(*st));
   }
   if (!h.dirty && !changed) return {};
-  SNAPFS_TRY(ensure_private(d, h));
+  SNAPFS_TRY(ensure_private(c, h));
   return sys::utimensat(h.snap.fd(), "", times, AT_EMPTY_PATH);
 }
 
@@ -106,8 +106,9 @@ void times_of(const struct stat& attr, int to_set, struct timespec (&times)[2]) 
 
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
              fuse_file_info* fi) noexcept {
-  Daemon& d = daemon_of(req);
-  auto node = d.table.get(ino);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
+  auto node = c.table.get(ino);
   const bool file = node->kind() == NodeKind::file || node->kind() == NodeKind::shared_file;
   // Metadata changes of a file exclude commits (Daemon::ns_mu): a commit
   // copies the metadata of the file it replaces, and a chmod landing between
@@ -125,7 +126,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   if (file && !sized) ns.lock();
   // An idle file node is bound to what its name holds now for the whole
   // request (truncate_published() and rebind() use node->fd()).
-  auto claim = hold_node(d, node, "setattr.resolved");
+  auto claim = hold_node(c, node, "setattr.resolved");
   // Every reply goes out with no lock held (docs/design-fuse.md, "Locks").
   const auto fail = [&](const core::Error& e, const char* op) {
     if (ns.owns_lock()) ns.unlock();
@@ -152,7 +153,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       r = core::Error::of(EISDIR, "truncate");
     } else if (fi && fi->fh) {
       const std::shared_ptr<Handle> hp = handle_ref(fi);
-      r = ftruncate_handle(d, *hp->v, size);  // ftruncate(fd)
+      r = ftruncate_handle(c, *hp->v, size);  // ftruncate(fd)
     } else {
       // truncate(path), even by a process that has the file open: it is the
       // published file's size that changes (docs/design-fuse.md,
@@ -161,7 +162,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       // to (the one truncate_published() replaces), whatever the kernel
       // cached.
       r = may_access(d, who, fd->get(), W_OK);
-      if (r) r = truncate_published(d, node, size, who);
+      if (r) r = truncate_published(c, node, size, who);
       published = r.has_value();
     }
     if (!r) return fail(r.error(), "setattr(size)");
@@ -182,31 +183,31 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     if (file) {
       // Not a content change: open descriptors based on this inode keep
       // it as their base (docs/design-conflicts.md).
-      if (auto now = sys::fstat(now_fd->get())) touch_bases(d, *now);
+      if (auto now = sys::fstat(now_fd->get())) touch_bases(c, *now);
     }
     std::shared_ptr<Version> h;
-    if (file) h = (fi && fi->fh) ? handle_ref(fi)->v : d.table.open_of(*node);
+    if (file) h = (fi && fi->fh) ? handle_ref(fi)->v : c.table.open_of(*node);
     if (h && h->writable) {
       auto now = sys::fstat(now_fd->get());
       const struct timespec mnow = now ? now->st_mtim : times[1];
-      if (auto r = times_on_snapshot(d, *h, times, mnow); !r)
+      if (auto r = times_on_snapshot(c, *h, times, mnow); !r)
         return fail(r.error(), "setattr(times)");
     }
   }
   if (ns.owns_lock()) ns.unlock();
-  auto st = node_attr(d, *node, fi);
+  auto st = node_attr(c, *node, fi);
   if (!st) return reply_error(req, st.error(), "setattr", ino);
   if (node->kind() == NodeKind::file) {
     // The kernel updates this node from the reply; other nodes of the
     // inode (hard links), and after truncate(path) every node of the name
     // and of the replaced inode, hold stale attributes (cache.hpp).
     if (published) {
-      if (auto pst = sys::fstat(node->fd()->get())) after_commit(d, *node, *pst);
+      if (auto pst = sys::fstat(node->fd()->get())) after_commit(c, *node, *pst);
     }
-    const auto [dev, ino_b] = d.table.key_of(*node);
-    after_inode_change(d, dev, ino_b, node->id());
+    const auto [dev, ino_b] = c.table.key_of(*node);
+    after_inode_change(c, dev, ino_b, node->id());
   }
-  reply_attr(req, *st, d.table.attr_timeout(*node, *st));
+  reply_attr(req, *st, c.table.attr_timeout(*node, *st));
 }
 
 }  // namespace snapfs::fuse::ops

@@ -170,7 +170,8 @@ std::string daemon_json(const Daemon& d) {
 // The counters (user.snapfs.status). Readers with a fixed buffer of 1 KiB
 // read it whole: what is new goes to daemon_json().
 // `viewer`: whose conflicts are counted (root: everyone's).
-std::string status_json(const Daemon& d, uid_t viewer) {
+std::string status_json(Conn& c, uid_t viewer) {
+  Daemon& d = c.d;
   std::string j = "{";
   j += "\"backing\":" + json_string(d.cfg.backing);
   j += ",\"mountpoint\":" + json_string(d.cfg.mountpoint);
@@ -181,30 +182,30 @@ std::string status_json(const Daemon& d, uid_t viewer) {
   j += ",\"rebases\":" + std::to_string(d.stats.rebases.load());
   j += std::string(",\"reflink\":") + (d.reflink ? "true" : "false");
   j += std::string(",\"data_path\":") +
-       (d.kpt.state() == "active" ? "\"kernel passthrough\"" : "\"daemon (direct_io)\"");
-  j += ",\"kernel_passthrough\":" + json_string(d.kpt.state());
-  j += ",\"passthrough_opens\":" + std::to_string(d.kpt.opens());
+       (c.kpt.state() == "active" ? "\"kernel passthrough\"" : "\"daemon (direct_io)\"");
+  j += ",\"kernel_passthrough\":" + json_string(c.kpt.state());
+  j += ",\"passthrough_opens\":" + std::to_string(c.kpt.opens());
   j += ",\"daemon_opens\":" + std::to_string(d.stats.daemon_opens.load());
   j += ",\"own_joins\":" + std::to_string(d.stats.own_joins.load());
   j += ",\"own_routes\":" + std::to_string(d.stats.own_routes.load());
   j += ",\"own_misses\":" + std::to_string(d.stats.own_misses.load());
   j += ",\"warm_snapshots\":" + std::to_string(d.warm.size());
   j += ",\"warm_hits\":" + std::to_string(d.warm.hits());
-  j += ",\"lingering\":" + std::to_string(d.lingering ? d.lingering->size() : 0);
+  j += ",\"lingering\":" + std::to_string(c.lingering ? c.lingering->size() : 0);
   j += ",\"lookups\":" + std::to_string(d.stats.lookups.load());
   j += ",\"getattrs\":" + std::to_string(d.stats.getattrs.load());
   j += ",\"readdirs\":" + std::to_string(d.stats.readdirs.load());
-  j += ",\"inval_inodes\":" + std::to_string(d.notifier.inode_count());
-  j += ",\"dentry_epochs\":" + std::to_string(d.notifier.epoch_count());
+  j += ",\"inval_inodes\":" + std::to_string(c.notifier.inode_count());
+  j += ",\"dentry_epochs\":" + std::to_string(c.notifier.epoch_count());
   j += "}";
   return j;
 }
 
 // An xattr change (ctime; a POSIX ACL also changes the mode) of a file's
 // inode: every node of it, this one included, drops its cached attributes.
-void changed(Daemon& d, const Node& node, int fd) {
+void changed(Conn& c, const Node& node, int fd) {
   if (node.kind() != NodeKind::file) return;
-  if (auto st = sys::fstat(fd)) after_inode_change(d, st->st_dev, st->st_ino);
+  if (auto st = sys::fstat(fd)) after_inode_change(c, st->st_dev, st->st_ino);
 }
 
 // Whether trusted.* names are hidden from `who`: xattr(7) shows them only
@@ -242,9 +243,9 @@ struct ReadTarget {
   std::vector<char> buf;
 };
 
-core::Result<ReadTarget> read_target(Daemon& d, fuse_ino_t ino, size_t size) noexcept {
-  auto node = d.table.get(ino);
-  auto fdr = node_fd(d, *node);
+core::Result<ReadTarget> read_target(Conn& c, fuse_ino_t ino, size_t size) noexcept {
+  auto node = c.table.get(ino);
+  auto fdr = node_fd(c, *node);
   if (!fdr) return std::move(fdr).error();
   ReadTarget t{std::move(*fdr), {}};
   try {
@@ -288,7 +289,7 @@ void get_events(fuse_req_t req, Daemon& d, const char* name, size_t size) noexce
     // the name (a directory renamed away and replaced by a listable one of
     // the same name hides its past). Who made it (pid, uid, command) only
     // to that uid and to root.
-    const FdRef root = d.table.get(FUSE_ROOT_ID)->fd();
+    const int root = d.root.get();
     std::unordered_map<std::string, Dir> dirs;  // parent path -> which one they may list
     const auto visible = [&](const std::string& path, const Dir& dir) {
       if (viewer.privileged()) return true;
@@ -297,7 +298,7 @@ void get_events(fuse_req_t req, Daemon& d, const char* name, size_t size) noexce
       auto it = dirs.find(parent);
       if (it == dirs.end()) {
         auto fd = acting_as(d, viewer, [&] {
-          return sys::openat_beneath(root->get(), parent.c_str(),
+          return sys::openat_beneath(root, parent.c_str(),
                                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
         });
         Dir listable;  // {0, 0}: none
@@ -324,14 +325,15 @@ void get_events(fuse_req_t req, Daemon& d, const char* name, size_t size) noexce
 }  // namespace
 
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   if (ino == FUSE_ROOT_ID && is_events(name)) return get_events(req, d, name, size);
   if (is_virtual(ino, name)) {
     try {
       // SECURITY: a user sees their own conflicts only (paths, sizes, uids
       // of others' are theirs); root sees all.
       const uid_t viewer = fuse_req_ctx(req)->uid;
-      const std::string v = std::strcmp(name, kStatusXattr) == 0   ? status_json(d, viewer)
+      const std::string v = std::strcmp(name, kStatusXattr) == 0   ? status_json(c, viewer)
                              : std::strcmp(name, kDaemonXattr) == 0 ? daemon_json(d)
                                                                     : conflicts_json(d, viewer);
       return reply_value(req, v.data(), v.size(), size);
@@ -339,7 +341,7 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
       return reply_errno(req, ENOMEM, "getxattr", ino);
     }
   }
-  auto t = read_target(d, ino, size);
+  auto t = read_target(c, ino, size);
   if (!t) return reply_error(req, t.error(), "getxattr", ino);
   // SECURITY: as the caller (identity.hpp): reading user.* needs read
   // permission on the inode the node is bound to now, decided by B.
@@ -351,8 +353,9 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
 }
 
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
-  Daemon& d = daemon_of(req);
-  auto t = read_target(d, ino, size);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
+  auto t = read_target(c, ino, size);
   if (!t) return reply_error(req, t.error(), "listxattr", ino);
   // The virtual status attributes are not stored and not listed.
   const Identity who = identity_of(req);
@@ -382,16 +385,17 @@ void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
 
 void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
               int flags) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   if (is_virtual(ino, name)) return reply_errno(req, EPERM, "setxattr", ino);
-  auto node = d.table.get(ino);
+  auto node = c.table.get(ino);
   // On the backing inode: a commit keeps the attributes of the file it replaces
   // (core::publish), so this survives a later close
   // (docs/semantics.md#commit-at-close); ordered against commits like chmod
   // (ops/setattr.cpp).
   std::unique_lock ns(d.ns_mu, std::defer_lock);
   if (!node->is_dir()) ns.lock();
-  auto fdr = node_fd(d, *node);  // under the lock: a commit may have rebound it
+  auto fdr = node_fd(c, *node);  // under the lock: a commit may have rebound it
   if (!fdr) {
     if (ns.owns_lock()) ns.unlock();  // replies go out with no lock held
     return reply_error(req, fdr.error(), "setxattr", ino);
@@ -406,17 +410,18 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
   });
   if (ns.owns_lock()) ns.unlock();
   if (!r) return reply_error(req, r.error(), "setxattr", ino);
-  changed(d, *node, fd->get());
+  changed(c, *node, fd->get());
   reply_ok(req);
 }
 
 void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
-  Daemon& d = daemon_of(req);
+  Conn& c = conn_of(req);
+  Daemon& d = c.d;
   if (is_virtual(ino, name)) return reply_errno(req, EPERM, "removexattr", ino);
-  auto node = d.table.get(ino);
+  auto node = c.table.get(ino);
   std::unique_lock ns(d.ns_mu, std::defer_lock);
   if (!node->is_dir()) ns.lock();
-  auto fdr = node_fd(d, *node);
+  auto fdr = node_fd(c, *node);
   if (!fdr) {
     if (ns.owns_lock()) ns.unlock();  // replies go out with no lock held
     return reply_error(req, fdr.error(), "removexattr", ino);
@@ -425,7 +430,7 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
   auto r = acting_as(d, identity_of(req), [&] { return sys::removexattr_fd(fd->get(), name); });
   if (ns.owns_lock()) ns.unlock();
   if (!r) return reply_error(req, r.error(), "removexattr", ino);
-  changed(d, *node, fd->get());
+  changed(c, *node, fd->get());
   reply_ok(req);
 }
 
