@@ -6,6 +6,7 @@
 #include "cache.hpp"
 #include "commit_decision.hpp"
 #include "conflicts.hpp"
+#include "peers.hpp"
 
 #include "sys/sys.hpp"
 
@@ -46,6 +47,9 @@ core::PublishOptions publish_options(const Daemon& d, mode_t mode,
   // recovery finds them; publish falls back to the target's directory if
   // that is another filesystem (EXDEV).
   o.staging_dir = d.staging_dir ? d.staging_dir.get() : -1;
+  // Named as this daemon's, so that another daemon's recovery leaves an
+  // in-flight commit alone (peers.hpp).
+  if (d.staging_dir && !d.staging_prefix.empty()) o.temp_prefix = d.staging_prefix;
   return o;
 }
 
@@ -54,24 +58,44 @@ core::PublishOptions publish_options(const Daemon& d, mode_t mode,
 // the place, so a rename between reading it and locking is retried.
 struct LockedPlace {
   std::unique_lock<std::mutex> stripe;
+  core::UniqueFd across;  // the path's lock among the daemons over B (peers.hpp)
   std::shared_lock<std::shared_mutex> ns;
   NodePlace place;
   FdRef pfd;
 };
 
+// The path's lock in B/.snapfs/commit.lock, for `name` in `parent`.
+Result<core::UniqueFd> lock_across_daemons(Conn& c, const Node& parent,
+                                           const std::string& name) noexcept {
+  try {
+    const std::string dir = c.table.path_of(parent);
+    return lock_path(c.d, dir.empty() ? name : dir + "/" + name);
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "commit lock", name);
+  }
+}
+
 Result<LockedPlace> lock_place(Conn& c, const Node& node) noexcept {
   Daemon& d = c.d;
   for (;;) {
     NodePlace p0 = c.table.place(node);
-    if (p0.unlinked || !p0.parent) return LockedPlace{{}, {}, std::move(p0), nullptr};
+    if (p0.unlinked || !p0.parent) return LockedPlace{{}, {}, {}, std::move(p0), nullptr};
     FdRef pfd = p0.parent->fd();
     auto pst = sys::fstat(pfd->get());
     if (!pst) return std::move(pst).error();
     std::unique_lock stripe(d.stripes.of(pst->st_dev, pst->st_ino, p0.name));
+    // ATOMICITY: the check of B/p and the publish over it happen under
+    // this lock in every daemon over B, so first committer wins across
+    // daemons as the stripe makes it within one. Taken before ns_mu: the
+    // wait for another daemon's commit never holds up this daemon's
+    // renames and unlinks.
+    auto across = lock_across_daemons(c, *p0.parent, p0.name);
+    if (!across) return std::move(across).error();
     std::shared_lock ns(d.ns_mu);
     NodePlace p = c.table.place(node);
     if (p.unlinked || !p.parent || (p.parent == p0.parent && p.name == p0.name))
-      return LockedPlace{std::move(stripe), std::move(ns), std::move(p), std::move(pfd)};
+      return LockedPlace{std::move(stripe), std::move(*across), std::move(ns), std::move(p),
+                         std::move(pfd)};
   }
 }
 

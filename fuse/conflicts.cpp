@@ -8,6 +8,7 @@
 // handles; entries are opened only after an lstat-like check and with
 // O_NOFOLLOW|O_NONBLOCK|O_NOCTTY, and read only if fstat says regular file.
 #include "conflicts.hpp"
+#include "peers.hpp"
 
 #include "sys/sys.hpp"
 
@@ -40,6 +41,7 @@ namespace sys = core::sys;
 namespace {
 
 constexpr const char* kStaging = "staging";
+constexpr const char* kDaemons = "daemons";
 constexpr const char* kConflicts = "conflicts";
 constexpr std::uint64_t kMaxRecord = 64 * 1024;  // ours are ~300 bytes
 constexpr std::size_t kMaxValue = 65536;         // XATTR_SIZE_MAX
@@ -185,7 +187,18 @@ bool is_regular(int dir, const char* name) noexcept {
   return st && S_ISREG(st->st_mode);
 }
 
-void recover(Daemon& d) {
+std::string read_record(int dir, const char* name);  // below
+
+// The "daemon" of one of our records (peers.hpp), or "": written last, by
+// keep_conflict() alone, as 16 hex digits.
+std::string record_daemon(const std::string& rec) {
+  static constexpr std::string_view kKey = ",\"daemon\":\"";
+  const auto at = rec.find(kKey);
+  if (at == std::string::npos || rec.size() < at + kKey.size() + 16) return {};
+  return rec.substr(at + kKey.size(), 16);
+}
+
+void recover(Daemon& d, int daemons_dir) {
   if (auto names = list(d.staging_dir.get())) {
     for (const auto& n : *names) {
       // Publish only ever links regular files here (core/src/publish.cpp).
@@ -194,6 +207,10 @@ void recover(Daemon& d) {
                     n);
         continue;
       }
+      // Another daemon over B that still lives is committing it now
+      // (peers.hpp): its name starts with that daemon's id.
+      if (const auto owner = owner_of(n); !owner.empty() && daemon_alive(daemons_dir, owner))
+        continue;
       // A commit that died between linkat and renameat: the target still
       // holds the old complete version; this name is the unpublished new one.
       // unlinkat removes the name itself, never what a symlink points at.
@@ -214,7 +231,11 @@ void recover(Daemon& d) {
       if (std::find(names->begin(), names->end(), content) != names->end()) continue;
       if (!is_regular(d.conflicts_dir.get(), n.c_str())) continue;  // not a record of ours
       // The record is written before the content: a record alone is a
-      // conflict whose close() never returned (the daemon died).
+      // conflict whose close() never returned (the daemon died), unless
+      // the daemon that wrote it lives and is linking the content now.
+      if (const std::string owner = record_daemon(read_record(d.conflicts_dir.get(), n.c_str()));
+          !owner.empty() && daemon_alive(daemons_dir, owner))
+        continue;
       if (sys::unlinkat(d.conflicts_dir.get(), n.c_str(), 0))
         d.log->info("snapfs: removed the record of an interrupted conflict: {}", n);
     }
@@ -260,7 +281,7 @@ namespace {
 std::string check_at(int rootfd, const std::string& shown) {
   MetaDir meta = make_dir(rootfd, kMetaDir, shown, false);
   if (!meta.problem.empty() || !meta.fd) return meta.problem;
-  for (const char* sub : {kStaging, kConflicts}) {
+  for (const char* sub : {kStaging, kConflicts, kDaemons}) {
     MetaDir m = make_dir(meta.fd.get(), sub, shown + "/" + sub, false);
     if (!m.problem.empty()) return m.problem;
   }
@@ -283,18 +304,31 @@ bool prepare_meta_dir(Daemon& d, int rootfd) noexcept {
     // 2. Make what is missing. Each part is checked again through the handle
     // that is kept (something may have changed since step 1).
     MetaDir meta = make_dir(rootfd, kMetaDir, shown, true);
-    MetaDir staging, conflicts;
+    MetaDir staging, conflicts, daemons;
     const MetaDir* bad = &meta;
     if (meta.problem.empty()) {
       staging = make_dir(meta.fd.get(), kStaging, shown + "/" + kStaging, true);
       if (staging.problem.empty())
         conflicts = make_dir(meta.fd.get(), kConflicts, shown + "/" + kConflicts, true);
-      bad = !staging.problem.empty() ? &staging : !conflicts.problem.empty() ? &conflicts : nullptr;
+      if (staging.problem.empty() && conflicts.problem.empty())
+        daemons = make_dir(meta.fd.get(), kDaemons, shown + "/" + kDaemons, true);
+      bad = !staging.problem.empty()     ? &staging
+            : !conflicts.problem.empty() ? &conflicts
+            : !daemons.problem.empty()   ? &daemons
+                                         : nullptr;
     }
     if (bad == nullptr) {
+      // Registered before recovery looks at anything: a daemon mounting
+      // after this point sees this one alive (peers.hpp).
+      if (auto r = register_daemon(d, meta.fd.get(), daemons.fd.get()); !r) {
+        d.log->error("snapfs: cannot register in {}/{}: {}", shown, kDaemons,
+                     r.error().message());
+        return false;
+      }
       d.staging_dir = std::move(staging.fd);
       d.conflicts_dir = std::move(conflicts.fd);
-      recover(d);
+      recover(d, daemons.fd.get());
+      forget_dead_daemons(d, daemons.fd.get());
       return true;
     }
     if (bad->refuse) {
@@ -343,7 +377,8 @@ Result<std::string> keep_conflict(Daemon& d, core::TmpFile& snap, const Conflict
                       ",\"time\":" + std::to_string(now.tv_sec) + frac +
                       ",\"pid\":" + std::to_string(who.pid) + ",\"uid\":" +
                       std::to_string(who.uid) + ",\"size\":" + std::to_string(st->st_size) +
-                      ",\"kept_at\":" + json_string(kept_at) + "}\n";
+                      ",\"kept_at\":" + json_string(kept_at) +
+                      (d.id.empty() ? std::string() : ",\"daemon\":\"" + d.id + "\"") + "}\n";
 
     // 1. The record, complete before it has a name (no_replace publish of a
     // private file): nobody ever reads half a record.

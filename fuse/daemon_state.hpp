@@ -230,6 +230,8 @@ private:
 //                                                                (Handle::closed_by_owner). Never
 //                                                                two versions' at once
 //  2     CommitStripes, 256 (below)               mutex          one path's check-then-publish
+//  2b    B/.snapfs/commit.lock, a byte per path   OFD lock       the same among the daemons over B
+//        hash (peers.hpp; one open per commit)                   (waits for another daemon's publish)
 //  3     Daemon::ns_mu                            shared_mutex   names: commits shared; rename,
 //                                                                unlink, chmod/chown/xattr exclusive
 //  4     InodeTable::mu (inode_table.hpp)         mutex          the node maps and node fields
@@ -265,6 +267,15 @@ struct Daemon {
   // target's directory and a conflict cannot be kept (close() still fails).
   core::UniqueFd staging_dir;
   core::UniqueFd conflicts_dir;
+  // Among the daemons over B (peers.hpp): this one's id, its registration
+  // (B/.snapfs/daemons/<id>, locked while it lives), the prefix of its
+  // staging names ("<id>-"), and B/.snapfs/commit.lock (O_PATH). Empty or
+  // invalid where B refused B/.snapfs.
+  std::string id;
+  core::UniqueFd alive;
+  core::UniqueFd daemons_dir;  // B/.snapfs/daemons (O_PATH)
+  std::string staging_prefix;
+  core::UniqueFd commit_lock;
   // Read-only opens of an unchanged version share one snapshot, kept warm
   // after its last use: 5 min with reflinks, 10 s for copies (set at
   // start, session.cpp; warm.hpp). Entries that hold a descriptor: at most

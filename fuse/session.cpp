@@ -1,6 +1,7 @@
 // serve(): fuse_session_new / mount / multithreaded loop / unmount, the INIT
 // negotiation, and libfuse's log messages routed into spdlog.
 #include "conflicts.hpp"
+#include "peers.hpp"
 #include "daemon_state.hpp"
 #include "handle.hpp"
 #include "lingering.hpp"
@@ -351,6 +352,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   c->lingering.reset();
   for (void* holder : c->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
   d->warm.clear();
+  unregister_daemon(*d);  // nothing of ours is in flight any more
   c->notifier.attach(nullptr);  // before the session goes (notifier.hpp)
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);

@@ -36,20 +36,23 @@ bool contains(const std::vector<std::string_view>& names, std::string_view n) {
   return false;
 }
 
-// A temporary name nobody can predict: ".snapfs-" and 16 random hex digits.
-// Its fixed length keeps it under NAME_MAX whatever the target is called, and
-// the prefix lets recovery at mount find leftovers.
-Result<void> temp_name(char (&out)[32]) noexcept {
+// A temporary name nobody can predict: `prefix` (".snapfs-" by default, at
+// most 32 bytes) and 16 random hex digits. Its bounded length keeps it under
+// NAME_MAX whatever the target is called, and the prefix lets recovery at
+// mount find leftovers (and tell whose they are).
+Result<void> temp_name(char (&out)[64], std::string_view prefix) noexcept {
+  if (prefix.size() > 32) return Error::of(ENAMETOOLONG, "publish", prefix);
   std::byte rnd[8];
   SNAPFS_TRY(sys::random_bytes(rnd));
   static constexpr char kHex[] = "0123456789abcdef";
-  std::memcpy(out, ".snapfs-", 8);
+  std::memcpy(out, prefix.data(), prefix.size());
+  char* at = out + prefix.size();
   for (std::size_t i = 0; i < 8; ++i) {
     const auto b = std::to_integer<unsigned>(rnd[i]);
-    out[8 + 2 * i] = kHex[b >> 4];
-    out[9 + 2 * i] = kHex[b & 15];
+    *at++ = kHex[b >> 4];
+    *at++ = kHex[b & 15];
   }
-  std::memcpy(out + 24, ".tmp", 5);
+  std::memcpy(at, ".tmp", 5);
   return {};
 }
 
@@ -189,11 +192,11 @@ Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
     // 3. A temporary name in the staging directory or the target's own
     // directory: on the target's filesystem, so the rename below cannot
     // fail with EXDEV.
-    char tmp[32];
+    char tmp[64];
     int tmpdir = opts.staging_dir >= 0 ? opts.staging_dir : dirfd;
     Result<void> linked = Error::of(EEXIST, "linkat");
     for (int attempt = 0; attempt < 8 && !linked && linked.error().value() == EEXIST; ++attempt) {
-      SNAPFS_TRY(temp_name(tmp));
+      SNAPFS_TRY(temp_name(tmp, opts.temp_prefix));
       linked = link_anonymous(file.fd(), tmpdir, tmp);
       if (!linked && linked.error().value() == EXDEV && tmpdir != dirfd) {
         tmpdir = dirfd;  // the staging directory is on another filesystem

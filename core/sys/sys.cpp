@@ -130,6 +130,11 @@ Result<void> ofd_setlk(int fd, struct flock& lk) noexcept {
   return ok_or(retry([&] { return ::fcntl(fd, F_OFD_SETLK, &lk); }), "fcntl(F_OFD_SETLK)");
 }
 
+Result<void> ofd_setlkw(int fd, struct flock& lk) noexcept {
+  lk.l_pid = 0;
+  return ok_or(retry([&] { return ::fcntl(fd, F_OFD_SETLKW, &lk); }), "fcntl(F_OFD_SETLKW)");
+}
+
 Result<void> ofd_getlk(int fd, struct flock& lk) noexcept {
   lk.l_pid = 0;
   return ok_or(retry([&] { return ::fcntl(fd, F_OFD_GETLK, &lk); }), "fcntl(F_OFD_GETLK)");

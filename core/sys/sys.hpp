@@ -80,6 +80,8 @@ Result<void> flock(int fd, int op) noexcept;
 // Open file description locks (F_OFD_SETLK / F_OFD_GETLK) on `fd`.
 Result<void> ofd_setlk(int fd, struct flock& lk) noexcept;
 Result<void> ofd_getlk(int fd, struct flock& lk) noexcept;
+// F_OFD_SETLKW: waits for the lock (EINTR is retried).
+Result<void> ofd_setlkw(int fd, struct flock& lk) noexcept;
 // Whether the open file `fd` (opened for writing) is the only open file
 // description with write access to its inode: a write lease can be taken
 // only then (fcntl F_SETLEASE F_WRLCK, released at once). EAGAIN -> false.

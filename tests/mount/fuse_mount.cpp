@@ -129,7 +129,8 @@ void FuseMount::stop_watchdog() {
   EXPECT_FALSE(wd_fired_) << "the test hung past the watchdog deadline; the daemon was killed";
 }
 
-bool FuseMount::start_daemon(std::string& why) {
+bool FuseMount::spawn_view(const fs::path& m, const fs::path& log, pid_t& pid, bool& mounted,
+                           std::string& why) {
   // The daemon: `snapfs mount -f` (the CLI) if it was built, else the
   // test front end; SNAPFS_MOUNT_VIA=testd|cli chooses, and SNAPFS_TESTD
   // runs another build of the test front end (e.g. a ThreadSanitizer one).
@@ -164,18 +165,18 @@ bool FuseMount::start_daemon(std::string& why) {
     args.push_back(opts);
   }
   args.push_back(b_.string());
-  args.push_back(m_.string());
+  args.push_back(m.string());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   const unsigned nofile = daemon_nofile();
-  const int logfd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (logfd < 0) {
     why = "cannot create the daemon log";
     return false;
   }
-  daemon_ = ::fork();
-  if (daemon_ == 0) {
+  pid = ::fork();
+  if (pid == 0) {
     ::dup2(logfd, 1);
     ::dup2(logfd, 2);
     const int nul = ::open("/dev/null", O_RDONLY);
@@ -188,24 +189,19 @@ bool FuseMount::start_daemon(std::string& why) {
     _exit(127);
   }
   ::close(logfd);
-  if (daemon_ < 0) {
+  if (pid < 0) {
     why = "fork failed";
     return false;
   }
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (is_mounted(m_, "fuse.snapfs")) {
-      mounted_ = true;
-      char buf[2048];
-      const ssize_t n = ::getxattr(m_.c_str(), "user.snapfs.status", buf, sizeof buf);
-      kernel_passthrough_ =
-          n > 0 && std::string_view(buf, static_cast<std::size_t>(n))
-                           .find("\"data_path\":\"kernel passthrough\"") != std::string_view::npos;
+    if (is_mounted(m, "fuse.snapfs")) {
+      mounted = true;
       return true;
     }
     int st = 0;
-    if (::waitpid(daemon_, &st, WNOHANG) == daemon_) {
-      daemon_ = -1;
+    if (::waitpid(pid, &st, WNOHANG) == pid) {
+      pid = -1;
       why = "the daemon exited before mounting (status " + std::to_string(st) + ")";
       return false;
     }
@@ -215,37 +211,82 @@ bool FuseMount::start_daemon(std::string& why) {
   return false;
 }
 
+bool FuseMount::start_daemon(std::string& why) {
+  if (!spawn_view(m_, log_, daemon_, mounted_, why)) return false;
+  char buf[2048];
+  const ssize_t n = ::getxattr(m_.c_str(), "user.snapfs.status", buf, sizeof buf);
+  kernel_passthrough_ =
+      n > 0 && std::string_view(buf, static_cast<std::size_t>(n))
+                       .find("\"data_path\":\"kernel passthrough\"") != std::string_view::npos;
+  return true;
+}
+
 bool FuseMount::stop_daemon(std::string& why) {
+  return stop_view(m_, daemon_, mounted_, why);
+}
+
+bool FuseMount::stop_view(const fs::path& m, pid_t& pid, bool& mounted, std::string& why) {
   bool ok = true;
-  if (is_mounted(m_)) {
-    auto r = run_command({"fusermount3", "-u", m_.string()}, 20s);
+  if (is_mounted(m)) {
+    auto r = run_command({"fusermount3", "-u", m.string()}, 20s);
     if (!r.status.ok()) {
       ok = false;
       why += "fusermount3 -u: " + r.status.describe() + ": " + r.output;
-      run_command({"umount", "-l", m_.string()}, 20s);
+      run_command({"umount", "-l", m.string()}, 20s);
     }
-    mounted_ = false;
+    mounted = false;
   }
-  if (daemon_ > 0) {
+  if (pid > 0) {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     int st = 0;
     pid_t r = 0;
-    while ((r = ::waitpid(daemon_, &st, WNOHANG)) == 0 &&
+    while ((r = ::waitpid(pid, &st, WNOHANG)) == 0 &&
            std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(5ms);
     if (r == 0) {
       ok = false;
       why += " daemon did not exit after unmount; killed.";
-      ::kill(daemon_, SIGKILL);
-      ::waitpid(daemon_, &st, 0);
-      if (is_mounted(m_)) run_command({"umount", "-l", m_.string()}, 20s);
-    } else if (r == daemon_ && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+      if (is_mounted(m)) run_command({"umount", "-l", m.string()}, 20s);
+    } else if (r == pid && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
       ok = false;
       why += " daemon exit status " + std::to_string(st) + ".";
     }
-    daemon_ = -1;
+    pid = -1;
   }
   return ok;
+}
+
+fs::path FuseMount::add_view(std::string& why) {
+  View v;
+  const std::string n = std::to_string(views_.size() + 2);
+  v.m = dir_->path() / ("m" + n);
+  v.log = dir_->path() / ("daemon" + n + ".log");
+  std::error_code ec;
+  fs::create_directory(v.m, ec);
+  if (ec) {
+    why = "cannot make " + v.m.string() + ": " + ec.message();
+    return {};
+  }
+  const bool ok = spawn_view(v.m, v.log, v.pid, v.mounted, why);
+  views_.push_back(v);  // stopped at teardown, also after a failed start
+  return ok ? v.m : fs::path();
+}
+
+void FuseMount::kill_view(const fs::path& m) {
+  for (auto& v : views_) {
+    if (v.m != m || v.pid <= 0) continue;
+    ::kill(v.pid, SIGKILL);
+    int st = 0;
+    ::waitpid(v.pid, &st, 0);
+    v.pid = -1;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (is_mounted(v.m) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    if (is_mounted(v.m)) run_command({"umount", "-l", v.m.string()}, 20s);
+    v.mounted = false;
+  }
 }
 
 void FuseMount::kill_daemon() {
@@ -282,11 +323,23 @@ std::string FuseMount::daemon_log() const {
 void FuseMount::TearDown() {
   stop_watchdog();
   std::string why;
+  for (auto& v : views_) {
+    std::string vwhy;
+    if (v.pid > 0 || v.mounted) {
+      EXPECT_TRUE(stop_view(v.m, v.pid, v.mounted, vwhy)) << vwhy << " (" << v.m << ")";
+    }
+  }
   if (daemon_ > 0 || mounted_) {
     EXPECT_TRUE(stop_daemon(why)) << why << "\n--- daemon log ---\n" << daemon_log();
   }
   if (dir_) {
-    const std::string log = daemon_log();
+    std::string log = daemon_log();
+    for (const auto& v : views_) {
+      std::ifstream in(v.log);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      log += ss.str();
+    }
     // A failed test shows what the daemon said (its last 100 lines).
     if (HasFailure()) {
       std::size_t at = log.size();

@@ -73,9 +73,26 @@ protected:
   // whose recovery runs before it serves). False with `why` on failure.
   bool remount(std::string& why);
 
+  // Another daemon over the same B, mounted at a new mount point beside
+  // M (as a second container or machine would have it): its mount point,
+  // or empty with `why`. Stopped at teardown, and its log checked, like
+  // the first.
+  fs::path add_view(std::string& why);
+  // SIGKILLs the daemon of the view at `m` (as kill_daemon()).
+  void kill_view(const fs::path& m);
+
 private:
+  struct View {
+    fs::path m, log;
+    pid_t pid = -1;
+    bool mounted = false;
+  };
   bool start_daemon(std::string& why);
   bool stop_daemon(std::string& why);
+  bool spawn_view(const fs::path& m, const fs::path& log, pid_t& pid, bool& mounted,
+                  std::string& why);
+  static bool stop_view(const fs::path& m, pid_t& pid, bool& mounted, std::string& why);
+  std::vector<View> views_;
 
   // Kills the daemon if the test runs past its deadline: a process blocked
   // in a FUSE request (D state) would otherwise outlive ctest's TIMEOUT.

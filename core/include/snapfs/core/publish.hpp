@@ -30,6 +30,11 @@ struct PublishOptions {
   // tree (the daemon uses B/.snapfs/staging). -1: the target's directory.
   // If it is on another filesystem (EXDEV), the target's directory is used.
   int staging_dir = -1;
+  // How the temporary name starts (at most 32 bytes; 16 random hex digits
+  // and ".tmp" follow): a daemon puts its own id here so that another
+  // daemon's recovery can tell an in-flight commit of a live daemon from a
+  // leftover.
+  std::string_view temp_prefix = ".snapfs-";
   // What a write(2) to the replaced file would have dropped (the kernel's
   // file_remove_privs()): new content written by someone without
   // CAP_FSETID loses setuid, and setgid where the group may execute it

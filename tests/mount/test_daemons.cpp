@@ -1,0 +1,193 @@
+// Several daemons over one B (docs/design-shared-storage.md): two views of
+// one backing directory, each served by a daemon of its own, as two
+// containers or two machines over shared storage would have them. First
+// committer wins across daemons as within one; recovery at a mount never
+// touches a live daemon's commit in flight.
+#include "fuse_mount.hpp"
+#include "mount_util.hpp"
+#include "support/peer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace snapfs::test {
+namespace {
+
+using Daemons = FuseMount;
+
+// The ids of B/.snapfs/daemons (live or not).
+std::vector<std::string> registered(const fs::path& b) {
+  std::vector<std::string> ids;
+  for (const auto& e : fs::directory_iterator(b / ".snapfs" / "daemons")) {
+    const std::string n = e.path().filename().string();
+    if (n.size() == 16 && n[0] != '.') ids.push_back(n);
+  }
+  return ids;
+}
+
+// Three processes each read `counter`, add one and write it back, over
+// and over: two through the first view, one through the second. A close
+// that succeeded published its value; no two may publish the same value
+// (that would be an acknowledged update lost), and the file ends at the
+// number of successes.
+TEST_P(Daemons, NoAcknowledgedUpdateIsLostBetweenTwoDaemons) {
+  std::string why;
+  const fs::path m2 = add_view(why);
+  ASSERT_FALSE(m2.empty()) << why;
+  write_file(b("counter"), "0\n");
+  constexpr int kRounds = 120;
+  std::mutex mu;
+  std::vector<long> published;
+  std::atomic<int> lost{0}, other_errors{0};
+  std::string first_error;
+  const auto worker = [&](const fs::path& view) {
+    Peer p;
+    for (int i = 0; i < kRounds; ++i) {
+      const int fd = p.open(view / "counter", O_RDWR);
+      if (fd < 0) {
+        ++other_errors;
+        continue;
+      }
+      const long n = std::stol(p.pread_all(fd));
+      const std::string next = std::to_string(n + 1) + "\n";
+      const bool wrote = p.pwrite(fd, next, 0);
+      const int rc = p.close(fd);
+      if (wrote && rc == 0) {
+        std::lock_guard lk(mu);
+        published.push_back(n + 1);
+      } else if (rc == -ESTALE) {
+        ++lost;  // first committer wins: this one was told
+      } else {
+        std::lock_guard lk(mu);
+        ++other_errors;
+        if (first_error.empty()) first_error = "close: " + std::to_string(rc);
+      }
+    }
+  };
+  std::vector<std::thread> ts;
+  ts.emplace_back(worker, mnt());
+  ts.emplace_back(worker, mnt());
+  ts.emplace_back(worker, m2);
+  for (auto& t : ts) t.join();
+  expect_daemon_errors();  // losing commits are logged at info; conflicts kept
+  EXPECT_EQ(other_errors.load(), 0) << first_error;
+  std::vector<long> sorted = published;
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  EXPECT_EQ(dup, sorted.end()) << "two successful closes published " << *dup
+                               << ": an acknowledged update was lost (" << published.size()
+                               << " successes, " << lost.load() << " told they lost)";
+  EXPECT_EQ(read_file(b("counter")), std::to_string(published.size()) + "\n")
+      << "the file does not count every acknowledged update";
+  EXPECT_EQ(published.size() + static_cast<std::size_t>(lost.load()), 3u * kRounds);
+}
+
+// Appenders through different daemons: each close is rebased onto what
+// the other published (docs/semantics.md#conflicts), so no line is lost.
+TEST_P(Daemons, AppendersThroughTwoDaemonsLoseNoLine) {
+  std::string why;
+  const fs::path m2 = add_view(why);
+  ASSERT_FALSE(m2.empty()) << why;
+  write_file(b("log"), "");
+  constexpr int kLines = 150;
+  std::atomic<int> failed{0};
+  const auto appender = [&](const fs::path& view, char who) {
+    Peer p;
+    for (int i = 0; i < kLines; ++i) {
+      const int fd = p.open(view / "log", O_WRONLY | O_APPEND);
+      if (fd < 0 || !p.write(fd, std::string(1, who) + std::to_string(i) + "\n") ||
+          p.close(fd) != 0)
+        ++failed;
+    }
+  };
+  std::thread a(appender, mnt(), 'a');
+  std::thread c(appender, m2, 'c');
+  a.join();
+  c.join();
+  EXPECT_EQ(failed.load(), 0);
+  const std::string text = read_file(b("log"));
+  std::set<std::string> lines;
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1)
+    lines.insert(text.substr(start, nl - start));
+  for (char who : {'a', 'c'}) {
+    for (int i = 0; i < kLines; ++i) {
+      EXPECT_EQ(lines.count(std::string(1, who) + std::to_string(i)), 1u)
+          << "line " << who << i << " was lost";
+    }
+  }
+}
+
+// A daemon mounting over B while another lives removes the leftovers of
+// daemons that are gone, never the other's commit in flight (its staging
+// name, or its conflict record before the content is linked).
+TEST_P(Daemons, RecoveryLeavesALiveDaemonsCommitsAlone) {
+  std::string why;
+  const fs::path m2 = add_view(why);
+  ASSERT_FALSE(m2.empty()) << why;
+  const auto live = registered(backing());
+  ASSERT_EQ(live.size(), 2u) << "each daemon registers in B/.snapfs/daemons";
+  const fs::path staging = b(".snapfs/staging"), conflicts = b(".snapfs/conflicts");
+  for (const auto& id : live) {
+    write_file(staging / (id + "-0123456789abcdef.tmp"), "in flight");
+    write_file(conflicts / (id + "-record.json"),
+               "{\"id\":\"x\",\"path\":\"f\",\"daemon\":\"" + id + "\"}\n");
+  }
+  const std::string dead = "0000000000000000";
+  write_file(staging / (dead + "-0123456789abcdef.tmp"), "left by a crash");
+  write_file(conflicts / (dead + "-record.json"),
+             "{\"id\":\"x\",\"path\":\"f\",\"daemon\":\"" + dead + "\"}\n");
+  write_file(staging / ".snapfs-0123456789abcdef.tmp", "left by an older daemon");
+
+  const fs::path m3 = add_view(why);
+  ASSERT_FALSE(m3.empty()) << why;
+  for (const auto& id : live) {
+    EXPECT_TRUE(fs::exists(staging / (id + "-0123456789abcdef.tmp")))
+        << "recovery removed a live daemon's commit in flight";
+    EXPECT_TRUE(fs::exists(conflicts / (id + "-record.json")))
+        << "recovery removed a live daemon's conflict record";
+  }
+  EXPECT_FALSE(fs::exists(staging / (dead + "-0123456789abcdef.tmp")));
+  EXPECT_FALSE(fs::exists(conflicts / (dead + "-record.json")));
+  EXPECT_FALSE(fs::exists(staging / ".snapfs-0123456789abcdef.tmp"));
+
+  // Once the second daemon is gone (killed), the next mount takes its
+  // leftovers and its registration away, and still leaves the others'.
+  std::string second;  // its id: its registration names its mount point
+  for (const auto& id : live)
+    if (read_file(b(".snapfs/daemons/" + id)).find(m2.string()) != std::string::npos) second = id;
+  ASSERT_FALSE(second.empty()) << "no registration names " << m2;
+  kill_view(m2);
+  const fs::path m4 = add_view(why);
+  ASSERT_FALSE(m4.empty()) << why;
+  for (const auto& id : live) {
+    EXPECT_EQ(fs::exists(staging / (id + "-0123456789abcdef.tmp")), id != second) << id;
+    EXPECT_EQ(fs::exists(b(".snapfs/daemons/" + id)), id != second) << id;
+  }
+}
+
+TEST_P(Daemons, ACleanExitTakesItsRegistrationAway) {
+  std::string why;
+  const fs::path m2 = add_view(why);
+  ASSERT_FALSE(m2.empty()) << why;
+  ASSERT_EQ(registered(backing()).size(), 2u);
+  ASSERT_TRUE(run_command({"fusermount3", "-u", m2.string()}, 20s).status.ok());
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (registered(backing()).size() != 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(registered(backing()).size(), 1u) << "the unmounted daemon is still registered";
+}
+
+SNAPFS_INSTANTIATE_MOUNT_ALL_FS(Daemons);
+
+}  // namespace
+}  // namespace snapfs::test
