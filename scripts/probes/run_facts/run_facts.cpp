@@ -145,6 +145,42 @@ void store(void* p, std::size_t off, T v) {
   std::memcpy(static_cast<char*>(p) + off, &v, sizeof v);
 }
 
+// Registers the open file `fd` as a backing file on the connection `devfd`
+// (FUSE_DEV_IOC_BACKING_OPEN): its id, or -1 with errno set.
+int backing_open(int devfd, int fd) {
+  BackingMap map{fd, 0, 0};
+  return ::ioctl(devfd, kIocBackingOpen, &map);
+}
+
+// Unregisters the backing file `id` (FUSE_DEV_IOC_BACKING_CLOSE): the
+// ioctl's result, or -1 without a call when `id` is not one (< 0).
+int backing_close(int devfd, int id) {
+  if (id < 0) return -1;
+  std::uint32_t u32 = static_cast<std::uint32_t>(id);
+  return ::ioctl(devfd, kIocBackingClose, &u32);
+}
+
+// A file opened and registered as a backing file on one connection.
+struct Backing {
+  int fd = -1;   // the file, open read-only
+  int id = -1;   // its backing id, or -1
+  int err = 0;   // errno of BACKING_OPEN when it failed
+};
+
+Backing register_backing(int devfd, const std::string& path) {
+  Backing bk;
+  bk.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  bk.id = backing_open(devfd, bk.fd);
+  bk.err = errno;
+  return bk;
+}
+
+// Unregisters it (if it was registered) and closes the file.
+void unregister_backing(int devfd, const Backing& bk) {
+  backing_close(devfd, bk.id);
+  ::close(bk.fd);
+}
+
 // ---------------------------------------------------------------- the filesystem
 struct Node {
   mode_t mode = 0;
@@ -474,6 +510,14 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit
   return cond();
 }
 
+// Ends a connection this process mounted on `m`: a lazy unmount, then its
+// loop (waited for up to 5 s, then joined).
+void unmount_and_finish(const std::string& m, Fs& fs) {
+  ::umount2(m.c_str(), MNT_DETACH);
+  wait_for([&] { return fs.loop_done.load(); }, 5000ms);
+  finish(fs);
+}
+
 int open_fuse() {
   const int fd = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (fd < 0) die("open /dev/fuse");
@@ -552,6 +596,12 @@ struct Agent {
     pid = -1;
     return st;
   }
+  // Tells it to exit and waits for it: its namespace, and the connection
+  // it mounted there, go with it.
+  void stop() {
+    ask("exit");
+    wait_exit();
+  }
 };
 
 void send_fd(int sock, const std::string& msg, int fd) {
@@ -615,6 +665,22 @@ Agent spawn_agent(const AgentCfg& cfg) {
   return ag;
 }
 
+// Whether the agent mounted its connection and sent the descriptor; if not,
+// `v` records what it said instead.
+bool agent_ready(const Agent& ag, Verdict& v) {
+  if (ag.hello.rfind("ready", 0) == 0 && ag.devfd >= 0) return true;
+  v.expect(false, "agent: " + ag.hello);
+  return false;
+}
+
+// Ends an agent and the connection `fs` serves for it: the agent exits, then
+// `fs`'s loop is waited for (up to 5 s) and finished if it ended.
+void end_agent(Agent& ag, Fs& fs) {
+  ag.stop();
+  wait_for([&] { return fs.loop_done.load(); }, 5000ms);
+  if (fs.loop_done) finish(fs);
+}
+
 std::string stat_text(const char* path) {
   struct stat st{};
   if (::stat(path, &st) != 0) return "err " + err_name(errno);
@@ -635,6 +701,17 @@ std::string ls_text(const char* path) {
   ::closedir(d);
   if (e) return "err " + err_name(e);
   return "ok " + join(names);
+}
+
+// The first 256 bytes of a file: "ok <bytes>" or "err <errno>".
+std::string cat_text(const char* path) {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "err " + err_name(errno);
+  char b[256];
+  const ssize_t got = ::read(fd, b, sizeof b);
+  const std::string text = got < 0 ? "err " + err_name(errno) : "ok " + std::string(b, static_cast<size_t>(got));
+  ::close(fd);
+  return text;
 }
 
 // Runs `path ids` and returns its output (uid= euid=).
@@ -739,16 +816,8 @@ int agent_main(char** argv) {
       const int fd = ::open(arg.c_str(), O_RDONLY | O_CLOEXEC);
       reply = fd >= 0 ? "ok" : "err " + err_name(errno);
       if (fd >= 0) ::close(fd);
-    } else if (verb == "cat") {
-      const int fd = ::open(arg.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) reply = "err " + err_name(errno);
-      else {
-        char b[256];
-        const ssize_t got = ::read(fd, b, sizeof b);
-        reply = got < 0 ? "err " + err_name(errno) : "ok " + std::string(b, static_cast<size_t>(got));
-        ::close(fd);
-      }
-    } else if (verb == "exec") reply = exec_text(arg.c_str());
+    } else if (verb == "cat") reply = cat_text(arg.c_str());
+    else if (verb == "exec") reply = exec_text(arg.c_str());
     else if (verb == "mounts") reply = join(mounts_at(arg));
     else if (verb == "exit") std::_Exit(0);
     else reply = "err unknown command";
@@ -780,9 +849,9 @@ void fill_tree(Fs& fs, const std::string& f_content, const std::string& only) {
 }
 
 // Sets up A (served) and starts the agent that mounts B; serves B on the
-// descriptor the agent sends. Returns false with the reason in `why`.
+// descriptor the agent sends. Returns false with the reason recorded in `v`.
 bool make_pair(Pair& p, const std::string& name, bool passthrough, bool chdir_first,
-               std::string* why) {
+               Verdict& v) {
   p.m = mkdir_in_scratch(name);
   fill_tree(p.a, "A-file\n", "only_a");                // f: 7 bytes on A
   fill_tree(p.b, "B-file, the run's\n", "only_b");     // f: 18 bytes on B
@@ -796,10 +865,7 @@ bool make_pair(Pair& p, const std::string& name, bool passthrough, bool chdir_fi
   if (chdir_first) cfg.chdir_first = p.m;
   cfg.extra = "allow_other,default_permissions";
   p.agent = spawn_agent(cfg);
-  if (p.agent.hello.rfind("ready", 0) != 0 || p.agent.devfd < 0) {
-    *why = "agent: " + p.agent.hello;
-    return false;
-  }
+  if (!agent_ready(p.agent, v)) return false;
   serve(p.b, p.agent.devfd);
   return true;
 }
@@ -807,10 +873,7 @@ bool make_pair(Pair& p, const std::string& name, bool passthrough, bool chdir_fi
 // Ends both connections: the agent exits (its namespace, and B, go with
 // it), A is unmounted lazily if still mounted.
 void end_pair(Pair& p) {
-  if (p.agent.pid > 0) {
-    p.agent.ask("exit");
-    p.agent.wait_exit();
-  }
+  if (p.agent.pid > 0) p.agent.stop();
   if (!mounts_at(p.m).empty()) ::umount2(p.m.c_str(), MNT_DETACH);
   wait_for([&] { return p.a.loop_done.load() && p.b.loop_done.load(); }, 5000ms);
   if (p.a.loop_done) finish(p.a);
@@ -818,6 +881,15 @@ void end_pair(Pair& p) {
 }
 
 std::string path_in(const Pair& p, const char* name) { return p.m + "/" + name; }
+
+// Writes `content` to a new file `name` in the scratch directory, to serve
+// as a backing file; its path.
+std::string make_backing_file(const std::string& name, const std::string& content) {
+  const std::string path = g_dir + "/" + name;
+  std::ofstream o(path);
+  o << content;
+  return path;
+}
 
 // ---------------------------------------------------------------- R1
 int fact1() {
@@ -861,9 +933,7 @@ int fact1() {
   ::waitpid(c, nullptr, 0);
   v.expect(got && sz == 7 && a.n_lookup >= 1,
            fmt("it completed %ld ms after the INIT reply (size %lld, served by LOOKUP)", after, sz));
-  ::umount2(m.c_str(), MNT_DETACH);
-  wait_for([&] { return a.loop_done.load(); }, 5000ms);
-  finish(a);
+  unmount_and_finish(m, a);
   return v.print(1);
 }
 
@@ -871,11 +941,7 @@ int fact1() {
 int fact2() {
   Verdict v;
   Pair p;
-  std::string why;
-  if (!make_pair(p, "r2", false, false, &why)) {
-    v.expect(false, why);
-    return v.print(2);
-  }
+  if (!make_pair(p, "r2", false, false, v)) return v.print(2);
   v.note("an agent unshare(CLONE_NEWNS)+MS_REC|MS_SLAVE, mounted fd= over M and sent the descriptor over SCM_RIGHTS");
   v.expect(true, "fuse_session_mount(se, \"/dev/fd/N\") took it (returned 0, session fd == N)");
   const std::string run_f = p.agent.ask("stat " + path_in(p, "f"));
@@ -906,16 +972,8 @@ int fact2() {
 int fact3() {
   Verdict v;
   Pair p;
-  std::string why;
-  if (!make_pair(p, "r3", true, false, &why)) {
-    v.expect(false, why);
-    return v.print(3);
-  }
-  const std::string bpath = g_dir + "/backing";
-  {
-    std::ofstream o(bpath);
-    o << "bytes read through kernel passthrough\n";
-  }
+  if (!make_pair(p, "r3", true, false, v)) return v.print(3);
+  const std::string bpath = make_backing_file("backing", "bytes read through kernel passthrough\n");
   for (Fs* fs : {&p.a, &p.b}) {
     std::lock_guard<std::mutex> l(fs->mu);
     fs->add(1, "pt", 6, S_IFREG | 0644);
@@ -928,10 +986,9 @@ int fact3() {
   v.expect(p.a.pt_active && p.b.pt_active,
            "INIT replies patched through fuse_session_custom_io on both (flags2 FUSE_PASSTHROUGH, max_stack_depth 1)");
   const int bfd = ::open(bpath.c_str(), O_RDONLY | O_CLOEXEC);
-  BackingMap map{bfd, 0, 0};
-  const int id_b = ::ioctl(p.b.devfd, kIocBackingOpen, &map);
+  const int id_b = backing_open(p.b.devfd, bfd);
   const int e_b = errno;
-  const int id_a = ::ioctl(p.a.devfd, kIocBackingOpen, &map);
+  const int id_a = backing_open(p.a.devfd, bfd);
   const int e_a = errno;
   v.expect(id_b >= 0, fmt("BACKING_OPEN on the run's (second) connection: id %d%s", id_b,
                           id_b < 0 ? (" " + err_name(e_b)).c_str() : ""));
@@ -941,21 +998,13 @@ int fact3() {
   p.b.backing_id = id_b;
   const std::string want = "ok bytes read through kernel passthrough\n";
   const std::string run_cat = p.agent.ask("cat " + path_in(p, "pt"));
-  std::string host_cat;
-  {
-    const int fd = ::open(path_in(p, "pt").c_str(), O_RDONLY | O_CLOEXEC);
-    char b[256];
-    const ssize_t n = fd < 0 ? -1 : ::read(fd, b, sizeof b);
-    host_cat = n < 0 ? "err " + err_name(errno) : "ok " + std::string(b, static_cast<size_t>(n));
-    if (fd >= 0) ::close(fd);
-  }
+  const std::string host_cat = cat_text(path_in(p, "pt").c_str());
   v.expect(run_cat == want && host_cat == want && p.a.n_pt_opens == 1 && p.b.n_pt_opens == 1 &&
                p.a.n_read == 0 && p.b.n_read == 0,
            fmt("opens through both connections were passthrough and read the file with no READ reaching either daemon (READs A %d B %d)",
                p.a.n_read.load(), p.b.n_read.load()));
-  std::uint32_t ia = static_cast<std::uint32_t>(id_a), ib = static_cast<std::uint32_t>(id_b);
-  const int ca = id_a >= 0 ? ::ioctl(p.a.devfd, kIocBackingClose, &ia) : -1;
-  const int cb = id_b >= 0 ? ::ioctl(p.b.devfd, kIocBackingClose, &ib) : -1;
+  const int ca = backing_close(p.a.devfd, id_a);
+  const int cb = backing_close(p.b.devfd, id_b);
   v.expect(ca == 0 && cb == 0, "BACKING_CLOSE on each returned 0");
   ::close(bfd);
   end_pair(p);
@@ -982,15 +1031,11 @@ int fact4() {
     AgentCfg cfg;
     cfg.mount_on = m;
     Agent ag = spawn_agent(cfg);
-    if (ag.devfd < 0) {
-      v.expect(false, "agent: " + ag.hello);
-      return v.print(4);
-    }
+    if (!agent_ready(ag, v)) return v.print(4);
     serve(b, ag.devfd);
     const std::string st = ag.ask("stat " + m + "/f");
     v.expect(st.find("size=18") != std::string::npos, "the run's connection served its namespace");
-    ag.ask("exit");
-    ag.wait_exit();
+    ag.stop();
     const auto t = Clock::now();
     const bool ended = wait_for([&] { return b.loop_done.load(); }, 5000ms);
     v.expect(ended && b.last_read_errno == ENODEV,
@@ -1004,10 +1049,7 @@ int fact4() {
     AgentCfg cfg;
     cfg.mount_on = m;
     Agent ag = spawn_agent(cfg);
-    if (ag.devfd < 0) {
-      v.expect(false, "agent: " + ag.hello);
-      return v.print(4);
-    }
+    if (!agent_ready(ag, v)) return v.print(4);
     const pid_t d = ::fork();
     if (d == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -1032,8 +1074,7 @@ int fact4() {
                  after_open.c_str(), after_new.c_str(), after_root.c_str(), after_ls.c_str()));
     v.note("but a stat answered from the kernel's caches (dentry and attributes still valid, 1000 s) still succeeds: stat M/f " +
            after.substr(0, after.find(' ', 3)));
-    ag.ask("exit");
-    ag.wait_exit();
+    ag.stop();
   }
   return v.print(4);
 }
@@ -1048,6 +1089,20 @@ std::string fuse_node_0666() {
     ::chmod(node.c_str(), 0666);
   }
   return node;
+}
+
+// The agent of an ordinary user's run: uid `user` in a user namespace with
+// the given map, /dev/fuse through `node`, mounting on `m` with
+// default_permissions.
+AgentCfg user_run_cfg(const std::string& m, const std::string& node, uid_t user,
+                      const std::string& map = "self") {
+  AgentCfg cfg;
+  cfg.mount_on = m;
+  cfg.fusedev = node;
+  cfg.uid = user;
+  cfg.map = map;
+  cfg.extra = "default_permissions";
+  return cfg;
 }
 
 int fact5(uid_t user, const std::string& map) {
@@ -1094,17 +1149,8 @@ int fact5(uid_t user, const std::string& map) {
     ::close(pp[0]);
     ::waitpid(c, nullptr, 0);
   }
-  AgentCfg cfg;
-  cfg.mount_on = m;
-  cfg.fusedev = node;
-  cfg.uid = user;
-  cfg.map = map;
-  cfg.extra = "default_permissions";
-  Agent ag = spawn_agent(cfg);
-  if (ag.devfd < 0) {
-    v.expect(false, "agent: " + ag.hello);
-    return v.print(5);
-  }
+  Agent ag = spawn_agent(user_run_cfg(m, node, user, map));
+  if (!agent_ready(ag, v)) return v.print(5);
   v.expect(true, "mount(2) of fuse in the user namespace succeeded; the root daemon outside served it");
   serve(b, ag.devfd);
   const pid_t agent_pid = ag.pid;
@@ -1148,21 +1194,12 @@ int fact5(uid_t user, const std::string& map) {
          " (no allow_other: only the mounting uid may use the mount)");
   // Passthrough on a connection mounted in a user namespace.
   {
-    const int bfd = ::open(g_self.c_str(), O_RDONLY | O_CLOEXEC);
-    BackingMap bm{bfd, 0, 0};
-    const int id = ::ioctl(b.devfd, kIocBackingOpen, &bm);
+    const Backing bk = register_backing(b.devfd, g_self);
     v.note(fmt("BACKING_OPEN by the root daemon on this connection without passthrough in INIT: %s",
-               id >= 0 ? "accepted" : err_name(errno).c_str()));
-    if (id >= 0) {
-      std::uint32_t u32 = static_cast<std::uint32_t>(id);
-      ::ioctl(b.devfd, kIocBackingClose, &u32);
-    }
-    ::close(bfd);
+               bk.id >= 0 ? "accepted" : err_name(bk.err).c_str()));
+    unregister_backing(b.devfd, bk);
   }
-  ag.ask("exit");
-  ag.wait_exit();
-  wait_for([&] { return b.loop_done.load(); }, 5000ms);
-  if (b.loop_done) finish(b);
+  end_agent(ag, b);
   return v.print(5);
 }
 
@@ -1174,45 +1211,23 @@ int fact5_passthrough(uid_t user) {
   const std::string m = mkdir_in_scratch("r5-pt");
   Fs b("B");
   b.passthrough = true;
-  const std::string bpath = g_dir + "/backing5";
-  {
-    std::ofstream o(bpath);
-    o << "passthrough in a user namespace\n";
-  }
+  const std::string bpath = make_backing_file("backing5", "passthrough in a user namespace\n");
   b.add(1, "pt", 2, S_IFREG | 0644, {}, user, user);
   b.nodes[2].backing = bpath;
-  AgentCfg cfg;
-  cfg.mount_on = m;
-  cfg.fusedev = node;
-  cfg.uid = user;
-  cfg.extra = "default_permissions";
-  Agent ag = spawn_agent(cfg);
-  if (ag.devfd < 0) {
-    v.expect(false, "agent: " + ag.hello);
-    return v.print(5);
-  }
+  Agent ag = spawn_agent(user_run_cfg(m, node, user));
+  if (!agent_ready(ag, v)) return v.print(5);
   serve(b, ag.devfd);
   ag.ask("stat " + m + "/pt");
-  const int bfd = ::open(bpath.c_str(), O_RDONLY | O_CLOEXEC);
-  BackingMap bm{bfd, 0, 0};
-  const int id = ::ioctl(b.devfd, kIocBackingOpen, &bm);
-  const int e = errno;
-  b.backing_id = id;
+  const Backing bk = register_backing(b.devfd, bpath);
+  b.backing_id = bk.id;
   const std::string cat = ag.ask("cat " + m + "/pt");
   v.note(fmt("passthrough on a connection mounted in a user namespace by uid %u, root daemon outside: INIT offered %s, patched %s, BACKING_OPEN %s, read through it: %s (READs to the daemon: %d)",
              user, b.pt_offered ? "yes" : "no", b.pt_active ? "yes" : "no",
-             id >= 0 ? "ok" : err_name(e).c_str(),
+             bk.id >= 0 ? "ok" : err_name(bk.err).c_str(),
              cat == "ok passthrough in a user namespace\n" ? "right bytes" : cat.c_str(),
              b.n_read.load()));
-  if (id >= 0) {
-    std::uint32_t u32 = static_cast<std::uint32_t>(id);
-    ::ioctl(b.devfd, kIocBackingClose, &u32);
-  }
-  ::close(bfd);
-  ag.ask("exit");
-  ag.wait_exit();
-  wait_for([&] { return b.loop_done.load(); }, 5000ms);
-  if (b.loop_done) finish(b);
+  unregister_backing(b.devfd, bk);
+  end_agent(ag, b);
   return v.print(5);
 }
 
@@ -1247,10 +1262,7 @@ int fact5_refusals(uid_t user) {
   v.note(fmt("a /dev/fuse descriptor opened before unshare(CLONE_NEWUSER) (as uid %u, map '%u %u 1') mounts in the new namespace too; its requests carry uid %u, a reply with owner 0 reads as %s, owner %u as %s",
              user, user, user, b.last_uid.load(), st_root.substr(st_root.find("uid=")).c_str(), user,
              st_f.substr(st_f.find("uid=")).c_str()));
-  a2.ask("exit");
-  a2.wait_exit();
-  wait_for([&] { return b.loop_done.load(); }, 5000ms);
-  if (b.loop_done) finish(b);
+  end_agent(a2, b);
   return v.print(5);
 }
 
@@ -1258,11 +1270,7 @@ int fact5_refusals(uid_t user) {
 int fact6() {
   Verdict v;
   Pair p;
-  std::string why;
-  if (!make_pair(p, "r6", false, false, &why)) {
-    v.expect(false, why);
-    return v.print(6);
-  }
+  if (!make_pair(p, "r6", false, false, v)) return v.print(6);
   const std::string f = path_in(p, "f");
   auto host = [&] { return stat_text(f.c_str()); };
   auto run = [&] { return p.agent.ask("stat " + f); };
@@ -1338,11 +1346,7 @@ int fact7() {
   // working directory left on its copy of the main mount.
   for (const bool cwd_on_copy : {false, true}) {
     Pair p;
-    std::string why;
-    if (!make_pair(p, cwd_on_copy ? "r7b" : "r7a", false, true, &why)) {
-      v.expect(false, why);
-      return v.print(7);
-    }
+    if (!make_pair(p, cwd_on_copy ? "r7b" : "r7a", false, true, v)) return v.print(7);
     if (!cwd_on_copy) p.agent.ask("chdir " + p.m);
     const std::string label = cwd_on_copy ? "(b) run's cwd on its copy of the main mount"
                                           : "(a) run's cwd on its own connection";
@@ -1366,8 +1370,7 @@ int fact7() {
                a_alive ? "lives on (its daemon is not told)"
                        : ("ended at once (the daemon's read gave " + err_name(p.a.last_read_errno) +
                           ", its loop returned) while the run's connection, served by the same daemon, went on").c_str()));
-    p.agent.ask("exit");
-    p.agent.wait_exit();
+    p.agent.stop();
     if (rc == 0 && a_alive) {
       const auto t = Clock::now();
       const bool a_ended = wait_for([&] { return p.a.loop_done.load(); }, 5000ms);
@@ -1388,11 +1391,7 @@ int fact7() {
 int fact8() {
   Verdict v;
   Pair p;
-  std::string why;
-  if (!make_pair(p, "r8", false, true, &why)) {
-    v.expect(false, why);
-    return v.print(8);
-  }
+  if (!make_pair(p, "r8", false, true, v)) return v.print(8);
   v.note("the agent chdir(M) (the main connection), then mounted the run's connection over M");
   const std::string rel = p.agent.ask("stat f");
   const std::string rel_b = p.agent.ask("stat only_b");
@@ -1480,9 +1479,7 @@ int fact9_10(int which) {
            std::string(s5.find("n5") != std::string::npos ? "dropped" : "kept") + " (" + s5 + ")" + (rc5 ? " rc!=0" : ""));
     (void)rd;
   }
-  ::umount2(m.c_str(), MNT_DETACH);
-  wait_for([&] { return a.loop_done.load(); }, 5000ms);
-  finish(a);
+  unmount_and_finish(m, a);
   return v.print(which);
 }
 
