@@ -321,8 +321,16 @@ bool prepare_meta_dir(Daemon& d, int rootfd) noexcept {
       // Registered before recovery looks at anything: a daemon mounting
       // after this point sees this one alive (peers.hpp).
       if (auto r = register_daemon(d, meta.fd.get(), daemons.fd.get()); !r) {
-        d.log->error("snapfs: cannot register in {}/{}: {}", shown, kDaemons,
-                     r.error().message());
+        const int e = r.error().value();
+        // Commits stay exclusive among daemons only through byte-range
+        // locks in B (peers.hpp): a B that grants none is refused.
+        if (e == ENOLCK || e == EOPNOTSUPP || e == EINVAL || e == ENOSYS)
+          d.log->error("snapfs: {} grants no byte-range locks ({}), which keep commits through "
+                       "several mounts of it from overwriting each other",
+                       d.cfg.backing, r.error().message());
+        else
+          d.log->error("snapfs: cannot register in {}/{}: {}", shown, kDaemons,
+                       r.error().message());
         return false;
       }
       d.staging_dir = std::move(staging.fd);
