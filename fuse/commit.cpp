@@ -64,16 +64,6 @@ struct LockedPlace {
   FdRef pfd;
 };
 
-// The path's lock in B/.snapfs/commit.lock, for `name` in `parent`.
-Result<core::UniqueFd> lock_across_daemons(Conn& c, const Node& parent,
-                                           const std::string& name) noexcept {
-  try {
-    const std::string dir = c.table.path_of(parent);
-    return lock_path(c.d, dir.empty() ? name : dir + "/" + name);
-  } catch (const std::bad_alloc&) {
-    return Error::of(ENOMEM, "commit lock", name);
-  }
-}
 
 Result<LockedPlace> lock_place(Conn& c, const Node& node) noexcept {
   Daemon& d = c.d;
@@ -89,7 +79,7 @@ Result<LockedPlace> lock_place(Conn& c, const Node& node) noexcept {
     // daemons as the stripe makes it within one. Taken before ns_mu: the
     // wait for another daemon's commit never holds up this daemon's
     // renames and unlinks.
-    auto across = lock_across_daemons(c, *p0.parent, p0.name);
+    auto across = lock_name(d, pst->st_ino, p0.name);
     if (!across) return std::move(across).error();
     std::shared_lock ns(d.ns_mu);
     NodePlace p = c.table.place(node);

@@ -59,14 +59,17 @@ Result<bool> try_lock_all(int fd) noexcept {
   return std::move(r).error();
 }
 
-// FNV-1a: the same path gives the same byte in every daemon, on every host
-// (std::hash may differ between builds).
-std::uint64_t path_hash(std::string_view path) noexcept {
+// FNV-1a of (directory inode, name): the same name gives the same byte in
+// every daemon, on every host (std::hash may differ between builds).
+std::uint64_t name_hash(ino_t dir_ino, std::string_view name) noexcept {
   std::uint64_t h = 0xcbf29ce484222325ull;
-  for (const char ch : path) {
-    h ^= static_cast<unsigned char>(ch);
+  const auto mix = [&](unsigned char ch) {
+    h ^= ch;
     h *= 0x100000001b3ull;
-  }
+  };
+  auto ino = static_cast<std::uint64_t>(dir_ino);
+  for (int i = 0; i < 8; ++i, ino >>= 8) mix(static_cast<unsigned char>(ino & 0xff));
+  for (const char ch : name) mix(static_cast<unsigned char>(ch));
   return h;
 }
 
@@ -94,8 +97,12 @@ Result<void> register_daemon(Daemon& d, int meta_dir, int daemons_dir) noexcept 
       (void)sys::unlinkat(daemons_dir, draft.c_str(), 0);
       return locked ? Error::of(EAGAIN, "lock", draft) : std::move(locked).error();
     }
-    // For people looking at B/.snapfs/daemons: who this is.
-    const std::string who = std::to_string(sys::getpid()) + " " + d.cfg.mountpoint + "\n";
+    // Who this is, for people and for `snapfs umount` (which waits for this
+    // pid to exit, and must ask no FUSE request of a daemon that may hang):
+    // "<pid> <pid namespace> <mount point>".
+    auto ns = sys::readlinkat(AT_FDCWD, "/proc/self/ns/pid");
+    const std::string who = std::to_string(sys::getpid()) + " " + (ns ? *ns : "-") + " " +
+                            d.cfg.mountpoint + "\n";
     (void)sys::pwrite_all(fd->get(),
                           std::span<const std::byte>(
                               reinterpret_cast<const std::byte*>(who.data()), who.size()),
@@ -171,7 +178,7 @@ void unregister_daemon(Daemon& d) noexcept {
   d.alive.reset();
 }
 
-Result<core::UniqueFd> lock_path(const Daemon& d, std::string_view path) noexcept {
+Result<core::UniqueFd> lock_name(const Daemon& d, ino_t dir_ino, std::string_view name) noexcept {
   if (!d.commit_lock) return core::UniqueFd();
   auto fd = sys::reopen(d.commit_lock.get(), O_RDWR);
   if (!fd) return std::move(fd).error();
@@ -179,8 +186,8 @@ Result<core::UniqueFd> lock_path(const Daemon& d, std::string_view path) noexcep
   lk.l_type = F_WRLCK;
   lk.l_whence = SEEK_SET;
   // One byte per hash, in the first 2^40: collisions only serialise two
-  // paths' commits, never let two of one path through.
-  lk.l_start = static_cast<off_t>(path_hash(path) & ((1ull << 40) - 1));
+  // names' commits, never let two of one name through.
+  lk.l_start = static_cast<off_t>(name_hash(dir_ino, name) & ((1ull << 40) - 1));
   lk.l_len = 1;
   SNAPFS_TRY(sys::ofd_setlkw(fd->get(), lk));
   return std::move(*fd);

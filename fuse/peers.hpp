@@ -4,8 +4,8 @@
 // byte-range lock on a file there, which the kernel (or the network file
 // system's lock manager) drops when its holder dies:
 //
-//   B/.snapfs/commit.lock     one byte per path hash, write-locked around a
-//                             commit's check and publish
+//   B/.snapfs/commit.lock     one byte per hash of (directory inode, name),
+//                             write-locked around a commit's check and publish
 //   B/.snapfs/daemons/<id>    one per live daemon, write-locked for its life;
 //                             its staging names start with "<id>-"
 //
@@ -48,10 +48,15 @@ void forget_dead_daemons(Daemon& d, int daemons_dir) noexcept;
 // At a clean exit, once nothing commits any more: the registration goes.
 void unregister_daemon(Daemon& d) noexcept;
 
-// The commit lock of `path` (relative to B): held while the returned
-// descriptor lives. Blocks while another commit of a path with the same
-// hash holds it, in this daemon or another. An invalid descriptor if B
-// has no commit.lock (read-only B, where nothing commits anyway).
-core::Result<core::UniqueFd> lock_path(const Daemon& d, std::string_view path) noexcept;
+// The commit lock of the name `name` in the directory whose inode number is
+// `dir_ino`: held while the returned descriptor lives. Blocks while another
+// commit of a name with the same hash holds it, in this daemon or another.
+// Keyed by the directory's inode, which every daemon (and every client of
+// a network file system) sees alike, not by a path, which a daemon that
+// has not looked the directory up since another renamed it still spells
+// the old way. An invalid descriptor if B has no commit.lock (read-only B,
+// where nothing commits anyway).
+core::Result<core::UniqueFd> lock_name(const Daemon& d, ino_t dir_ino,
+                                       std::string_view name) noexcept;
 
 }  // namespace snapfs::fuse

@@ -14,7 +14,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <future>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -76,55 +77,49 @@ std::pair<int, std::string> run_fusermount(const std::vector<std::string>& args)
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, text};
 }
 
-// The daemon serving the snapfs mount at `path`, as a pidfd, when it says
-// which process it is (user.snapfs.daemon) and that process is in our pid
-// namespace (else its pid means another process here). Asked from a thread
-// with a bound: a hung daemon must not stop its own unmount, and a thread
-// left waiting on it ends with this process (a FUSE request waits killably).
+// The daemon serving the snapfs mount at `path`, as a pidfd, found without
+// a single FUSE request (a hung daemon must not stop its own unmount, and a
+// request it has read but not answered cannot be interrupted): each daemon
+// registers in B/.snapfs/daemons/<id> as "<pid> <pid namespace> <mount
+// point>" (fuse/peers.hpp), and B is the mount's source unless fsname= named
+// it otherwise. Only a registration for this very mount point, in our pid
+// namespace (else its pid means another process here), counts.
 std::optional<core::UniqueFd> daemon_of(const std::string& path) {
-  auto slot = std::make_shared<std::promise<std::string>>();
-  std::future<std::string> answer = slot->get_future();
-  std::thread([slot, path] {
-    auto r = core::sys::getxattr_path(path.c_str(), fuse::kDaemonXattr);
-    slot->set_value(r ? std::string(r->begin(), r->end()) : std::string());
-  }).detach();
-  if (answer.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
-  const std::string text = answer.get();
-  if (text.empty()) return std::nullopt;
-  Json doc;
-  try {
-    doc = parse_json(text);
-  } catch (const Failure&) {
-    return std::nullopt;
-  }
-  const Json* pid = doc.find("pid");
-  const Json* ns = doc.find("pid_namespace");
+  const auto m = mount_at(read_mountinfo(), path);
+  if (!m || m->source.empty() || m->source[0] != '/') return std::nullopt;
   auto ours = core::sys::readlinkat(AT_FDCWD, "/proc/self/ns/pid");
-  if (!pid || pid->type != Json::Type::number || !ns || !ours || ns->text != *ours)
-    return std::nullopt;
-  pid_t n = 0;
-  const auto [end, ec] =
-      std::from_chars(pid->text.data(), pid->text.data() + pid->text.size(), n);
-  if (ec != std::errc() || end != pid->text.data() + pid->text.size() || n <= 0)
-    return std::nullopt;
-  auto fd = core::sys::pidfd_open(n);
-  if (!fd) return std::nullopt;
-  return std::move(*fd);
+  if (!ours) return std::nullopt;
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::path(m->source) / ".snapfs" / "daemons";
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() != 16 || name[0] == '.') continue;
+    std::ifstream in(e.path());
+    std::string pid, ns, mountpoint;
+    if (!(in >> pid >> ns) || ns != *ours) continue;
+    std::getline(in >> std::ws, mountpoint);
+    if (mountpoint != path) continue;
+    pid_t n = 0;
+    const auto [end, err] = std::from_chars(pid.data(), pid.data() + pid.size(), n);
+    if (err != std::errc() || end != pid.data() + pid.size() || n <= 0) continue;
+    if (auto fd = core::sys::pidfd_open(n)) return std::move(*fd);
+  }
+  return std::nullopt;
 }
 
-// Waits (at most 30 s) for the process of `pidfd` to exit. The daemon
+// Waits (at most 10 s) for the process of `pidfd` to exit. The daemon
 // exits soon after its mount is gone, and closes B as it does: a script
 // that unmounts M and then B (or a shutdown in that order) finds B busy
 // until then.
 void wait_for_exit(const std::optional<core::UniqueFd>& pidfd, const std::string& shown) {
   if (!pidfd) return;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   // A pidfd polls readable once its process has exited.
   while (core::sys::process_alive(pidfd->get())) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      std::cerr << "snapfs: " << shown << " is unmounted; its daemon has not exited after 30 s\n";
+      std::cerr << "snapfs: " << shown << " is unmounted; its daemon has not exited after 10 s\n";
       return;
     }
     struct pollfd p {pidfd->get(), POLLIN, 0};

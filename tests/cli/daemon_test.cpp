@@ -9,6 +9,7 @@
 #include "sys/sys.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -240,6 +241,32 @@ TEST(MountDaemon, UmountReturnsOnceTheDaemonHasExited) {
   EXPECT_EQ(u.err, "") << u.describe();
   EXPECT_FALSE(core::sys::process_alive(daemon->get()))
       << "snapfs umount returned while its daemon (pid " << pid->text << ") still ran";
+}
+
+// A daemon that answers nothing (stopped, or hung) must not stop its own
+// unmount: umount asks it nothing, unmounts, and waits a bounded time.
+TEST(MountDaemon, UmountOfAStoppedDaemonsMountNeitherHangsNorFails) {
+  SNAPFS_REQUIRE_DAEMON();
+  Dirs d;
+  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  const Outcome st = run({snapfs_bin(), "status", "--format=json", d.m});
+  const cli::Json doc = cli::parse_json(st.out);
+  const cli::Json* pid = doc.find("pid");
+  ASSERT_NE(pid, nullptr) << st.out;
+  const pid_t daemon = static_cast<pid_t>(std::stol(pid->text));
+  auto alive = core::sys::pidfd_open(daemon);
+  ASSERT_TRUE(alive);
+  ASSERT_EQ(::kill(daemon, SIGSTOP), 0);
+  RunOptions bounded;
+  bounded.timeout = 25s;
+  const Outcome u = run({snapfs_bin(), "umount", d.m}, bounded);
+  ::kill(daemon, SIGCONT);
+  EXPECT_FALSE(u.timed_out) << "snapfs umount hung on a stopped daemon";
+  EXPECT_EQ(u.code, 0) << u.describe();
+  EXPECT_NE(u.err.find("has not exited after 10 s"), std::string::npos) << u.describe();
+  EXPECT_FALSE(mount_at(d.m)) << "still mounted";
+  EXPECT_TRUE(wait_until([&] { return !core::sys::process_alive(alive->get()); }, 10s))
+      << "the daemon did not exit once continued";
 }
 
 TEST(MountDaemon, SecondMountOnTheSameMountpointIsRefused) {

@@ -91,6 +91,57 @@ TEST_P(Daemons, NoAcknowledgedUpdateIsLostBetweenTwoDaemons) {
   EXPECT_EQ(published.size() + static_cast<std::size_t>(lost.load()), 3u * kRounds);
 }
 
+// The daemons may spell a directory differently: one renamed it, the other
+// still holds it under its old name (a process keeps it open there). A
+// commit of one file through both must still be one at a time.
+TEST_P(Daemons, NoUpdateIsLostWhenTheDaemonsNameADirectoryDifferently) {
+  std::string why;
+  const fs::path m2 = add_view(why);
+  ASSERT_FALSE(m2.empty()) << why;
+  fs::create_directory(b("d"));
+  write_file(b("d/counter"), "0\n");
+  // Held through the second view before the rename: that daemon's node for
+  // it keeps the name "d".
+  const int held = ::open((m2 / "d").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::rename(m("d").c_str(), m("e").c_str()), 0);
+  const fs::path old_name =
+      fs::path("/proc") / std::to_string(::getpid()) / "fd" / std::to_string(held) / "counter";
+  constexpr int kRounds = 150;
+  std::mutex mu;
+  std::vector<long> published;
+  std::atomic<int> errors{0};
+  const auto worker = [&](const fs::path& file) {
+    Peer p;
+    for (int i = 0; i < kRounds; ++i) {
+      const int fd = p.open(file, O_RDWR);
+      if (fd < 0) {
+        ++errors;
+        continue;
+      }
+      const long n = std::stol(p.pread_all(fd));
+      const bool wrote = p.pwrite(fd, std::to_string(n + 1) + "\n", 0);
+      const int rc = p.close(fd);
+      if (wrote && rc == 0) {
+        std::lock_guard lk(mu);
+        published.push_back(n + 1);
+      } else if (rc != -ESTALE) {
+        ++errors;
+      }
+    }
+  };
+  std::thread a(worker, m("e/counter"));
+  std::thread c(worker, old_name);
+  a.join();
+  c.join();
+  ::close(held);
+  EXPECT_EQ(errors.load(), 0);
+  std::sort(published.begin(), published.end());
+  EXPECT_EQ(std::adjacent_find(published.begin(), published.end()), published.end())
+      << "two successful closes published the same value: an acknowledged update was lost";
+  EXPECT_EQ(read_file(b("e/counter")), std::to_string(published.size()) + "\n");
+}
+
 // Appenders through different daemons: each close is rebased onto what
 // the other published (docs/semantics.md#conflicts), so no line is lost.
 TEST_P(Daemons, AppendersThroughTwoDaemonsLoseNoLine) {
