@@ -320,7 +320,14 @@ bool prepare_meta_dir(Daemon& d, int rootfd) noexcept {
     if (bad == nullptr) {
       // Registered before recovery looks at anything: a daemon mounting
       // after this point sees this one alive (peers.hpp).
-      if (auto r = register_daemon(d, meta.fd.get(), daemons.fd.get()); !r) {
+      if (auto r = register_daemon(d, meta.fd.get(), daemons.fd.get());
+          !r && r.error().value() == EROFS) {
+        // Nothing can commit to a read-only B: no registration and no
+        // commit lock are needed (lock_name() lets commits through, which
+        // then fail with EROFS as they would anyway).
+        d.log->info("snapfs: {} is read-only: not registered among the daemons over it",
+                    d.cfg.backing);
+      } else if (!r) {
         const int e = r.error().value();
         // Commits stay exclusive among daemons only through byte-range
         // locks in B (peers.hpp): a B that grants none is refused.

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <string>
 
 namespace snapfs::fuse {
@@ -160,6 +161,12 @@ void forget_dead_daemons(Daemon& d, int daemons_dir) noexcept {
     if (!is_id(n) && !draft) continue;
     if (n == d.id) continue;
     const std::string name(n);
+    if (draft) {
+      // A draft is unlocked between its O_EXCL create and its lock: one
+      // younger than a minute may be a daemon registering right now.
+      auto st = sys::fstatat(daemons_dir, name.c_str(), AT_SYMLINK_NOFOLLOW);
+      if (!st || std::time(nullptr) - st->st_mtim.tv_sec < 60) continue;
+    }
     auto fd = sys::openat(daemons_dir, name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK);
     if (!fd) continue;
     // Ours to remove only while we hold its lock: its daemon is gone.

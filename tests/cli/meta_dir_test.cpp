@@ -10,8 +10,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -52,6 +54,27 @@ void expect_refused(const Dirs& d, const std::string& what) {
     EXPECT_FALSE(mount_at(d.m)) << "mounted anyway";
     EXPECT_EQ(tree_digest(d.b), before) << "the refused mount changed B";
   }
+}
+
+// A B made read-only after it was served (its B/.snapfs exists) still
+// mounts: the daemon cannot register among the daemons over B, and needs
+// not, since nothing can commit.
+TEST(MountMetaDir, AReadOnlyBackingServedBeforeStillMounts) {
+  SNAPFS_REQUIRE_DAEMON();
+  Scratch s;
+  const fs::path b = s.mkdir("b"), m = s.mkdir("m");
+  ASSERT_EQ(::mount("snapfs-test", b.c_str(), "tmpfs", 0, "size=4m"), 0) << std::strerror(errno);
+  write_file(b / "f", "published\n");
+  ASSERT_EQ(run({snapfs_bin(), "mount", b, m}).code, 0);
+  ASSERT_EQ(run({snapfs_bin(), "umount", m}).code, 0);
+  ASSERT_TRUE(fs::is_directory(b / ".snapfs" / "daemons"));
+  ASSERT_EQ(::mount(nullptr, b.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr), 0)
+      << std::strerror(errno);
+  const Outcome r = run({snapfs_bin(), "mount", b, m});
+  EXPECT_EQ(r.code, 0) << r.describe();
+  EXPECT_EQ(read_file(m / "f"), "published\n");
+  EXPECT_EQ(run({snapfs_bin(), "umount", m}).code, 0);
+  ::umount2(b.c_str(), 0);
 }
 
 TEST(MountMetaDir, SymlinkIsRefused) {

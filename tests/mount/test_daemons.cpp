@@ -8,11 +8,13 @@
 #include "support/peer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <ctime>
 #include <mutex>
 #include <set>
 #include <string>
@@ -198,6 +200,14 @@ TEST_P(Daemons, RecoveryLeavesALiveDaemonsCommitsAlone) {
   write_file(conflicts / (dead + "-record.json"),
              "{\"id\":\"x\",\"path\":\"f\",\"daemon\":\"" + dead + "\"}\n");
   write_file(staging / ".snapfs-0123456789abcdef.tmp", "left by an older daemon");
+  // Registrations in the making (created, not yet locked): a fresh one may
+  // be a daemon starting now; one older than a minute died so.
+  const fs::path fresh = b(".snapfs/daemons/.1111111111111111");
+  const fs::path stale = b(".snapfs/daemons/.2222222222222222");
+  write_file(fresh, "");
+  write_file(stale, "");
+  const struct timespec old_times[2] = {{0, UTIME_OMIT}, {std::time(nullptr) - 120, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, stale.c_str(), old_times, 0), 0);
 
   const fs::path m3 = add_view(why);
   ASSERT_FALSE(m3.empty()) << why;
@@ -210,6 +220,8 @@ TEST_P(Daemons, RecoveryLeavesALiveDaemonsCommitsAlone) {
   EXPECT_FALSE(fs::exists(staging / (dead + "-0123456789abcdef.tmp")));
   EXPECT_FALSE(fs::exists(conflicts / (dead + "-record.json")));
   EXPECT_FALSE(fs::exists(staging / ".snapfs-0123456789abcdef.tmp"));
+  EXPECT_TRUE(fs::exists(fresh)) << "a registration in the making was taken for a dead one";
+  EXPECT_FALSE(fs::exists(stale));
 
   // Once the second daemon is gone (killed), the next mount takes its
   // leftovers and its registration away, and still leaves the others'.
