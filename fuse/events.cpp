@@ -113,8 +113,15 @@ std::string events_json(const EventLog::Slice& slice, std::uint64_t after, pid_t
     if (visible(e->path, e->dir) && (e->to.empty() || visible(e->to, e->to_dir)))
       one = (list.empty() ? "" : ",") + event_json(*e, show_who(*e));
     if (!one.empty() && list.size() + one.size() + kEnvelope > limit) {
-      stopped = true;  // the rest next time
-      break;
+      if (!list.empty()) {
+        stopped = true;  // the rest next time
+        break;
+      }
+      // Too large for any answer alone (paths of 4 KiB whose bytes need
+      // escaping): passed over and counted, or the reader would ask for it
+      // forever.
+      dropped += 1;
+      one.clear();
     }
     dropped += e->seq - prev - 1;
     prev = e->seq;

@@ -103,7 +103,9 @@ private:
 // bytes. `visible(path, dir)`: whether the reader may see an event naming
 // `path` in directory `dir`; `show_who(e)`: whether it may see who made `e`
 // (pid, uid, command). Events it may not see are passed over: "next"
-// still moves past them. May throw std::bad_alloc.
+// still moves past them. "dropped" counts the events after `after` it is
+// not shown for another reason: the ring no longer keeps them, or one
+// alone does not fit in `limit`. May throw std::bad_alloc.
 std::string events_json(const EventLog::Slice& slice, std::uint64_t after, pid_t daemon_pid,
                         std::size_t limit,
                         const std::function<bool(const std::string&, const Dir&)>& visible,

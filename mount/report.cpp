@@ -541,7 +541,7 @@ std::string render_event(const Json& event, const std::string& mountpoint, bool 
 
 std::string render_dropped(std::uint64_t count, bool json) {
   if (json) return "{\"event\":\"dropped\",\"count\":" + std::to_string(count) + "}\n";
-  return "- dropped " + std::to_string(count) + " events (the daemon no longer kept them)\n";
+  return "- dropped " + std::to_string(count) + " events (no longer kept, or too large to show)\n";
 }
 
 }  // namespace snapfs::cli

@@ -102,6 +102,17 @@ TEST(EventFeed, WhatAReaderMayNotSeeIsLeftOutButPassed) {
   EXPECT_EQ(others.find("cc1"), std::string::npos) << others;
 }
 
+TEST(EventFeed, AnEventTooLargeForAnyAnswerIsCountedAndPassed) {
+  EventLog log(8);
+  log.record(made(EventKind::create, std::string(2000, '\x01')));  // escaped: 12 000 bytes
+  log.record(made(EventKind::create, "b"));
+  const std::string a = answer(log, 0, 4096);
+  EXPECT_LE(a.size(), 4096u);
+  EXPECT_EQ(a.rfind("{\"pid\":7,\"next\":2,\"dropped\":1,\"more\":false,\"events\":[{\"seq\":2,", 0),
+            0u)
+      << a.substr(0, 200);
+}
+
 TEST(EventFeed, ACursorFromAnotherDaemonStartsOverAtTheLast) {
   EventLog log(8);
   log.record(made(EventKind::create, "a"));
