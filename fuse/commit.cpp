@@ -288,7 +288,7 @@ void note_commit(Conn& c, EventKind kind, const Node& node, pid_t pid, uid_t uid
   try {
     auto at = c.table.locate(node, nullptr);
     e.path = std::move(at.path);
-    e.dir = {at.dir_dev, at.dir_ino};
+    e.dir = dir_of(at.dir_dev, at.dir_ino, at.dir_fd ? at.dir_fd->get() : -1);
   } catch (const std::bad_alloc&) {
     return d.events.skip();
   }

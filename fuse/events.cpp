@@ -25,6 +25,16 @@ const char* event_name(EventKind k) noexcept {
   return "unknown";
 }
 
+Dir dir_of(dev_t dev, ino_t ino, int fd) noexcept {
+  Dir d{dev, ino, 0, 0};
+  if (fd < 0) return d;
+  if (auto born = core::sys::birth_time(fd)) {
+    d.born_sec = born->tv_sec;
+    d.born_nsec = born->tv_nsec;
+  }
+  return d;
+}
+
 Event event_by(pid_t tid, uid_t uid) noexcept {
   Event e;
   e.uid = uid;

@@ -39,10 +39,14 @@ enum class EventKind : std::uint8_t {
 // "create", "mkdir", ... as the feed spells them.
 const char* event_name(EventKind k) noexcept;
 
-// A directory of B by identity.
+// A directory of B by identity: its inode number, and its birth time,
+// since a file system gives a removed directory's number to the next
+// inode it makes ({0, 0} where it keeps no birth time).
 struct Dir {
   dev_t dev = 0;
   ino_t ino = 0;
+  std::int64_t born_sec = 0;
+  long born_nsec = 0;
   bool operator==(const Dir&) const = default;
 };
 
@@ -60,6 +64,10 @@ struct Event {
   uid_t uid = 0;
   std::string command;     // its comm, "" if unknown
 };
+
+// The identity of a directory (dev, ino, and its birth time asked through
+// `fd`, a handle of it; none if `fd` is -1).
+Dir dir_of(dev_t dev, ino_t ino, int fd) noexcept;
 
 // An event made by thread `tid` of a caller with `uid`: its pid is the
 // thread group's and its command the group's comm (both left unknown if

@@ -565,6 +565,7 @@ InodeTable::Located InodeTable::locate(const Node& node, const char* name) const
     if (dir != nullptr) {
       l.dir_dev = dir->dev_;
       l.dir_ino = dir->ino_;
+      l.dir_fd = dir->fd();  // Node::fd_mu is a leaf below this table's mutex
     }
   }
   // (A rename between the two reads leaves a path whose directory is not

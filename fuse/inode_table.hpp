@@ -303,6 +303,7 @@ public:
     std::string path;
     dev_t dir_dev = 0;
     ino_t dir_ino = 0;
+    FdRef dir_fd;  // the directory's handle (its birth time is asked through it)
   };
   Located locate(const Node& node, const char* name) const;
 

@@ -130,6 +130,18 @@ Result<void> ofd_setlk(int fd, struct flock& lk) noexcept {
   return ok_or(retry([&] { return ::fcntl(fd, F_OFD_SETLK, &lk); }), "fcntl(F_OFD_SETLK)");
 }
 
+Result<struct timespec> birth_time(int fd) noexcept {
+  struct statx stx {};
+  if (retry([&] { return ::statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &stx); }) == -1)
+    return Error::from_errno("statx");
+  struct timespec t {};
+  if (stx.stx_mask & STATX_BTIME) {
+    t.tv_sec = stx.stx_btime.tv_sec;
+    t.tv_nsec = stx.stx_btime.tv_nsec;
+  }
+  return t;
+}
+
 Result<void> ofd_setlkw(int fd, struct flock& lk) noexcept {
   lk.l_pid = 0;
   return ok_or(retry([&] { return ::fcntl(fd, F_OFD_SETLKW, &lk); }), "fcntl(F_OFD_SETLKW)");

@@ -51,6 +51,9 @@ Result<UniqueFd> openat(int dirfd, const char* path, int flags, mode_t mode = 0)
 Result<UniqueFd> openat_beneath(int dirfd, const char* path, int flags, mode_t mode,
                                 std::uint64_t extra_resolve = 0) noexcept;
 Result<struct stat> fstat(int fd) noexcept;
+// The birth time of the inode of `fd` (statx STATX_BTIME), or {0, 0} where
+// the file system keeps none.
+Result<struct timespec> birth_time(int fd) noexcept;
 Result<struct stat> fstatat(int dirfd, const char* path, int flags) noexcept;
 Result<void> ftruncate(int fd, std::uint64_t len) noexcept;
 Result<void> fsync(int fd) noexcept;

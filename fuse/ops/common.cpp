@@ -229,11 +229,11 @@ void note(Conn& c, fuse_req_t req, EventKind kind, const Node& dir, const char* 
   try {
     auto at = c.table.locate(dir, name);
     e.path = std::move(at.path);
-    e.dir = {at.dir_dev, at.dir_ino};
+    e.dir = dir_of(at.dir_dev, at.dir_ino, at.dir_fd ? at.dir_fd->get() : -1);
     if (to_parent && to_name) {
       auto to = c.table.locate(*to_parent, to_name);
       e.to = std::move(to.path);
-      e.to_dir = {to.dir_dev, to.dir_ino};
+      e.to_dir = dir_of(to.dir_dev, to.dir_ino, to.dir_fd ? to.dir_fd->get() : -1);
     }
   } catch (const std::bad_alloc&) {
     return d.events.skip();

@@ -295,15 +295,18 @@ void get_events(fuse_req_t req, Daemon& d, const char* name, size_t size) noexce
       if (viewer.privileged()) return true;
       const auto slash = path.rfind('/');
       const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash);
+      // "<dir>/.": resolving "." in it needs search permission, the open
+      // read permission (ls -l of a name needs both).
       auto it = dirs.find(parent);
       if (it == dirs.end()) {
         auto fd = acting_as(d, viewer, [&] {
-          return sys::openat_beneath(root, parent.c_str(),
+          return sys::openat_beneath(root, (parent + "/.").c_str(),
                                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS);
         });
-        Dir listable;  // {0, 0}: none
+        Dir listable;  // ino 0: none
         if (fd) {
-          if (auto st = sys::fstat(fd->get())) listable = {st->st_dev, st->st_ino};
+          if (auto st = sys::fstat(fd->get()))
+            listable = dir_of(st->st_dev, st->st_ino, fd->get());
         }
         it = dirs.emplace(parent, listable).first;
       }
