@@ -36,61 +36,75 @@ std::vector<std::string> registered(const fs::path& b) {
   return ids;
 }
 
-// Three processes each read `counter`, add one and write it back, over
-// and over: two through the first view, one through the second. A close
-// that succeeded published its value; no two may publish the same value
-// (that would be an acknowledged update lost), and the file ends at the
-// number of successes.
+// Processes that each read a counter file, add one and write it back,
+// over and over, through their views: what each successful close
+// published, and how many were told they lost (ESTALE: first committer
+// wins).
+struct CountUp {
+  std::mutex mu;
+  std::vector<long> published;
+  std::atomic<int> lost{0}, errors{0};
+  std::string first_error;
+
+  // `rounds` read-increment-writes of `file` in a process of its own.
+  void run(const fs::path& file, int rounds) {
+    Peer p;
+    for (int i = 0; i < rounds; ++i) {
+      const int fd = p.open(file, O_RDWR);
+      if (fd < 0) {
+        error("open: " + std::to_string(fd));
+        continue;
+      }
+      const long n = std::stol(p.pread_all(fd));
+      const bool wrote = p.pwrite(fd, std::to_string(n + 1) + "\n", 0);
+      const int rc = p.close(fd);
+      if (wrote && rc == 0) {
+        std::lock_guard lk(mu);
+        published.push_back(n + 1);
+      } else if (rc == -ESTALE) {
+        ++lost;
+      } else {
+        error("close: " + std::to_string(rc));
+      }
+    }
+  }
+  void error(const std::string& what) {
+    std::lock_guard lk(mu);
+    ++errors;
+    if (first_error.empty()) first_error = what;
+  }
+  // No two successful closes published the same value (that would be an
+  // acknowledged update lost), and `final` (the file) counts them all.
+  ::testing::AssertionResult none_lost(const std::string& final) {
+    std::vector<long> sorted = published;
+    std::sort(sorted.begin(), sorted.end());
+    if (auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end())
+      return ::testing::AssertionFailure()
+             << "two successful closes published " << *dup << ": an acknowledged update was lost ("
+             << published.size() << " successes, " << lost.load() << " told they lost)";
+    if (final != std::to_string(published.size()) + "\n")
+      return ::testing::AssertionFailure()
+             << "the file says " << final << " after " << published.size() << " successes";
+    return ::testing::AssertionSuccess();
+  }
+};
+
+// Three processes count up one file: two through the first view, one
+// through the second.
 TEST_P(Daemons, NoAcknowledgedUpdateIsLostBetweenTwoDaemons) {
   std::string why;
   const fs::path m2 = add_view(why);
   ASSERT_FALSE(m2.empty()) << why;
   write_file(b("counter"), "0\n");
   constexpr int kRounds = 120;
-  std::mutex mu;
-  std::vector<long> published;
-  std::atomic<int> lost{0}, other_errors{0};
-  std::string first_error;
-  const auto worker = [&](const fs::path& view) {
-    Peer p;
-    for (int i = 0; i < kRounds; ++i) {
-      const int fd = p.open(view / "counter", O_RDWR);
-      if (fd < 0) {
-        ++other_errors;
-        continue;
-      }
-      const long n = std::stol(p.pread_all(fd));
-      const std::string next = std::to_string(n + 1) + "\n";
-      const bool wrote = p.pwrite(fd, next, 0);
-      const int rc = p.close(fd);
-      if (wrote && rc == 0) {
-        std::lock_guard lk(mu);
-        published.push_back(n + 1);
-      } else if (rc == -ESTALE) {
-        ++lost;  // first committer wins: this one was told
-      } else {
-        std::lock_guard lk(mu);
-        ++other_errors;
-        if (first_error.empty()) first_error = "close: " + std::to_string(rc);
-      }
-    }
-  };
+  CountUp c;
   std::vector<std::thread> ts;
-  ts.emplace_back(worker, mnt());
-  ts.emplace_back(worker, mnt());
-  ts.emplace_back(worker, m2);
+  for (const fs::path& view : {mnt(), mnt(), m2})
+    ts.emplace_back([&c, file = view / "counter"] { c.run(file, kRounds); });
   for (auto& t : ts) t.join();
-  expect_daemon_errors();  // losing commits are logged at info; conflicts kept
-  EXPECT_EQ(other_errors.load(), 0) << first_error;
-  std::vector<long> sorted = published;
-  std::sort(sorted.begin(), sorted.end());
-  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  EXPECT_EQ(dup, sorted.end()) << "two successful closes published " << *dup
-                               << ": an acknowledged update was lost (" << published.size()
-                               << " successes, " << lost.load() << " told they lost)";
-  EXPECT_EQ(read_file(b("counter")), std::to_string(published.size()) + "\n")
-      << "the file does not count every acknowledged update";
-  EXPECT_EQ(published.size() + static_cast<std::size_t>(lost.load()), 3u * kRounds);
+  EXPECT_EQ(c.errors.load(), 0) << c.first_error;
+  EXPECT_TRUE(c.none_lost(read_file(b("counter"))));
+  EXPECT_EQ(c.published.size() + static_cast<std::size_t>(c.lost.load()), 3u * kRounds);
 }
 
 // The daemons may spell a directory differently: one renamed it, the other
@@ -109,39 +123,14 @@ TEST_P(Daemons, NoUpdateIsLostWhenTheDaemonsNameADirectoryDifferently) {
   ASSERT_EQ(::rename(m("d").c_str(), m("e").c_str()), 0);
   const fs::path old_name =
       fs::path("/proc") / std::to_string(::getpid()) / "fd" / std::to_string(held) / "counter";
-  constexpr int kRounds = 150;
-  std::mutex mu;
-  std::vector<long> published;
-  std::atomic<int> errors{0};
-  const auto worker = [&](const fs::path& file) {
-    Peer p;
-    for (int i = 0; i < kRounds; ++i) {
-      const int fd = p.open(file, O_RDWR);
-      if (fd < 0) {
-        ++errors;
-        continue;
-      }
-      const long n = std::stol(p.pread_all(fd));
-      const bool wrote = p.pwrite(fd, std::to_string(n + 1) + "\n", 0);
-      const int rc = p.close(fd);
-      if (wrote && rc == 0) {
-        std::lock_guard lk(mu);
-        published.push_back(n + 1);
-      } else if (rc != -ESTALE) {
-        ++errors;
-      }
-    }
-  };
-  std::thread a(worker, m("e/counter"));
-  std::thread c(worker, old_name);
+  CountUp c;
+  std::thread a([&] { c.run(m("e/counter"), 150); });
+  std::thread o([&] { c.run(old_name, 150); });
   a.join();
-  c.join();
+  o.join();
   ::close(held);
-  EXPECT_EQ(errors.load(), 0);
-  std::sort(published.begin(), published.end());
-  EXPECT_EQ(std::adjacent_find(published.begin(), published.end()), published.end())
-      << "two successful closes published the same value: an acknowledged update was lost";
-  EXPECT_EQ(read_file(b("e/counter")), std::to_string(published.size()) + "\n");
+  EXPECT_EQ(c.errors.load(), 0) << c.first_error;
+  EXPECT_TRUE(c.none_lost(read_file(b("e/counter"))));
 }
 
 // Appenders through different daemons: each close is rebased onto what
