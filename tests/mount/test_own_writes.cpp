@@ -361,7 +361,7 @@ TEST_P(OwnWrites, RacingReopensAndStats) {
       for (int r = 0; r < kRounds; ++r) {
         const std::string content = "writer " + std::to_string(p) + " round " + std::to_string(r);
         const int w = xopen(mine, O_WRONLY | O_TRUNC);
-        if (w < 0) return 10;
+        if (w < 0) return 100 - w;  // 100 + errno
         if (!write_str(w, content)) return 11;
         const int rd = xopen(mine, O_RDONLY);
         if (rd < 0) return 12;
