@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace snapfs::core::sys {
@@ -210,6 +211,38 @@ Result<UniqueFd> pidfd_open(pid_t pid) noexcept;
 // becomes readable when its process exits). An error asking counts as
 // exited.
 bool process_alive(int pidfd) noexcept;
+
+// Local SOCK_SEQPACKET sockets (socket.cpp): one datagram per message, with
+// at most one descriptor passed alongside (SCM_RIGHTS).
+// A socket bound to `name` in the directory `dirfd` (through /proc/self/fd,
+// so the directory's path may be longer than sun_path), of mode `mode`,
+// listening.
+Result<UniqueFd> seqpacket_listen(int dirfd, const char* name, mode_t mode, int backlog) noexcept;
+// A socket connected to the socket at `path` (a path too long for sun_path
+// is reached through its directory's descriptor).
+Result<UniqueFd> seqpacket_connect(const std::string& path) noexcept;
+// accept4(2), the new socket close-on-exec.
+Result<UniqueFd> accept(int listen_fd) noexcept;
+// Sends `data` as one message, with the descriptor `fd` if it is not -1.
+Result<void> send_message(int sock, std::string_view data, int fd = -1) noexcept;
+struct Message {
+  std::string data;
+  UniqueFd fd;       // the descriptor that came with it, if any
+  bool eof = false;  // the peer closed its end: no message
+};
+// The next message, at most `max` bytes (a longer one: EMSGSIZE). Any
+// descriptor beyond the first is closed.
+Result<Message> recv_message(int sock, std::size_t max) noexcept;
+// Who is at the other end of a connected local socket (SO_PEERCRED: as
+// they were when they connected).
+struct PeerCred {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+Result<PeerCred> peer_credentials(int sock) noexcept;
+// A pair of connected SOCK_SEQPACKET sockets, close-on-exec.
+Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair() noexcept;
 
 // A directory stream over its own O_RDONLY descriptor (fdopendir; dir.cpp).
 class DirStream {
