@@ -41,9 +41,14 @@ namespace {
 Result<std::unique_ptr<Version>> open_warm_reader(Conn& c, std::unique_ptr<Version> h,
                                                  int pathfd, const struct stat& st) noexcept {
   Daemon& d = c.d;
+  // The cache is the main connection's: a snapshot's backing id belongs to
+  // the /dev/fuse descriptor that registered it, and a run's connection
+  // ends before the daemon does (run.hpp). A run's reader shares its
+  // snapshot within the run's opens of its node only.
+  const bool cached = c.run_id == 0;
   std::shared_ptr<WarmSnapshot> w;
   try {
-    w = d.warm.find(st);
+    if (cached) w = d.warm.find(st);
     if (!w) {
       auto src = sys::reopen(pathfd, O_RDONLY);
       if (!src) return std::move(src).error();
@@ -74,7 +79,7 @@ Result<std::unique_ptr<Version>> open_warm_reader(Conn& c, std::unique_ptr<Versi
       if (after && WarmSnapshots::same_version(*after, st)) {
         w->exact = true;
         w->version = st;
-        d.warm.insert(st, w);
+        if (cached) d.warm.insert(st, w);
       }
     }
   } catch (const std::bad_alloc&) {

@@ -37,7 +37,15 @@ void store(void* base, std::size_t off, T v) noexcept {
 
 // One daemon per process (libfuse's I/O callbacks get the session's user
 // data, which is the Daemon; the hook state is kept apart from it).
-KernelPassthrough* g_kpt = nullptr;
+// Which KernelPassthrough a session's custom I/O belongs to: libfuse hands
+// the callbacks the session's user data, and each connection (the main
+// mount, each run's) has its own.
+KernelPassthrough::Locate g_locate = nullptr;
+
+KernelPassthrough* kpt_of(void* userdata) noexcept {
+  KernelPassthrough* k = g_locate && userdata ? g_locate(userdata) : nullptr;
+  return k && k->installed() ? k : nullptr;
+}
 
 // libfuse 3.14 reads a request and dispatches it in the same thread, and our
 // handlers reply before they return: what this thread read last is what it
@@ -70,31 +78,33 @@ std::string backing_open_refusal() {
 }  // namespace
 
 struct PassthroughIo {
-  static ssize_t read(int fd, void* buf, size_t len, void* /*userdata*/) {
+  static ssize_t read(int fd, void* buf, size_t len, void* userdata) {
+    KernelPassthrough* k = kpt_of(userdata);
     const ssize_t n = kernel::raw_read(fd, buf, len);
     if (n < static_cast<ssize_t>(kInHeader)) return n;
     t_opcode = load<std::uint32_t>(buf, kInHdrOpcode);
     t_unique = load<std::uint64_t>(buf, kInHdrUnique);
-    if (t_opcode == kOpInit && g_kpt && n >= static_cast<ssize_t>(kInHeader + kInitInMin)) {
+    if (t_opcode == kOpInit && k && n >= static_cast<ssize_t>(kInHeader + kInitInMin)) {
       const char* in = static_cast<const char*>(buf) + kInHeader;
       const auto flags = load<std::uint32_t>(in, kInitInFlags);
       const auto flags2 = load<std::uint32_t>(in, kInitInFlags2);
       // flags2 means something only with FUSE_INIT_EXT.
-      g_kpt->offered_.store((flags & kInitExt) && (flags2 & kPassthrough2),
+      k->offered_.store((flags & kInitExt) && (flags2 & kPassthrough2),
                             std::memory_order_release);
-      g_kpt->dirops_offered_.store((flags & kParallelDirops) != 0, std::memory_order_release);
-      g_kpt->init_unique_.store(t_unique, std::memory_order_release);
+      k->dirops_offered_.store((flags & kParallelDirops) != 0, std::memory_order_release);
+      k->init_unique_.store(t_unique, std::memory_order_release);
     }
     return n;
   }
 
-  static ssize_t writev(int fd, struct iovec* iov, int count, void* /*userdata*/) {
-    if (g_kpt && count == 2 && iov[0].iov_len == kOutHeader) {
+  static ssize_t writev(int fd, struct iovec* iov, int count, void* userdata) {
+    KernelPassthrough* k = kpt_of(userdata);
+    if (k && count == 2 && iov[0].iov_len == kOutHeader) {
       const auto err = load<std::int32_t>(iov[0].iov_base, kOutHdrError);
       const auto unique = load<std::uint64_t>(iov[0].iov_base, kOutHdrUnique);
       if (err == 0 && unique != 0) {
-        if (unique == g_kpt->init_unique_.load(std::memory_order_acquire)) patch_init(iov[1]);
-        else if (unique == t_armed.unique) patch_open(iov[1]);
+        if (unique == k->init_unique_.load(std::memory_order_acquire)) patch_init(*k, iov[1]);
+        else if (unique == t_armed.unique) patch_open(*k, iov[1]);
       }
     }
     return kernel::raw_writev(fd, iov, count);
@@ -115,8 +125,7 @@ struct PassthroughIo {
   // a parallel build or git status in one directory queue up). It is set
   // here when the kernel offered it: the handlers need no per-directory
   // serialization (the inode table's mutex orders what they share).
-  static void patch_init(iovec& out) {
-    KernelPassthrough& k = *g_kpt;
+  static void patch_init(KernelPassthrough& k, iovec& out) {
     k.init_unique_.store(0, std::memory_order_release);
     if (out.iov_len != kInitOutSize) return;  // not the layout we know: leave it
     auto flags = load<std::uint32_t>(out.iov_base, kInitOutFlags);
@@ -136,7 +145,7 @@ struct PassthroughIo {
   // backing id, and no DIRECT_IO. Any open flag other than NOFLUSH and
   // PARALLEL_DIRECT_WRITES (KEEP_CACHE, NONSEEKABLE, ...) would make the
   // kernel fail the open with EIO: such a reply is left as it is.
-  static void patch_open(iovec& out) {
+  static void patch_open(KernelPassthrough& k, iovec& out) {
     std::size_t at = 0;
     if (t_opcode == kOpOpen && out.iov_len == kOpenOutSize) at = 0;
     else if (t_opcode == kOpCreate && out.iov_len == kEntryOutSize + kOpenOutSize)
@@ -151,7 +160,7 @@ struct PassthroughIo {
     t_armed.patched = true;
     // Counted before the reply is written: a status read after the open
     // returned includes it.
-    g_kpt->opens_.fetch_add(1, std::memory_order_relaxed);
+    k.opens_.fetch_add(1, std::memory_order_relaxed);
   }
 };
 
@@ -160,7 +169,7 @@ BackingFile::~BackingFile() {
     spdlog::debug("snapfs: {}", r.error().message());
 }
 
-bool KernelPassthrough::install(fuse_session* se, bool want, bool root) {
+bool KernelPassthrough::install(fuse_session* se, bool want, bool root, Locate locate) {
   if (!want) {
     not_installed_ = "off (-o kernel_io=off)";
     return false;
@@ -179,13 +188,12 @@ bool KernelPassthrough::install(fuse_session* se, bool want, bool root) {
       .splice_receive = nullptr,  // every request must pass through read()
       .splice_send = PassthroughIo::splice_send,
   };
-  g_kpt = this;
+  g_locate = locate;  // the same function for every session
   devfd_ = fuse_session_fd(se);
   // The same descriptor: fuse_session_mount() opened it; from now on
   // libfuse reads and writes it through `io`.
   if (fuse_session_custom_io(se, &io, devfd_) != 0) {
     not_installed_ = "unavailable: fuse_session_custom_io failed";
-    g_kpt = nullptr;
     return false;
   }
   installed_ = true;

@@ -47,8 +47,11 @@ public:
   // After fuse_session_mount(): installs the custom I/O on `se` if `want`
   // (the mount did not turn it off) and the daemon runs as root, which
   // FUSE_DEV_IOC_BACKING_OPEN requires (CAP_SYS_ADMIN in the initial user
-  // namespace). Returns false (and why()) when it did not.
-  bool install(fuse_session* se, bool want, bool root);
+  // namespace). Returns false (and why()) when it did not. `locate` finds
+  // the KernelPassthrough of a session from its user data (each FUSE
+  // connection has its own).
+  using Locate = KernelPassthrough* (*)(void* userdata) noexcept;
+  bool install(fuse_session* se, bool want, bool root, Locate locate);
   // From init(): whether the custom I/O is installed (splice receive must
   // then stay off, or requests would bypass it).
   bool installed() const noexcept { return installed_; }
