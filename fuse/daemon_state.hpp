@@ -245,9 +245,9 @@ private:
 //  leaf  PendingTruncations::mu_, LiveHandles::mu_, UserOpens::mu_ (here)
 //                                                 mutex          their own lists
 // What every connection of the daemon shares: B, the options, the
-// commit locks, the counters, the warm snapshots, the change feed. Today
-// the daemon serves one connection (the mount at M); docs/design-run.md
-// gives each `snapfs run` a connection of its own over the same Daemon.
+// commit locks, the counters, the warm snapshots, the change feed. The
+// daemon serves the mount at M, and each `snapfs run` a connection of its
+// own over the same Daemon (run.hpp, docs/design-run.md).
 struct Daemon {
   Config cfg;
   std::shared_ptr<spdlog::logger> log;
@@ -290,6 +290,9 @@ struct Daemon {
   uid_t own_uid = 0;
   gid_t own_gid = 0;
   std::vector<gid_t> own_groups;
+  // `snapfs run` (run.hpp): the control socket and the runs' connections.
+  // Made once M is mounted; stopped before the daemon exits.
+  std::unique_ptr<class Runs> runs;
 };
 
 // One FUSE connection the daemon serves (fuse_req_userdata): what the
@@ -318,6 +321,9 @@ struct Conn {
   std::unique_ptr<class Lingering> lingering;
   // The kernel checks POSIX ACLs (FUSE_CAP_POSIX_ACL was granted at INIT).
   bool posix_acl = false;
+  // 0: the mount at M; else the run (run.hpp) this connection serves, set
+  // before its first request.
+  std::uint64_t run_id = 0;
 };
 
 inline Conn& conn_of(fuse_req_t req) { return *static_cast<Conn*>(fuse_req_userdata(req)); }

@@ -158,6 +158,12 @@ void forget_dead_daemons(Daemon& d, int daemons_dir) noexcept {
     if (!e || *e == nullptr) break;
     const std::string_view n = (*e)->d_name;
     const bool draft = n.size() == kIdLen + 1 && n[0] == '.' && is_id(n.substr(1));
+    if (n.size() == kIdLen + 8 && n.ends_with(".control") && is_id(n.substr(0, kIdLen))) {
+      // A control socket (run.hpp) outlives a daemon that was killed.
+      if (n.substr(0, kIdLen) != d.id && !daemon_alive(daemons_dir, n.substr(0, kIdLen)))
+        (void)sys::unlinkat(daemons_dir, std::string(n).c_str(), 0);
+      continue;
+    }
     if (!is_id(n) && !draft) continue;
     if (n == d.id) continue;
     const std::string name(n);

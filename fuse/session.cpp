@@ -8,6 +8,8 @@
 #include "ops/ops.hpp"
 #include "sys/sys.hpp"
 #include "kernel_io.hpp"
+#include "run.hpp"
+#include "session.hpp"
 
 #include <snapfs/core/tmpfile.hpp>
 #include <snapfs/fuse/daemon.hpp>
@@ -99,6 +101,11 @@ void init(void* userdata, fuse_conn_info* conn) {
   d.stats.fuse_protocol.store(conn->proto_major << 16 | (conn->proto_minor & 0xffff),
                               std::memory_order_relaxed);
   c.table.set_cold_cacheable(epochs);
+  if (c.run_id != 0) {
+    d.log->info("snapfs: serving run {} at {} (kernel passthrough {})", c.run_id,
+                d.cfg.mountpoint, c.kpt.installed() ? "requested" : c.kpt.state());
+    return;
+  }
   d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {}, "
               "kernel passthrough {})",
               d.cfg.backing, d.cfg.mountpoint, conn->proto_major, conn->proto_minor,
@@ -117,7 +124,7 @@ void init(void* userdata, fuse_conn_info* conn) {
   }
 }
 
-fuse_lowlevel_ops make_ops() {
+fuse_lowlevel_ops make_ops() noexcept {
   fuse_lowlevel_ops o{};
   o.init = init;
   o.lookup = ops::lookup;
@@ -258,8 +265,12 @@ std::unique_ptr<Daemon> make_daemon(const Config& cfg,
   return d;
 }
 
-// A connection of daemon `d`, its table rooted at B (its own descriptor of
-// B's root). nullptr (logged) if there is no descriptor for it.
+KernelPassthrough* passthrough_of(void* userdata) noexcept {
+  return &static_cast<Conn*>(userdata)->kpt;
+}
+
+}  // namespace
+
 std::unique_ptr<Conn> make_conn(Daemon& d) {
   auto root = sys::reopen(d.root.get(), O_PATH | O_DIRECTORY);
   if (!root) {
@@ -271,7 +282,37 @@ std::unique_ptr<Conn> make_conn(Daemon& d) {
   return c;
 }
 
-}  // namespace
+const fuse_lowlevel_ops& lowlevel_ops() noexcept {
+  static const fuse_lowlevel_ops ops = make_ops();
+  return ops;
+}
+
+void start_serving(Conn& c, fuse_session* se) {
+  Daemon& d = c.d;
+  // Before the first request (INIT) is read.
+  c.kpt.install(se, d.cfg.kernel_io, d.as_root, passthrough_of);
+  c.lingering = std::make_unique<Lingering>(c);
+}
+
+int loop(Conn& c, fuse_session* se) {
+  fuse_loop_config* lc = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(lc, 0);
+  fuse_loop_cfg_set_idle_threads(lc, 10);
+  if (c.d.cfg.threads > 0) fuse_loop_cfg_set_max_threads(lc, c.d.cfg.threads);
+  const int ret = fuse_session_loop_mt(se, lc);
+  fuse_loop_cfg_destroy(lc);
+  return ret;
+}
+
+void end_serving(Conn& c) noexcept {
+  // Snapshots still mapped after their close: published now.
+  c.lingering.reset();
+  // No request runs any more: free the handles of files that were still
+  // open when the loop stopped (their unpublished snapshots vanish, as after
+  // a crash; nothing in B changes). Before the FUSE descriptor closes: their
+  // backing ids are released on it.
+  for (void* holder : c.live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
+}
 
 int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   auto log = spdlog::get("fuse");
@@ -297,7 +338,7 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  const fuse_lowlevel_ops ops = make_ops();
+  const fuse_lowlevel_ops& ops = lowlevel_ops();
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, c.get());
   if (!se) {
     log->error("snapfs: fuse_session_new failed (options: {})", opts);
@@ -313,15 +354,10 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     } else {
       log->info("snapfs: mounted {} at {}", cfg.backing, cfg.mountpoint);
       if (on_mounted) on_mounted();  // may fork (daemonize): threads come after
-      // Before the first request (INIT) is read.
-      c->kpt.install(se, cfg.kernel_io, d->as_root);
-      c->lingering = std::make_unique<Lingering>(*c);
-      fuse_loop_config* lc = fuse_loop_cfg_create();
-      fuse_loop_cfg_set_clone_fd(lc, 0);
-      fuse_loop_cfg_set_idle_threads(lc, 10);
-      if (cfg.threads > 0) fuse_loop_cfg_set_max_threads(lc, cfg.threads);
-      ret = fuse_session_loop_mt(se, lc);
-      fuse_loop_cfg_destroy(lc);
+      start_serving(*c, se);
+      d->runs = std::make_unique<Runs>(*d);
+      (void)d->runs->start();  // logged; the mount is served without runs
+      ret = loop(*c, se);
       // The kernel ends the connection when the mount goes away. With
       // requests in flight at that moment (the RELEASEs of many closes) the
       // device read may fail with ECONNABORTED rather than ENODEV: still an
@@ -345,12 +381,11 @@ int serve(const Config& cfg, const std::function<void()>& on_mounted) {
     }
     fuse_remove_signal_handlers(se);
   }
-  // No request runs any more: free the handles of files that were still
-  // open when the loop stopped (their unpublished snapshots vanish, as after
-  // a crash; nothing in B changes), and the warm snapshots. Before the FUSE
-  // descriptor closes: their backing ids are released on it.
-  c->lingering.reset();
-  for (void* holder : c->live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
+  // The runs' connections end with M's (docs/design-run.md).
+  if (d->runs) d->runs->stop();
+  end_serving(*c);
+  // The warm snapshots, before the FUSE descriptor closes: their backing
+  // ids are released on it.
   d->warm.clear();
   unregister_daemon(*d);  // nothing of ours is in flight any more
   c->notifier.attach(nullptr);  // before the session goes (notifier.hpp)

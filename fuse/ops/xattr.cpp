@@ -11,6 +11,7 @@
 #include "ops/common.hpp"
 #include "ops/ops.hpp"
 #include "reply.hpp"
+#include "run.hpp"
 #include "sys/sys.hpp"
 
 #include <linux/capability.h>
@@ -139,7 +140,8 @@ std::string seconds_since_epoch(std::chrono::system_clock::time_point t) {
 // The daemon itself (user.snapfs.daemon): what serves the mount, with what
 // options, and what it holds. Keys are never renamed or dropped (scripts
 // read them); new ones are added.
-std::string daemon_json(const Daemon& d) {
+std::string daemon_json(const Conn& c) {
+  const Daemon& d = c.d;
   std::string j = "{";
   j += "\"version\":" + json_string(SNAPFS_VERSION);
   j += ",\"pid\":" + std::to_string(sys::getpid());
@@ -163,6 +165,12 @@ std::string daemon_json(const Daemon& d) {
   j += ",\"descriptors\":" + std::to_string(descriptors_held());
   j += ",\"descriptor_limit\":" + std::to_string(descriptor_limit());
   j += ",\"errors\":" + errors_json(d.stats);
+  // `snapfs run` (run.hpp): where to ask for one, how many there are, and
+  // which run this connection serves (null: none, the mount at M).
+  j += ",\"control\":" + json_string(d.runs ? d.runs->control_path() : std::string());
+  j += ",\"runs\":" + std::to_string(d.runs ? d.runs->live() : 0);
+  j += ",\"run_connections\":" + std::to_string(d.runs ? d.runs->connections() : 0);
+  j += ",\"run\":" + Runs::run_json(c);
   j += "}";
   return j;
 }
@@ -337,7 +345,7 @@ void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noe
       // of others' are theirs); root sees all.
       const uid_t viewer = fuse_req_ctx(req)->uid;
       const std::string v = std::strcmp(name, kStatusXattr) == 0   ? status_json(c, viewer)
-                             : std::strcmp(name, kDaemonXattr) == 0 ? daemon_json(d)
+                             : std::strcmp(name, kDaemonXattr) == 0 ? daemon_json(c)
                                                                     : conflicts_json(d, viewer);
       return reply_value(req, v.data(), v.size(), size);
     } catch (const std::bad_alloc&) {
