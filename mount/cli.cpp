@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
@@ -18,7 +19,8 @@
 namespace snapfs::cli {
 namespace {
 
-constexpr std::array kSubcommands{"mount", "umount", "unmount", "status", "conflicts", "events"};
+constexpr std::array kSubcommands{"mount",     "umount", "unmount", "status",
+                                  "conflicts", "events", "run",     "runs"};
 
 constexpr const char* kOptionsHelp = R"(
 Mount options (-o, comma-separated, repeatable; later ones win; flags above
@@ -68,7 +70,10 @@ program form that mount.fuse3 runs for `mount -t fuse.snapfs B M`.
 Exit codes: 0 ok, 1 runtime failure (the daemon could not mount, a syscall
 failed), 2 usage, 3 bad backing directory, 4 bad mount point (missing, not a
 directory, already a mount), 5 backing directory and mount point overlap,
-6 not a snapfs mount, 7 busy (try umount --lazy), 8 not permitted.
+6 not a snapfs mount, 7 busy (try umount --lazy), 8 not permitted,
+10 the host lacks what a run needs (mount namespaces, /dev/fuse).
+`snapfs run` exits with CMD's status (128+N if signal N ended it; 126 CMD
+could not be executed, 127 not found) once CMD has started.
 Environment: SPDLOG_LEVEL sets log levels (e.g. SPDLOG_LEVEL=debug or
 fuse=trace,mount=info); --log-level overrides it.
 )";
@@ -132,7 +137,8 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
   if (!rest.empty() && !rest[0].empty() && rest[0][0] != '-' && !is_subcommand(rest[0])) {
     throw Failure(exit_code::usage,
                   "unknown command '" + rest[0] +
-                      "' (expected mount, umount, status, conflicts or events; see snapfs --help)");
+                      "' (expected mount, umount, status, conflicts, events, run or runs; see "
+                      "snapfs --help)");
   }
 
   CLI::App app{
@@ -216,6 +222,19 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
       events->add_option("--after", after, "Start after the event with this seq number")
           ->type_name("SEQ");
 
+  std::vector<std::string> command;
+  CLI::App* run_cmd = app.add_subcommand(
+      "run", "Run CMD and everything it starts through a private connection to the daemon of M.");
+  run_cmd->add_option("M", target, "Mount point")->required();
+  run_cmd->add_option("CMD", command, "The command and its arguments, after --")->required();
+  run_cmd->footer(
+      "Usage: snapfs run M -- CMD [ARGS...]\n"
+      "CMD runs in a mount namespace of its own, where M is a new connection of\n"
+      "the daemon of M. Only root can start a run. Exit status: CMD's.");
+  CLI::App* runs_cmd = app.add_subcommand("runs", "List the runs of the daemon of M.");
+  runs_cmd->add_option("M", target, "Mount point")->required();
+  runs_cmd->add_flag("--json", json, "Print the daemon's JSON array as is");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -255,6 +274,19 @@ int run(int argc, char** argv, Personality who, const LogControl& log) {
     return run_status(target, f);
   }
   if (conflicts->parsed()) return run_conflicts(target, json);
+  if (run_cmd->parsed()) {
+    // CMD is exactly what follows the first `--`: CLI11 would also take
+    // words before it (`snapfs run M ls -- -l`) and options there are its
+    // own, so without `--` an option of CMD would be a usage error or worse.
+    const std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+    const auto dash = std::find(args.begin(), args.end(), "--");
+    if (dash == args.end() || std::vector<std::string>(dash + 1, args.end()) != command) {
+      throw Failure(exit_code::usage,
+                    "run: CMD follows `--`: snapfs run M -- CMD [ARGS...] (see snapfs run --help)");
+    }
+    return run_run(target, command);
+  }
+  if (runs_cmd->parsed()) return run_runs(target, json);
   if (events->parsed()) {
     if (after_opt->count() > 0) eo.after = after;
     return run_events(target, eo);

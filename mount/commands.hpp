@@ -57,6 +57,17 @@ struct EventsOptions {
 };
 int run_events(const std::string& mountpoint, const EventsOptions& o);
 
+// `snapfs run M -- CMD...` (run_cmd.cpp): runs `command` (execvp) in a mount
+// namespace of its own where M is a new FUSE connection of the daemon of M,
+// which the daemon serves for this run alone. Root only. Returns CMD's exit
+// status (128 + N if signal N ended it; 127 not found, 126 not executable);
+// throws Failure before CMD starts: not_snapfs, not_permitted (not root, M
+// is a run's view, the daemon refuses with EACCES/EPERM), host_lacks (no
+// mount namespace, /dev/fuse or FUSE mount), failure otherwise.
+int run_run(const std::string& mountpoint, const std::vector<std::string>& command);
+// `snapfs runs M`: the daemon's runs, a table or its JSON array as sent.
+int run_runs(const std::string& mountpoint, bool json);
+
 // Reads a virtual xattr of the daemon (daemon.hpp) from the mount at the
 // canonical `path`; throws Failure with a message that names `shown`.
 std::string read_daemon_xattr(const std::string& path, const char* name, const std::string& shown);

@@ -30,8 +30,13 @@ inline constexpr int not_snapfs = 6;
 // umount: the file system is busy (files are open); `--lazy` detaches it.
 inline constexpr int busy = 7;
 // The caller may not do this: allow_other as a user without
-// `user_allow_other` in /etc/fuse.conf, umount of another user's mount.
+// `user_allow_other` in /etc/fuse.conf, umount of another user's mount, a
+// run started by a user or from within a run's view.
 inline constexpr int not_permitted = 8;
+// run: the host lacks what a run needs: a mount namespace (unshare), a
+// private mount propagation, /dev/fuse, a FUSE mount of its own. (9 is
+// kept for no_such_run, docs/design-run.md.)
+inline constexpr int host_lacks = 10;
 }  // namespace exit_code
 
 // mount(8) passes a helper's exit status on as its own, and documents its
@@ -42,7 +47,7 @@ inline int mount8_exit_code(int code) noexcept {
     case exit_code::ok: return 0;
     case exit_code::usage:
     case exit_code::not_permitted: return 1;
-    default: return 32;
+    default: return 32;  // host_lacks included
   }
 }
 

@@ -248,6 +248,27 @@ std::string utc_time(const Json* v, bool iso) {
 // For tables and status.
 std::string when(const Json* v) { return utc_time(v, false); }
 
+// Columns two spaces apart, each as wide as its widest cell, the head first.
+std::string table(const std::vector<std::string>& head,
+                  const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(head.size());
+  for (std::size_t c = 0; c < head.size(); ++c) {
+    width[c] = head[c].size();
+    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
+  }
+  std::string out;
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      out += cells[c];
+      if (c + 1 < cells.size()) out += std::string(width[c] - cells[c].size() + 2, ' ');
+    }
+    out += "\n";
+  };
+  line(head);
+  for (const auto& r : rows) line(r);
+  return out;
+}
+
 // One word, for lines a shell reads.
 std::string iso_time(const Json* v) { return utc_time(v, true); }
 
@@ -491,24 +512,28 @@ std::string render_conflicts(const Json& conflicts) {
     rows.push_back(
         {field("path"), when(rec.find("time")), field("pid"), field("size"), field("kept_at")});
   }
-  std::vector<std::size_t> width(head.size());
-  for (std::size_t c = 0; c < head.size(); ++c) {
-    width[c] = head[c].size();
-    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
-  }
-  std::string out;
-  auto line = [&](const std::vector<std::string>& cells) {
-    std::string l;
-    for (std::size_t c = 0; c < cells.size(); ++c) {
-      l += cells[c];
-      if (c + 1 < cells.size()) l += std::string(width[c] - cells[c].size() + 2, ' ');
+  return table(head, rows) + std::to_string(rows.size()) +
+         (rows.size() == 1 ? " conflict\n" : " conflicts\n");
+}
+
+std::string render_runs(const Json& runs) {
+  if (runs.type != Json::Type::array)
+    throw Failure(exit_code::failure, "the daemon sent runs that are not a JSON array");
+  if (runs.items.empty()) return "no runs\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& run : runs.items) {
+    std::string command;
+    if (const Json* c = run.find("command"); c != nullptr && c->type == Json::Type::array) {
+      for (const auto& arg : c->items) command += (command.empty() ? "" : " ") + scalar(arg);
     }
-    out += l + "\n";
-  };
-  line(head);
-  for (const auto& r : rows) line(r);
-  out += std::to_string(rows.size()) + (rows.size() == 1 ? " conflict\n" : " conflicts\n");
-  return out;
+    auto field = [&](const char* key) {
+      const Json* v = run.find(key);
+      return v == nullptr ? std::string("-") : scalar(*v);
+    };
+    rows.push_back({field("id"), field("pid"), when(run.find("start")),
+                    command.empty() ? "-" : command});
+  }
+  return table({"ID", "PID", "STARTED", "COMMAND"}, rows);
 }
 
 std::string render_event(const Json& event, const std::string& mountpoint, bool json) {

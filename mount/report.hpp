@@ -38,6 +38,9 @@ std::string render_status(const Json& status);
 std::string render_prometheus(const Json& status);
 // A table with PATH, TIME, PID, SIZE, KEPT AT columns, or "no conflicts".
 std::string render_conflicts(const Json& conflicts);
+// A table with ID, PID, STARTED, COMMAND columns (the daemon's `list` of
+// runs), or "no runs".
+std::string render_runs(const Json& runs);
 
 // One line of `snapfs events` for an event of the feed (daemon.hpp
 // kEventsXattrPrefix): "TIME EVENT PATH[ -> TO][ size=N][ pid=N uid=N

@@ -1,0 +1,553 @@
+// `snapfs run M -- CMD [ARGS...]` and `snapfs runs M`: the client side of
+// runs (docs/design-run.md, "How a run starts"). A run is CMD, and
+// everything it starts, seeing M through a FUSE connection of its own: the
+// run's process C enters a mount namespace of its own, mounts a new
+// connection of /dev/fuse at M there, hands the descriptor to this process
+// (P) and executes CMD once P has given it to the daemon over its control
+// socket. P forwards signals to C and tells the daemon how CMD ended.
+//
+// The messages: fuse/include/snapfs/fuse/control.hpp.
+#include "commands.hpp"
+
+#include "checks.hpp"
+#include "exit_codes.hpp"
+#include "report.hpp"
+
+#include <snapfs/fuse/control.hpp>
+#include <snapfs/fuse/daemon.hpp>
+#include <snapfs/fuse/printable.hpp>
+#include <sys/sys.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace snapfs::cli {
+namespace {
+
+std::string err_text(int e) { return std::strerror(e); }
+
+bool decimal(std::string_view s) {
+  return !s.empty() && s.size() <= 19 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// What the daemon's description (kDaemonXattr) says about runs.
+struct Daemon {
+  std::optional<std::string> control;  // its control socket ("": none); none: older
+  std::optional<std::string> run;  // the run whose view M is, as seen from here
+  bool default_permissions = true;
+};
+
+[[noreturn]] void older(const char* what, const std::string& shown) {
+  throw Failure(exit_code::failure, std::string(what) + ": the daemon of " + shown +
+                                        " does not take runs (it is older than this snapfs)");
+}
+
+// The control socket of `d`, or why there is none.
+const std::string& control_of(const Daemon& d, const char* what, const std::string& shown) {
+  if (!d.control) older(what, shown);
+  if (d.control->empty())
+    throw Failure(exit_code::failure, std::string(what) + ": the daemon of " + shown +
+                                          " takes no runs (it could not make its control "
+                                          "socket; its log says why)");
+  return *d.control;
+}
+
+Daemon describe(const std::string& path, const char* what, const std::string& shown) {
+  std::string text;
+  if (auto r = core::sys::getxattr_path(path.c_str(), fuse::kDaemonXattr)) {
+    text.assign(r->begin(), r->end());
+  } else if (const int e = r.error().value(); e == ENODATA || e == ENOTSUP) {
+    older(what, shown);
+  } else {
+    text = read_daemon_xattr(path, fuse::kDaemonXattr, shown);  // says why, as status does
+  }
+  const Json doc = parse_json(text);
+  if (doc.type != Json::Type::object)
+    throw Failure(exit_code::failure,
+                  "the daemon of " + shown + " sent a description that is not a JSON object");
+  Daemon d;
+  if (const Json* c = doc.find("control"); c != nullptr)
+    d.control = c->type == Json::Type::string ? c->text : std::string();
+  if (const Json* r = doc.find("run"); r != nullptr && r->type != Json::Type::null) {
+    const Json* id = r->find("id");
+    d.run = id != nullptr && id->type == Json::Type::number ? id->text : std::string("?");
+  }
+  if (const Json* o = doc.find("options"); o != nullptr) {
+    if (const Json* dp = o->find("default_permissions");
+        dp != nullptr && dp->type == Json::Type::boolean)
+      d.default_permissions = dp->boolean;
+  }
+  return d;
+}
+
+// Async-signal-safe (C sends its reports between fork and exec).
+bool send_datagram(int sock, const void* data, std::size_t len, int pass_fd) noexcept {
+  return core::sys::send_message(sock, std::string_view(static_cast<const char*>(data), len),
+                                 pass_fd)
+      .has_value();
+}
+
+// The daemon's control socket, and the request/reply exchange on it.
+class Control {
+ public:
+  Control(const std::string& socket_path, const char* what, std::string shown)
+      : what_(what), shown_(std::move(shown)) {
+    auto fd = core::sys::seqpacket_connect(socket_path);
+    if (!fd) unreachable(fd.error().value());
+    fd_ = std::move(*fd);
+  }
+
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+
+  // A reply: "ok" and its fields, "error" and its errno and message, or
+  // nothing (the daemon closed the connection or could not be written to).
+  struct Reply {
+    enum class Kind { ok, error, gone } kind = Kind::gone;
+    std::vector<std::string> fields;  // after "ok"
+    int err = 0;
+    std::string message;
+  };
+
+  Reply exchange(const std::vector<std::string>& request, int pass_fd = -1) {
+    const std::string msg = fuse::control::join(request);
+    if (msg.size() > fuse::control::kMessageMax)
+      throw Failure(exit_code::failure, std::string(what_) + ": the request is too long for " +
+                                            "the daemon (" + std::to_string(msg.size()) +
+                                            " bytes, at most " +
+                                            std::to_string(fuse::control::kMessageMax) + ")");
+    if (!core::sys::send_message(fd_.get(), msg, pass_fd)) return {};
+    // Descriptors are never part of a reply: one that came is closed.
+    auto in = core::sys::recv_message(fd_.get(), fuse::control::kMessageMax);
+    if (!in && in.error().value() == EMSGSIZE) malformed();
+    if (!in || in->eof) return {};
+    auto fields = fuse::control::split(in->data);
+    Reply r;
+    if (!fields.empty() && fields[0] == "ok") {
+      r.kind = Reply::Kind::ok;
+      r.fields.assign(fields.begin() + 1, fields.end());
+      return r;
+    }
+    if (fields.size() != 3 || fields[0] != "error") malformed();
+    const auto [p, ec] =
+        std::from_chars(fields[1].data(), fields[1].data() + fields[1].size(), r.err);
+    if (ec != std::errc() || p != fields[1].data() + fields[1].size()) malformed();
+    r.kind = Reply::Kind::error;
+    r.message = fields[2];
+    return r;
+  }
+
+  // The fields of the `ok` reply to `request`; anything else throws.
+  std::vector<std::string> ask(const std::vector<std::string>& request, int pass_fd = -1) {
+    Reply r = exchange(request, pass_fd);
+    if (r.kind == Reply::Kind::gone)
+      throw Failure(exit_code::failure,
+                    std::string(what_) + ": the daemon of " + shown_ + " closed the connection");
+    if (r.kind == Reply::Kind::error) refused(r);
+    return std::move(r.fields);
+  }
+
+  [[noreturn]] void refused(const Reply& r) const {
+    throw Failure(r.err == EACCES || r.err == EPERM ? exit_code::not_permitted : exit_code::failure,
+                  std::string(what_) + ": " + r.message);
+  }
+
+  [[noreturn]] void malformed() const {
+    throw Failure(exit_code::failure,
+                  std::string(what_) + ": the daemon of " + shown_ + " sent a malformed reply");
+  }
+
+ private:
+  [[noreturn]] void unreachable(int e) const {
+    throw Failure(
+        e == EACCES || e == EPERM ? exit_code::not_permitted : exit_code::failure,
+        std::string(what_) + ": cannot reach the daemon of " + shown_ + ": " + err_text(e));
+  }
+
+  const char* what_;
+  std::string shown_;
+  core::UniqueFd fd_;
+};
+
+// ---- Signals: P forwards these to C while C runs.
+
+constexpr std::array kForwarded{SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+// The pid of C while signals are forwarded to it, else 0.
+volatile std::sig_atomic_t g_child = 0;
+// Whether P leads its session: a hangup of its terminal is then sent to P
+// alone (the kernel signals the session leader, not the foreground group).
+volatile std::sig_atomic_t g_session_leader = 0;
+
+void forward(int sig, siginfo_t* info, void*) {
+  // A signal from the terminal (^C, ^\: si_code SI_KERNEL) went to the
+  // whole foreground process group, C included: forwarded, it would reach
+  // C twice (a program that counts them would see two).
+  if (info != nullptr && info->si_code == SI_KERNEL && !(sig == SIGHUP && g_session_leader != 0))
+    return;
+  const int saved = errno;
+  if (const pid_t child = g_child; child > 0) ::kill(child, sig);
+  errno = saved;
+}
+
+// Installs the forwarding handlers with the signals blocked until start();
+// the destructor puts everything back. A signal P ignores stays ignored,
+// for CMD too (exec keeps SIG_IGN), and is not forwarded.
+class Forwarding {
+ public:
+  Forwarding() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : kForwarded) sigaddset(&set, s);
+    ::sigprocmask(SIG_BLOCK, &set, &mask_);
+    g_session_leader = ::getsid(0) == ::getpid() ? 1 : 0;
+    for (std::size_t i = 0; i < kForwarded.size(); ++i) {
+      ::sigaction(kForwarded[i], nullptr, &old_[i]);
+      installed_[i] = old_[i].sa_handler != SIG_IGN;
+      if (!installed_[i]) continue;
+      struct sigaction sa {};
+      sa.sa_sigaction = forward;
+      sa.sa_flags = SA_SIGINFO | SA_RESTART;
+      sigfillset(&sa.sa_mask);
+      ::sigaction(kForwarded[i], &sa, nullptr);
+    }
+  }
+  Forwarding(const Forwarding&) = delete;
+  Forwarding& operator=(const Forwarding&) = delete;
+  ~Forwarding() {
+    g_child = 0;
+    for (std::size_t i = 0; i < kForwarded.size(); ++i) {
+      if (installed_[i]) ::sigaction(kForwarded[i], &old_[i], nullptr);
+    }
+    ::sigprocmask(SIG_SETMASK, &mask_, nullptr);
+  }
+
+  // In P: forward to `child` from now on.
+  void start(pid_t child) {
+    g_child = child;
+    ::sigprocmask(SIG_SETMASK, &mask_, nullptr);
+  }
+  // In C, right after fork (async-signal-safe): the default actions, then
+  // the mask P had.
+  void child_defaults() const noexcept {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (std::size_t i = 0; i < kForwarded.size(); ++i) {
+      if (installed_[i]) ::sigaction(kForwarded[i], &dfl, nullptr);
+    }
+    ::sigprocmask(SIG_SETMASK, &mask_, nullptr);
+  }
+
+ private:
+  sigset_t mask_{};
+  std::array<struct sigaction, kForwarded.size()> old_{};
+  std::array<bool, kForwarded.size()> installed_{};
+};
+
+// ---- C, the run's process
+
+// What C tells P on their socket pair before CMD runs: that the view is
+// mounted (with its /dev/fuse descriptor), or which step failed with which
+// errno. A successful exec closes C's end (SOCK_CLOEXEC): P reads EOF.
+enum class Step : int { mounted, unshare, private_mounts, detach, open_fuse, mount, chdir, exec };
+struct Record {
+  Step step;
+  int err;
+};
+
+// Everything C needs, prepared by P before fork: C keeps to syscalls
+// (P has no other thread, so the allocation of a failed openat's Error
+// would be safe too).
+struct ChildPlan {
+  const Forwarding* signals;
+  int close_control;     // P's descriptors C must not keep: the control socket
+  int close_parent_end;  // and P's end of the pair (EOF for C when P dies)
+  const char* source;    // "snapfs-run-<id>"
+  const char* target;    // M, canonical
+  const char* options;   // the mount options after "fd=N"
+  const char* cwd;       // chdir here once the daemon serves the view, or nullptr
+  char* const* argv;
+};
+
+void report(int sock, Step step, int err, int fd = -1) noexcept {
+  const Record r{step, err};
+  (void)send_datagram(sock, &r, sizeof r, fd);
+}
+
+[[noreturn]] void child_fails(int sock, Step step, int err) noexcept {
+  report(sock, step, err);
+  ::_exit(step == Step::exec    ? 127
+          : step == Step::chdir ? exit_code::failure
+                                : exit_code::host_lacks);
+}
+
+// "fd=<fd><rest>" into `out` (no allocation between fork and exec).
+bool fuse_options(char* out, std::size_t size, int fd, const char* rest) noexcept {
+  char digits[16];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, fd);
+  const std::size_t n = static_cast<std::size_t>(end - digits), r = std::strlen(rest);
+  if (ec != std::errc() || 3 + n + r + 1 > size) return false;
+  std::memcpy(out, "fd=", 3);
+  std::memcpy(out + 3, digits, n);
+  std::memcpy(out + 3 + n, rest, r + 1);
+  return true;
+}
+
+[[noreturn]] void child_main(const ChildPlan& p, int sock) noexcept {
+  p.signals->child_defaults();
+  ::close(p.close_control);
+  ::close(p.close_parent_end);
+  if (::unshare(CLONE_NEWNS) != 0) child_fails(sock, Step::unshare, errno);
+  // ISOLATION: the run's mount must stay in its namespace: with / shared
+  // (systemd makes it so), a mount at M would propagate to the peers of
+  // its mount and every process would see the run's view.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    child_fails(sock, Step::private_mounts, errno);
+  // The namespace's copy of M's own mount goes, and the run's view takes
+  // its place: the run then holds nothing of M's connection, so `umount M`
+  // outside ends that connection and its daemon (which ends the run) even
+  // where / is not shared and no unmount propagates into this namespace.
+  if (::umount2(p.target, MNT_DETACH) != 0) child_fails(sock, Step::detach, errno);
+  // Opened here, after unshare: the kernel refuses a /dev/fuse descriptor
+  // opened in another user namespace than the mount's (fuse_fill_super),
+  // which matters once ordinary users' runs make one.
+  auto dev = core::sys::openat(AT_FDCWD, "/dev/fuse", O_RDWR);
+  if (!dev) child_fails(sock, Step::open_fuse, dev.error().value());
+  char options[256];
+  if (!fuse_options(options, sizeof options, dev->get(), p.options))
+    child_fails(sock, Step::mount, ENAMETOOLONG);
+  if (::mount(p.source, p.target, "fuse.snapfs", MS_NOSUID | MS_NODEV, options) != 0)
+    child_fails(sock, Step::mount, errno);
+  report(sock, Step::mounted, 0, dev->get());
+  dev->reset();
+  char go = 0;
+  if (core::sys::retry([&] { return ::recv(sock, &go, 1, 0); }) != 1) ::_exit(exit_code::failure);
+  // A cwd in M is on the main connection until it is looked up anew; only
+  // now, as the daemon serves the run's connection, can that be done.
+  if (p.cwd != nullptr && ::chdir(p.cwd) != 0) child_fails(sock, Step::chdir, errno);
+  ::execvp(p.argv[0], p.argv);
+  child_fails(sock, Step::exec, errno);
+}
+
+// The next record from C (with the descriptor that came with it, if any),
+// or nothing at EOF.
+std::optional<Record> next_record(int sock, core::UniqueFd& fd) {
+  auto in = core::sys::recv_message(sock, sizeof(Record));
+  if (!in && in.error().value() != EMSGSIZE) return std::nullopt;
+  if (in && in->eof) return std::nullopt;
+  Record r{};
+  if (!in || in->data.size() != sizeof r)
+    throw Failure(exit_code::failure, "run: the run's process sent a malformed report");
+  std::memcpy(&r, in->data.data(), sizeof r);
+  if (static_cast<int>(r.step) < 0 || r.step > Step::exec)
+    throw Failure(exit_code::failure, "run: the run's process sent a malformed report");
+  fd = std::move(in->fd);
+  return r;
+}
+
+// C from P's side: killed and reaped unless waited for.
+class RunProcess {
+ public:
+  explicit RunProcess(pid_t pid) : pid_(pid) {}
+  RunProcess(const RunProcess&) = delete;
+  RunProcess& operator=(const RunProcess&) = delete;
+  ~RunProcess() {
+    if (pid_ <= 0) return;
+    g_child = 0;
+    ::kill(pid_, SIGKILL);
+    reap();
+  }
+
+  // Waits for C to end, forwarding signals meanwhile; its status as a
+  // shell gives it (128 + N if signal N ended it).
+  int wait() {
+    siginfo_t info{};
+    // WNOWAIT: C stays a zombie, its pid ours, until forwarding stopped.
+    while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOWAIT) != 0 &&
+           errno == EINTR) {
+    }
+    g_child = 0;
+    return reap();
+  }
+
+ private:
+  int reap() {
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = 0;
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+  }
+
+  pid_t pid_;
+};
+
+// Why C could not get as far as CMD (step, errno): message and exit code.
+[[noreturn]] void setup_failed(const Record& r, const std::string& shown) {
+  const std::string e = err_text(r.err);
+  switch (r.step) {
+    case Step::unshare:
+      throw Failure(exit_code::host_lacks,
+                    "run: cannot make a mount namespace (unshare: " + e + ")");
+    case Step::private_mounts:
+      throw Failure(exit_code::host_lacks,
+                    "run: cannot keep the run's mount private (mount --make-rslave /: " + e + ")");
+    case Step::detach:
+      throw Failure(exit_code::failure,
+                    "run: cannot detach " + shown + " in the run's namespace (umount: " + e + ")");
+    case Step::open_fuse:
+      throw Failure(exit_code::host_lacks, "run: cannot open /dev/fuse (" + e + ")");
+    case Step::mount:
+      throw Failure(exit_code::host_lacks,
+                    "run: cannot mount the run's view at " + shown + " (mount: " + e + ")");
+    default:
+      throw Failure(exit_code::failure, "run: the run's process failed before CMD (" + e + ")");
+  }
+}
+
+std::string current_dir() {
+  std::error_code ec;
+  auto cwd = std::filesystem::current_path(ec);
+  if (ec)
+    throw Failure(exit_code::failure, "run: cannot tell the current directory: " + ec.message());
+  return cwd.string();
+}
+
+void warn(const std::string& line) {
+  std::fprintf(stderr, "snapfs: %s\n", fuse::printable(line).c_str());
+}
+
+// `end`: how CMD ended. The daemon may be gone by now; CMD's status stands.
+void end_run(Control& control, int status) {
+  try {
+    const auto r = control.exchange({"end", std::to_string(status)});
+    if (r.kind == Control::Reply::Kind::error) warn("run: " + r.message);
+  } catch (const Failure& f) {
+    warn(f.what());  // a malformed reply
+  }
+}
+
+}  // namespace
+
+int run_run(const std::string& mountpoint, const std::vector<std::string>& command) {
+  if (command.empty()) throw Failure(exit_code::usage, "run: no command given");
+  const std::string path = locate_snapfs_mount(mountpoint);
+  const Daemon daemon = describe(path, "run", mountpoint);
+  if (daemon.run)
+    throw Failure(exit_code::not_permitted,
+                  "runs do not nest: " + mountpoint + " is the view of run " + *daemon.run);
+  const std::string& socket_path = control_of(daemon, "run", mountpoint);
+  if (core::sys::geteuid() != 0)
+    throw Failure(exit_code::not_permitted, "run: only root can start a run yet");
+
+  const std::string cwd = current_dir();
+  Control control(socket_path, "run", mountpoint);
+  std::vector<std::string> begin{"begin", cwd};
+  begin.insert(begin.end(), command.begin(), command.end());
+  const auto id = control.ask(begin);
+  if (id.size() != 1 || !decimal(id[0])) control.malformed();
+
+  const std::string source = "snapfs-run-" + id[0];
+  const std::string options = std::string(",rootmode=40000,user_id=0,group_id=0") +
+                              (daemon.default_permissions ? ",default_permissions" : "") +
+                              ",allow_other";
+  std::vector<std::string> args = command;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  auto pair = core::sys::seqpacket_pair();
+  if (!pair) throw Failure(exit_code::failure, "run: " + pair.error().message());
+  core::UniqueFd ours = std::move(pair->first), theirs = std::move(pair->second);
+
+  Forwarding signals;
+  const ChildPlan plan{.signals = &signals,
+                       .close_control = control.fd(),
+                       .close_parent_end = ours.get(),
+                       .source = source.c_str(),
+                       .target = path.c_str(),
+                       .options = options.c_str(),
+                       .cwd = path_within(cwd, path) ? cwd.c_str() : nullptr,
+                       .argv = argv.data()};
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Failure(exit_code::failure, "run: fork: " + err_text(errno));
+  if (pid == 0) child_main(plan, theirs.get());
+  // From here on every way out kills and reaps C (RunProcess), and the
+  // daemon, seeing the control socket close without `end`, drops the run.
+  RunProcess child(pid);
+  signals.start(pid);
+  theirs.reset();
+
+  core::UniqueFd dev;
+  const auto mounted = next_record(ours.get(), dev);
+  if (!mounted) {
+    const int status = child.wait();
+    throw Failure(status > 128 ? status : exit_code::failure,
+                  status > 128 ? "run: the run's process was killed by signal " +
+                                     std::to_string(status - 128) + " before CMD started"
+                               : "run: the run's process ended before CMD started");
+  }
+  if (mounted->step != Step::mounted) setup_failed(*mounted, mountpoint);
+  if (!dev)
+    throw Failure(exit_code::failure, "run: the run's process sent no /dev/fuse descriptor");
+  control.ask({"attach"}, dev.get());
+  dev.reset();
+  const char go = 'g';
+  (void)send_datagram(ours.get(), &go, 1, -1);  // if C is gone, the next read says so
+
+  // EOF: CMD is running (C's end closed at exec), or C died on the way.
+  int status = 0;
+  core::UniqueFd none;
+  if (const auto failed = next_record(ours.get(), none)) {
+    if (failed->step == Step::exec) {
+      warn("run: cannot execute " + command[0] + ": " + err_text(failed->err));
+      status = failed->err == ENOENT ? 127 : 126;
+    } else if (failed->step == Step::chdir) {
+      warn("run: cannot enter " + cwd + " in the run's view (chdir: " + err_text(failed->err) +
+           ")");
+      status = exit_code::failure;
+    } else {
+      setup_failed(*failed, mountpoint);
+    }
+    child.wait();
+  } else {
+    status = child.wait();
+  }
+  end_run(control, status);
+  return status;
+}
+
+int run_runs(const std::string& mountpoint, bool json) {
+  const std::string path = locate_snapfs_mount(mountpoint);
+  const Daemon daemon = describe(path, "runs", mountpoint);
+  Control control(control_of(daemon, "runs", mountpoint), "runs", mountpoint);
+  const auto reply = control.ask({"list"});
+  if (reply.size() != 1) control.malformed();
+  if (json) {
+    const std::string shown = fuse::json_printable(reply[0]);
+    std::cout << shown << (shown.empty() || shown.back() != '\n' ? "\n" : "");
+    return exit_code::ok;
+  }
+  std::cout << render_runs(parse_json(reply[0]));
+  return exit_code::ok;
+}
+
+}  // namespace snapfs::cli
