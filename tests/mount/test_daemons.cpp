@@ -224,6 +224,8 @@ TEST_P(Daemons, RecoveryLeavesALiveDaemonsCommitsAlone) {
   for (const auto& id : live) {
     EXPECT_EQ(fs::exists(staging / (id + "-0123456789abcdef.tmp")), id != second) << id;
     EXPECT_EQ(fs::exists(b(".snapfs/daemons/" + id)), id != second) << id;
+    EXPECT_EQ(fs::exists(b(".snapfs/daemons/" + id + ".control")), id != second)
+        << "the control socket of a daemon that is gone stays: " << id;
   }
 }
 
@@ -237,6 +239,10 @@ TEST_P(Daemons, ACleanExitTakesItsRegistrationAway) {
   while (registered(backing()).size() != 1 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
   EXPECT_EQ(registered(backing()).size(), 1u) << "the unmounted daemon is still registered";
+  std::size_t sockets = 0;
+  for (const auto& e : fs::directory_iterator(b(".snapfs/daemons")))
+    if (e.path().extension() == ".control" && e.is_socket()) ++sockets;
+  EXPECT_EQ(sockets, 1u) << "one control socket per live daemon";
 }
 
 SNAPFS_INSTANTIATE_MOUNT_ALL_FS(Daemons);
