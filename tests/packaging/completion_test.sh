@@ -57,7 +57,16 @@ printf '43 1 0:53 / /mnt/vault rw - fuse.snapfs.other /srv/y rw\n' >>"$work/moun
 _snapfs_mountpoints() { _snapfs_mountpoints_from "$work/mountinfo"; }
 
 # Subcommands and top-level options.
-expect 'mount|umount|unmount|status|conflicts|events' snapfs ''
+expect 'mount|umount|unmount|status|conflicts|events|run|runs' snapfs ''
+expect 'run|runs' snapfs ru
+
+# snapfs run: a mount point, then after -- a command and its arguments.
+expect '/mnt/view|/mnt/my view' snapfs run ''
+expect '--|-h|--help' snapfs run -
+snapfs-completion-test-cmd() { :; }  # compgen -c lists functions too
+expect 'snapfs-completion-test-cmd' snapfs run /mnt/view -- snapfs-completion-test-c
+expect 'srv/data|srv/dump' snapfs run /mnt/view -- ls srv/d
+expect '--json|-h|--help' snapfs runs -
 expect 'umount|unmount' snapfs u
 expect '-h|--help|-V|--version' snapfs -
 expect '--help|--version' snapfs --
