@@ -26,6 +26,34 @@ Result<TmpFile> TmpFile::create_in(int dirfd) noexcept {
   return TmpFile(std::move(*fd));
 }
 
+TmpFile::TmpFile(TmpFile&& o) noexcept
+    : fd_(std::move(o.fd_)),
+      anonymous_(o.anonymous_),
+      staged_dir_(std::move(o.staged_dir_)),
+      staged_name_(std::move(o.staged_name_)) {
+  o.staged_name_.clear();
+}
+
+TmpFile& TmpFile::operator=(TmpFile&& o) noexcept {
+  if (this != &o) {
+    remove_staged_name();
+    fd_ = std::move(o.fd_);
+    anonymous_ = o.anonymous_;
+    staged_dir_ = std::move(o.staged_dir_);
+    staged_name_ = std::move(o.staged_name_);
+    o.staged_name_.clear();
+  }
+  return *this;
+}
+
+TmpFile::~TmpFile() { remove_staged_name(); }
+
+void TmpFile::remove_staged_name() noexcept {
+  if (staged_name_.empty()) return;
+  (void)sys::unlinkat(staged_dir_.get(), staged_name_.c_str(), 0);
+  staged_name_.clear();
+}
+
 Result<TmpFile> TmpFile::create_in_memory() noexcept {
   // ISOLATION: a memfd has no name in any filesystem either; same argument.
   auto fd = sys::memfd_create("snapfs-snapshot");

@@ -152,6 +152,27 @@ Result<void> copy_metadata(int from, int to, const PublishOptions& opts) noexcep
 
 namespace {
 
+// publish_impl's last step for a file made by TmpFile::create_named_in():
+// its temporary name becomes `name` in `dirfd`.
+Result<void> publish_staged(TmpFile& file, int dirfd, const char* name, bool no_replace) noexcept {
+  const char* tmp = file.staged_name().c_str();
+  if (no_replace) {
+    // ATOMICITY: link(2) makes `name` in one step, and never over an
+    // existing one (EEXIST); the temporary name is removed after. Not
+    // rename(RENAME_NOREPLACE), which the filesystems without O_TMPFILE
+    // this is for (FUSE, GlusterFS) mostly refuse.
+    SNAPFS_TRY(sys::linkat(file.staged_dir(), tmp, dirfd, name, 0));
+    (void)sys::unlinkat(file.staged_dir(), tmp, 0);
+  } else {
+    // ATOMICITY: rename(2) replaces the target in one step, as for a
+    // linked temporary name below. A crash before it leaves the old file
+    // and the temporary name (removed by recovery); after it, the new file.
+    SNAPFS_TRY(sys::renameat(file.staged_dir(), tmp, dirfd, name));
+  }
+  file.forget_staged_name();
+  return {};
+}
+
 Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
                           const PublishOptions& opts) noexcept {
   if (!file.valid() || !file.anonymous()) return Error::of(EINVAL, "publish", name);
@@ -185,7 +206,9 @@ Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
     SNAPFS_TRY(sys::fdatasync(file.fd()));
   }
 
-  if (opts.no_replace) {
+  if (file.staged()) {
+    SNAPFS_TRY(publish_staged(file, dirfd, name, opts.no_replace));
+  } else if (opts.no_replace) {
     // O_EXCL-like publish: the final name directly, EEXIST if it exists.
     SNAPFS_TRY(link_anonymous(file.fd(), dirfd, name));
   } else {
@@ -231,6 +254,30 @@ Result<void> publish_impl(TmpFile& file, int dirfd, const char* name,
 }
 
 }  // namespace
+
+Result<TmpFile> TmpFile::create_named_in(int dirfd, std::string_view prefix) noexcept {
+  try {
+    auto dir = sys::reopen(dirfd, O_PATH | O_DIRECTORY);
+    if (!dir) return std::move(dir).error();
+    char name[64];
+    for (int attempt = 0;; ++attempt) {
+      SNAPFS_TRY(temp_name(name, prefix));
+      // ISOLATION: a new inode (O_EXCL: never a file someone else made
+      // there, nor one a symlink points at), 0600, in a directory only its
+      // owner may enter: nobody else can open it by this name.
+      auto fd = sys::openat(dir->get(), name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+      if (fd) {
+        TmpFile f(std::move(*fd));
+        f.staged_dir_ = std::move(*dir);
+        f.staged_name_ = name;
+        return f;
+      }
+      if (fd.error().value() != EEXIST || attempt == 7) return std::move(fd).error();
+    }
+  } catch (const std::bad_alloc&) {
+    return Error::of(ENOMEM, "create_named_in");
+  }
+}
 
 Result<void> publish(TmpFile& file, int dirfd, const char* name,
                      const PublishOptions& opts) noexcept {
