@@ -397,7 +397,7 @@ Result<std::string> keep_conflict(Daemon& d, core::TmpFile& snap, const Conflict
 
     // 1. The record, complete before it has a name (no_replace publish of a
     // private file): nobody ever reads half a record.
-    auto rf = core::TmpFile::create_in(dir);
+    auto rf = new_private_file(d, dir);
     if (!rf) return std::move(rf).error();
     SNAPFS_TRY(sys::pwrite_all(
         rf->fd(), std::span<const std::byte>(reinterpret_cast<const std::byte*>(rec.data()), rec.size()),
@@ -410,7 +410,7 @@ Result<std::string> keep_conflict(Daemon& d, core::TmpFile& snap, const Conflict
     // another filesystem than B's root (a mount below B) is copied first.
     auto linked = core::publish(snap, dir, id->c_str(), keep_options(d));
     if (!linked && linked.error().value() == EXDEV) {
-      auto copy = core::TmpFile::create_in(dir);
+      auto copy = new_private_file(d, dir);
       if (copy) {
         auto m = core::clone_contents(copy->fd(), snap.fd());
         linked = m ? core::publish(*copy, dir, id->c_str(), keep_options(d))

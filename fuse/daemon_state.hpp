@@ -284,6 +284,11 @@ struct Daemon {
   // The change feed (events.hpp): the newest changes made through M.
   EventLog events{8192};
   bool reflink = false;  // B can FICLONE (probed at start)
+  // B can make O_TMPFILEs (probed at start). Where it cannot (FUSE and
+  // network filesystems), private files are named ones in staging_dir
+  // (new_private_file()); `private_files` says which, for status and log.
+  bool tmpfile = true;
+  std::string private_files = "O_TMPFILE";
   bool as_root = false;  // chown what we create to the caller
   // The daemon's own filesystem identity, restored after acting as a
   // caller (identity.hpp).
@@ -325,6 +330,17 @@ struct Conn {
   // before its first request.
   std::uint64_t run_id = 0;
 };
+
+// A private file on the filesystem of the directory `dirfd`: unnamed
+// (O_TMPFILE) where B has them, else a file of its own name in
+// B/.snapfs/staging (core::TmpFile::create_named_in: 0600 in the daemon's
+// 0700 directory, named with this daemon's prefix so that recovery removes
+// what a crash leaves). Such a file can be published only on B's own
+// filesystem (a rename from staging), not on one mounted below B.
+inline core::Result<core::TmpFile> new_private_file(const Daemon& d, int dirfd) noexcept {
+  if (d.tmpfile || !d.staging_dir.valid()) return core::TmpFile::create_in(dirfd);
+  return core::TmpFile::create_named_in(d.staging_dir.get(), d.staging_prefix);
+}
 
 inline Conn& conn_of(fuse_req_t req) { return *static_cast<Conn*>(fuse_req_userdata(req)); }
 inline Daemon& daemon_of(fuse_req_t req) { return conn_of(req).d; }

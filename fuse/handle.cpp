@@ -19,13 +19,13 @@ using core::Result;
 namespace sys = core::sys;
 
 // A private file on the filesystem of the node's directory, so that publish
-// can link it there. Read-only opens fall back to memory where the directory
-// refuses an O_TMPFILE (read-only B, no write permission, no O_TMPFILE).
+// can link it there (new_private_file()). Read-only opens fall back to
+// memory where the directory refuses one (read-only B, no write permission).
 Result<core::TmpFile> make_private(Conn& c, const Node& node, bool for_write) noexcept {
   const NodePlace place = c.table.place(node);
   if (place.parent) {
     const FdRef pfd = place.parent->fd();
-    auto tmp = core::TmpFile::create_in(pfd->get());
+    auto tmp = new_private_file(c.d, pfd->get());
     if (tmp || for_write) return tmp;
   } else if (for_write && !place.unlinked) {
     return Error::of(EIO, "snapshot", place.name);

@@ -107,9 +107,9 @@ void init(void* userdata, fuse_conn_info* conn) {
     return;
   }
   d.log->info("snapfs: serving {} at {} (protocol {}.{}, max_write {}, reflink {}, "
-              "kernel passthrough {})",
+              "private files {}, kernel passthrough {})",
               d.cfg.backing, d.cfg.mountpoint, conn->proto_major, conn->proto_minor,
-              conn->max_write, d.reflink ? "yes" : "no",
+              conn->max_write, d.reflink ? "yes" : "no", d.private_files,
               c.kpt.installed() ? "requested" : c.kpt.state());
   if (d.cfg.on_init) {
     // The INIT reply written after this returns makes an offered
@@ -168,10 +168,25 @@ fuse_lowlevel_ops make_ops() noexcept {
   return o;
 }
 
+// Whether B makes O_TMPFILEs; if not, private files are named ones in
+// B/.snapfs/staging (new_private_file()). A refusal that is not about the
+// filesystem (read-only B, no write permission) keeps O_TMPFILE: read-only
+// opens then snapshot into memory, as they always did.
+void probe_tmpfile(Daemon& d, int rootfd) {
+  auto t = core::TmpFile::create_in(rootfd);
+  if (t) return;
+  const int e = t.error().value();
+  if (e != EOPNOTSUPP && e != EISDIR && e != EINVAL) return;
+  if (!d.staging_dir.valid()) return;
+  d.tmpfile = false;
+  d.private_files = "named files in B/" + std::string(kMetaDir) + "/staging (O_TMPFILE: " +
+                    std::strerror(e) + ")";
+}
+
 // Whether B can reflink: two private files, one FICLONE.
-bool probe_reflink(int rootfd) {
-  auto a = core::TmpFile::create_in(rootfd);
-  auto b = core::TmpFile::create_in(rootfd);
+bool probe_reflink(const Daemon& d, int rootfd) {
+  auto a = new_private_file(d, rootfd);
+  auto b = new_private_file(d, rootfd);
   if (!a || !b) return false;
   std::vector<std::byte> block(4096, std::byte{0x5a});
   if (!sys::pwrite_all(a->fd(), block, 0)) return false;
@@ -249,7 +264,8 @@ std::unique_ptr<Daemon> make_daemon(const Config& cfg,
   // B/.snapfs and the recovery of a previous daemon's leftovers, before
   // any request is served (docs/design-conflicts.md).
   if (!prepare_meta_dir(*d, root->get())) return nullptr;
-  d->reflink = probe_reflink(root->get());
+  probe_tmpfile(*d, root->get());
+  d->reflink = probe_reflink(*d, root->get());
   // Warm snapshots (warm.hpp): a reflinked one shares every block with the
   // version it was taken from, and everything done through M that replaces
   // or changes a file evicts its entries at once, so they stay 5 minutes
@@ -260,6 +276,9 @@ std::unique_ptr<Daemon> make_daemon(const Config& cfg,
   if (!d->reflink)
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
               cfg.backing);
+  if (!d->tmpfile)
+    log->info("snapfs: {} has no O_TMPFILE: private files are {}", cfg.backing,
+              d->private_files);
   d->root = std::move(*root);
   d->root_st = *root_st;
   return d;

@@ -165,6 +165,10 @@ std::string daemon_json(const Conn& c) {
   j += ",\"descriptors\":" + std::to_string(descriptors_held());
   j += ",\"descriptor_limit\":" + std::to_string(descriptor_limit());
   j += ",\"errors\":" + errors_json(d.stats);
+  // How snapshots are made on B (probed at start): by reflink or by copy,
+  // into unnamed files or named ones (new_private_file()).
+  j += ",\"snapshots\":" + json_string(d.reflink ? "reflink" : "copy");
+  j += ",\"private_files\":" + json_string(d.private_files);
   // `snapfs run` (run.hpp): where to ask for one, how many there are, and
   // which run this connection serves (null: none, the mount at M).
   j += ",\"control\":" + json_string(d.runs ? d.runs->control_path() : std::string());
