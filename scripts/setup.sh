@@ -15,6 +15,8 @@ packages=(
   xfsprogs btrfs-progs e2fsprogs util-linux mount acl attr
   # unmodified programs the mount tests run through the view
   coreutils rsync git sqlite3 python3 tar sed
+  # a FUSE filesystem as B (no O_TMPFILE, as on network filesystems)
+  bindfs
 )
 
 missing=()

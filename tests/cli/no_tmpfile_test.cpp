@@ -1,0 +1,143 @@
+// A backing filesystem without O_TMPFILE (FUSE and network filesystems,
+// GlusterFS among them): private files are named ones in B/.snapfs/staging
+// (docs/design-shared-storage.md), and everything a user relies on still
+// holds. B is a bindfs mount here, a real FUSE filesystem that refuses
+// O_TMPFILE as every FUSE filesystem does. Label `mount`; every test tears
+// down its mounts in Scratch.
+#include "cli_support.hpp"
+
+#include "report.hpp"
+#include "support/peer.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace snapfs::clitest {
+namespace {
+
+// src (a plain directory) seen through bindfs at b, b through snapfs at m.
+struct OverFuse {
+  Scratch s;
+  fs::path src, b, m;
+  OverFuse() : src(s.mkdir("src")), b(s.mkdir("b")), m(s.mkdir("m")) {}
+  // False (and why) if bindfs is not there or cannot mount.
+  bool mount_bindfs(std::string& why) {
+    const Outcome r = run({"bindfs", src, b});
+    if (r.code != 0) why = "bindfs " + src.string() + " " + b.string() + ": " + r.describe();
+    return r.code == 0;
+  }
+  fs::path staging() const { return src / ".snapfs" / "staging"; }
+};
+
+bool have_bindfs() { return ::access("/usr/bin/bindfs", X_OK) == 0; }
+
+#define SNAPFS_REQUIRE_BINDFS()                                                         \
+  do {                                                                                  \
+    SNAPFS_REQUIRE_DAEMON();                                                            \
+    if (!have_bindfs()) GTEST_SKIP() << "needs bindfs (scripts/setup.sh installs it)"; \
+  } while (0)
+
+std::vector<std::string> names_in(const fs::path& dir) {
+  std::vector<std::string> v;
+  for (const auto& e : fs::directory_iterator(dir)) v.push_back(e.path().filename().string());
+  return v;
+}
+
+std::string field(const cli::Json& j, const char* key) {
+  const cli::Json* v = j.find(key);
+  return v == nullptr ? std::string("<none>") : v->text;
+}
+
+TEST(MountNoTmpfile, WritesArePublishedAndReadersIsolatedWithNamedPrivateFiles) {
+  SNAPFS_REQUIRE_BINDFS();
+  OverFuse d;
+  std::string why;
+  ASSERT_TRUE(d.mount_bindfs(why)) << why;
+  test::Peer peer;  // before any file is open
+  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  const Outcome st = run({snapfs_bin(), "status", "--json", d.m});
+  ASSERT_EQ(st.code, 0) << st.describe();
+  EXPECT_EQ(field(cli::parse_json(st.out), "private_files").rfind("named files in B/.snapfs/staging", 0),
+            0u)
+      << st.out;
+
+  write_file(d.m / "f", "first\n");
+  EXPECT_EQ(read_file(d.src / "f"), "first\n");
+  // A reader keeps the version it opened while a writer publishes another.
+  const int r = ::open((d.m / "f").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(r, 0);
+  const int w = peer.open(d.m / "f", O_WRONLY | O_TRUNC);
+  ASSERT_GE(w, 0);
+  EXPECT_FALSE(names_in(d.staging()).empty()) << "the writer's snapshot is a named file";
+  ASSERT_TRUE(peer.write(w, "second version\n"));
+  EXPECT_EQ(peer.close(w), 0);
+  char buf[64] = {};
+  EXPECT_EQ(::pread(r, buf, sizeof buf, 0), 6);
+  EXPECT_EQ(std::string(buf, 6), "first\n");
+  ::close(r);
+  EXPECT_EQ(read_file(d.m / "f"), "second version\n");
+  EXPECT_EQ(read_file(d.src / "f"), "second version\n");
+  // Every private file's name goes with its file: published, or dropped
+  // (a reader's snapshot may stay warm for the next reader until then).
+  EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
+  EXPECT_TRUE(names_in(d.staging()).empty()) << names_in(d.staging()).front();
+}
+
+TEST(MountNoTmpfile, ALosingCommitIsKeptInTheConflictsStore) {
+  SNAPFS_REQUIRE_BINDFS();
+  OverFuse d;
+  std::string why;
+  ASSERT_TRUE(d.mount_bindfs(why)) << why;
+  write_file(d.src / "f", "published\n");
+  test::Peer peer;
+  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  const int a = ::open((d.m / "f").c_str(), O_WRONLY | O_CLOEXEC);
+  const int b = peer.open(d.m / "f", O_WRONLY | O_TRUNC);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  ASSERT_EQ(::write(a, "first\n", 6), 6);
+  ASSERT_TRUE(peer.write(b, "second!\n"));
+  EXPECT_EQ(::close(a), 0);
+  EXPECT_NE(peer.close(b), 0) << "the second close must lose";
+  EXPECT_EQ(read_file(d.src / "f"), "first\nhed\n") << "the first close published";
+  const Outcome c = run({snapfs_bin(), "conflicts", "--json", d.m});
+  ASSERT_EQ(c.code, 0) << c.describe();
+  const cli::Json kept = cli::parse_json(c.out);
+  ASSERT_EQ(kept.items.size(), 1u) << c.out;
+  EXPECT_EQ(read_file(field(kept.items[0], "kept_at")), "second!\n");
+  EXPECT_TRUE(names_in(d.staging()).empty());
+  EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
+}
+
+TEST(MountNoTmpfile, WhatAKilledDaemonLeftIsRemovedAtTheNextMount) {
+  SNAPFS_REQUIRE_BINDFS();
+  OverFuse d;
+  std::string why;
+  ASSERT_TRUE(d.mount_bindfs(why)) << why;
+  write_file(d.src / "f", "published\n");
+  test::Peer peer;
+  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  const Outcome st = run({snapfs_bin(), "status", "--json", d.m});
+  const pid_t daemon = std::stoi(field(cli::parse_json(st.out), "pid"));
+  const int w = peer.open(d.m / "f", O_WRONLY | O_TRUNC);
+  ASSERT_GE(w, 0);
+  ASSERT_TRUE(peer.write(w, "never published\n"));
+  ASSERT_FALSE(names_in(d.staging()).empty());
+  ASSERT_EQ(::kill(daemon, SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return ::kill(daemon, 0) != 0; }));
+  (void)peer.close(w);  // fails: the daemon is gone
+  // auto_unmount (the default) takes M away once its daemon is gone.
+  ASSERT_TRUE(wait_until([&] { return !is_snapfs_mount(d.m); }));
+  ASSERT_FALSE(names_in(d.staging()).empty()) << "a crash leaves the private file";
+  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  EXPECT_TRUE(names_in(d.staging()).empty()) << names_in(d.staging()).front();
+  EXPECT_EQ(read_file(d.m / "f"), "published\n");
+  EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
+}
+
+}  // namespace
+}  // namespace snapfs::clitest
