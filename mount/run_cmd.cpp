@@ -29,13 +29,16 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <fcntl.h>
 #include <sched.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -191,75 +194,56 @@ class Control {
 // ---- Signals: P forwards these to C while C runs.
 
 constexpr std::array kForwarded{SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-// The pid of C while signals are forwarded to it, else 0.
-volatile std::sig_atomic_t g_child = 0;
-// Whether P leads its session: a hangup of its terminal is then sent to P
-// alone (the kernel signals the session leader, not the foreground group).
-volatile std::sig_atomic_t g_session_leader = 0;
 
-void forward(int sig, siginfo_t* info, void*) {
-  // A signal from the terminal (^C, ^\: si_code SI_KERNEL) went to the
-  // whole foreground process group, C included: forwarded, it would reach
-  // C twice (a program that counts them would see two).
-  if (info != nullptr && info->si_code == SI_KERNEL && !(sig == SIGHUP && g_session_leader != 0))
-    return;
-  const int saved = errno;
-  if (const pid_t child = g_child; child > 0) ::kill(child, sig);
-  errno = saved;
-}
-
-// Installs the forwarding handlers with the signals blocked until start();
-// the destructor puts everything back. A signal P ignores stays ignored,
-// for CMD too (exec keeps SIG_IGN), and is not forwarded.
+// P keeps the forwarded signals blocked from before the fork to its exit
+// and reads them from a signalfd while it waits for C (RunProcess::wait):
+// no handler runs at an arbitrary point, and none is lost between the fork
+// and the wait. A signal P ignores stays ignored, for CMD too (exec keeps
+// SIG_IGN), and is not forwarded. The destructor puts the mask back.
 class Forwarding {
  public:
   Forwarding() {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : kForwarded) sigaddset(&set, s);
-    ::sigprocmask(SIG_BLOCK, &set, &mask_);
-    g_session_leader = ::getsid(0) == ::getpid() ? 1 : 0;
-    for (std::size_t i = 0; i < kForwarded.size(); ++i) {
-      ::sigaction(kForwarded[i], nullptr, &old_[i]);
-      installed_[i] = old_[i].sa_handler != SIG_IGN;
-      if (!installed_[i]) continue;
-      struct sigaction sa {};
-      sa.sa_sigaction = forward;
-      sa.sa_flags = SA_SIGINFO | SA_RESTART;
-      sigfillset(&sa.sa_mask);
-      ::sigaction(kForwarded[i], &sa, nullptr);
+    sigemptyset(&set_);
+    for (int s : kForwarded) {
+      struct sigaction old {};
+      ::sigaction(s, nullptr, &old);
+      if (old.sa_handler != SIG_IGN) sigaddset(&set_, s);
     }
+    ::sigprocmask(SIG_BLOCK, &set_, &mask_);
+    session_leader_ = ::getsid(0) == ::getpid();
+    fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!fd_) throw Failure(exit_code::failure, "run: signalfd: " + err_text(errno));
   }
   Forwarding(const Forwarding&) = delete;
   Forwarding& operator=(const Forwarding&) = delete;
-  ~Forwarding() {
-    g_child = 0;
-    for (std::size_t i = 0; i < kForwarded.size(); ++i) {
-      if (installed_[i]) ::sigaction(kForwarded[i], &old_[i], nullptr);
+  ~Forwarding() { ::sigprocmask(SIG_SETMASK, &mask_, nullptr); }
+
+  int fd() const noexcept { return fd_.get(); }
+
+  // Every signal waiting on the signalfd, passed on to `child`. A signal
+  // from the terminal (^C, ^\: si_code SI_KERNEL) went to the whole
+  // foreground process group, C included: forwarded, it would reach C
+  // twice (a program that counts them would see two). A hangup is the
+  // exception when P leads its session: then the kernel sent it to P alone.
+  void forward(pid_t child) const noexcept {
+    signalfd_siginfo si{};
+    const std::span<std::byte> buf(reinterpret_cast<std::byte*>(&si), sizeof si);
+    for (auto n = core::sys::read(fd_.get(), buf); n && *n == sizeof si;
+         n = core::sys::read(fd_.get(), buf)) {
+      const int sig = static_cast<int>(si.ssi_signo);
+      if (si.ssi_code == SI_KERNEL && !(sig == SIGHUP && session_leader_)) continue;
+      ::kill(child, sig);
     }
-    ::sigprocmask(SIG_SETMASK, &mask_, nullptr);
   }
 
-  // In P: forward to `child` from now on.
-  void start(pid_t child) {
-    g_child = child;
-    ::sigprocmask(SIG_SETMASK, &mask_, nullptr);
-  }
-  // In C, right after fork (async-signal-safe): the default actions, then
-  // the mask P had.
-  void child_defaults() const noexcept {
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (std::size_t i = 0; i < kForwarded.size(); ++i) {
-      if (installed_[i]) ::sigaction(kForwarded[i], &dfl, nullptr);
-    }
-    ::sigprocmask(SIG_SETMASK, &mask_, nullptr);
-  }
+  // In C, right after fork (async-signal-safe): the mask P had.
+  void child_defaults() const noexcept { ::sigprocmask(SIG_SETMASK, &mask_, nullptr); }
 
  private:
+  sigset_t set_{};
   sigset_t mask_{};
-  std::array<struct sigaction, kForwarded.size()> old_{};
-  std::array<bool, kForwarded.size()> installed_{};
+  bool session_leader_ = false;
+  core::UniqueFd fd_;
 };
 
 // ---- C, the run's process
@@ -366,12 +350,11 @@ std::optional<Record> next_record(int sock, core::UniqueFd& fd) {
 // C from P's side: killed and reaped unless waited for.
 class RunProcess {
  public:
-  explicit RunProcess(pid_t pid) : pid_(pid) {}
+  RunProcess(pid_t pid, const Forwarding& signals) : pid_(pid), signals_(signals) {}
   RunProcess(const RunProcess&) = delete;
   RunProcess& operator=(const RunProcess&) = delete;
   ~RunProcess() {
     if (pid_ <= 0) return;
-    g_child = 0;
     ::kill(pid_, SIGKILL);
     reap();
   }
@@ -379,12 +362,15 @@ class RunProcess {
   // Waits for C to end, forwarding signals meanwhile; its status as a
   // shell gives it (128 + N if signal N ended it).
   int wait() {
-    siginfo_t info{};
-    // WNOWAIT: C stays a zombie, its pid ours, until forwarding stopped.
-    while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOWAIT) != 0 &&
-           errno == EINTR) {
+    // A pidfd: it refers to C only, and becomes readable when C exits.
+    auto pidfd = core::sys::pidfd_open(pid_);
+    if (!pidfd) return reap();  // C is unwaited for: its pid is still ours
+    pollfd fds[2] = {{pidfd->get(), POLLIN, 0}, {signals_.fd(), POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
+      if (fds[1].revents & POLLIN) signals_.forward(pid_);
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) break;
     }
-    g_child = 0;
     return reap();
   }
 
@@ -398,6 +384,7 @@ class RunProcess {
   }
 
   pid_t pid_;
+  const Forwarding& signals_;
 };
 
 // Why C could not get as far as CMD (step, errno): message and exit code.
@@ -492,8 +479,7 @@ int run_run(const std::string& mountpoint, const std::vector<std::string>& comma
   if (pid == 0) child_main(plan, theirs.get());
   // From here on every way out kills and reaps C (RunProcess), and the
   // daemon, seeing the control socket close without `end`, drops the run.
-  RunProcess child(pid);
-  signals.start(pid);
+  RunProcess child(pid, signals);
   theirs.reset();
 
   core::UniqueFd dev;
