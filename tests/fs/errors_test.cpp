@@ -3,6 +3,8 @@
 // each filesystem gets the clone method it can do.
 #include "fs_test.hpp"
 
+#include <snapfs/core/publish.hpp>
+
 #include <fcntl.h>
 
 #include <sys/sysmacros.h>
@@ -145,6 +147,57 @@ TEST_P(Errors, TmpFileIsUnnamedAndPrivate) {
   std::string back(content.size(), '\0');
   EXPECT_EQ(::pread(t->fd(), back.data(), back.size(), 0), static_cast<ssize_t>(back.size()));
   EXPECT_TRUE(back == content);
+}
+
+// The fallback for filesystems without O_TMPFILE: a named private file. Its
+// name exists while the object holds it; publish moves it into place (or
+// links it, no_replace), and a file never published leaves nothing.
+TEST_P(Errors, NamedTmpFileLeavesOnlyWhatWasPublished) {
+  std::filesystem::create_directory(path("staging"));
+  const int sfd = ::open(path("staging").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  const int dfd = ::open(work().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(sfd, 0);
+  ASSERT_GE(dfd, 0);
+  {
+    auto dropped = core::TmpFile::create_named_in(sfd, "id-");
+    ASSERT_TRUE(ok(dropped));
+    EXPECT_TRUE(dropped->staged());
+    const auto names = list_dir(path("staging"));
+    ASSERT_EQ(names.size(), 1u);
+    EXPECT_EQ(names[0].rfind("id-", 0), 0u) << names[0];
+    EXPECT_EQ(names[0].size(), 3u + 16u + 4u) << names[0];
+    struct stat st {};
+    ASSERT_EQ(::fstat(dropped->fd(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+    core::TmpFile moved = std::move(*dropped);  // the name goes with the file
+    EXPECT_EQ(list_dir(path("staging")).size(), 1u);
+  }
+  EXPECT_EQ(list_dir(path("staging")), std::vector<std::string>{}) << "dropped: no name left";
+
+  write_file(path("f"), "old");
+  auto mine = core::TmpFile::create_named_in(sfd, "id-");
+  ASSERT_TRUE(ok(mine));
+  ASSERT_EQ(::pwrite(mine->fd(), "new", 3, 0), 3);
+  ASSERT_TRUE(ok(core::publish(*mine, dfd, "f", core::PublishOptions{})));
+  EXPECT_FALSE(mine->staged());
+  EXPECT_EQ(read_file(path("f")), "new");
+  EXPECT_EQ(list_dir(path("staging")), std::vector<std::string>{});
+
+  auto excl = core::TmpFile::create_named_in(sfd, "id-");
+  ASSERT_TRUE(ok(excl));
+  core::PublishOptions no_replace;
+  no_replace.no_replace = true;
+  auto refused = core::publish(*excl, dfd, "f", no_replace);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().value(), EEXIST);
+  EXPECT_EQ(read_file(path("f")), "new");
+  ASSERT_TRUE(ok(core::publish(*excl, dfd, "g", no_replace)));
+  EXPECT_EQ(list_dir(path("staging")), std::vector<std::string>{});
+  struct stat g {};
+  ASSERT_EQ(::stat(path("g").c_str(), &g), 0);
+  EXPECT_EQ(g.st_nlink, 1u) << "linked to its name, its temporary one removed";
+  ::close(sfd);
+  ::close(dfd);
 }
 
 SNAPFS_INSTANTIATE_ALL_FS(Errors);
