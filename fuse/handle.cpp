@@ -68,9 +68,13 @@ Result<std::unique_ptr<Version>> open_warm_reader(Conn& c, std::unique_ptr<Versi
       // the reads. A file that may have holes keeps its descriptor too:
       // SEEK_DATA and SEEK_HOLE must find them (cp and tar keep sparse
       // files sparse).
+      // A named private file (a B without O_TMPFILE: FUSE, GlusterFS)
+      // keeps its descriptor, and so its name, too: the kernel opens a
+      // backing file anew for each passthrough open, and such a filesystem
+      // opens no file that has lost its last name (GlusterFS: EIO).
       w->backing = c.kpt.open_backing(tmp->fd());
       const bool sparse = snap_st->st_blocks * 512 < snap_st->st_size;
-      w->keeps_file = !w->backing || sparse;
+      w->keeps_file = !w->backing || sparse || tmp->staged();
       w->file = std::move(*tmp);
       // Shared only if B/p did not change since `st` was taken (before the
       // clone): the snapshot then is exactly version `st`. Otherwise this
