@@ -317,6 +317,7 @@ struct Conn {
   InodeTable table;
   PendingTruncations pending_truncations;
   LiveHandles live_handles;
+  LiveHandles live_dirs;  // ops/dir.cpp's DirHandles
   // Invalidations of the kernel's attribute cache (cache.hpp); attached once
   // the session exists, detached before it is destroyed.
   Notifier notifier;

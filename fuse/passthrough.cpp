@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -40,10 +41,13 @@ void store(void* base, std::size_t off, T v) noexcept {
 // Which KernelPassthrough a session's custom I/O belongs to: libfuse hands
 // the callbacks the session's user data, and each connection (the main
 // mount, each run's) has its own.
-KernelPassthrough::Locate g_locate = nullptr;
+// Set by every install() (always to the same function) while other
+// sessions' I/O threads read it: atomic.
+std::atomic<KernelPassthrough::Locate> g_locate{nullptr};
 
 KernelPassthrough* kpt_of(void* userdata) noexcept {
-  KernelPassthrough* k = g_locate && userdata ? g_locate(userdata) : nullptr;
+  const auto locate = g_locate.load(std::memory_order_acquire);
+  KernelPassthrough* k = locate && userdata ? locate(userdata) : nullptr;
   return k && k->installed() ? k : nullptr;
 }
 
@@ -188,7 +192,7 @@ bool KernelPassthrough::install(fuse_session* se, bool want, bool root, Locate l
       .splice_receive = nullptr,  // every request must pass through read()
       .splice_send = PassthroughIo::splice_send,
   };
-  g_locate = locate;  // the same function for every session
+  g_locate.store(locate, std::memory_order_release);  // the same for every session
   devfd_ = fuse_session_fd(se);
   // The same descriptor: fuse_session_mount() opened it; from now on
   // libfuse reads and writes it through `io`.

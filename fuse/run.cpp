@@ -71,6 +71,9 @@ bool Runs::start() {
   }
   struct sigaction sa {};
   sa.sa_handler = on_wake;
+  // No SA_RESTART: the futex wait under sem_wait(3) would be restarted
+  // and the loop never see the signal. Only loop threads get it, and
+  // end_session() stops sending once the loop has returned.
   sigemptyset(&sa.sa_mask);
   ::sigaction(kWake, &sa, nullptr);
   listen_fd_ = fd->release();
@@ -94,7 +97,8 @@ void Runs::stop() noexcept {
   std::list<std::unique_ptr<Session>> sessions;
   {
     std::lock_guard lk(mu_);
-    for (auto& c : clients_) ::shutdown(c->fd, SHUT_RDWR);
+    for (auto& c : clients_)
+      if (c->fd != -1) ::shutdown(c->fd, SHUT_RDWR);
     clients.swap(clients_);
   }
   for (auto& c : clients) c->thread.join();
@@ -105,7 +109,6 @@ void Runs::stop() noexcept {
   // Connections of runs that ended while a process they started still
   // used M.
   for (auto& s : sessions) end_session(*s);
-  for (auto& c : clients) ::close(c->fd);
 }
 
 std::size_t Runs::live() const {
@@ -125,19 +128,33 @@ std::string Runs::run_json(const Conn& c) {
 }
 
 std::string Runs::list_json(uid_t viewer) const {
+  // One reply is at most control::kMessageMax bytes: each run's command
+  // and directory are cut to their first KiB (a "..." argument says so),
+  // and runs that would not fit are left out (the newest).
+  constexpr std::size_t kField = 1024, kRoom = control::kMessageMax - 2 * kField - 256;
+  auto cut = [](const std::string& s) {
+    return s.size() <= kField ? json_string(s) : json_string(s.substr(0, kField) + "...");
+  };
   std::string j = "[";
   std::lock_guard lk(mu_);
   for (const Run& r : runs_) {
     // SECURITY: a user sees their own runs' command lines only.
     if (viewer != 0 && viewer != r.uid) continue;
-    if (j.size() > 1) j += ',';
-    j += "{\"id\":" + std::to_string(r.id) + ",\"uid\":" + std::to_string(r.uid) +
-         ",\"pid\":" + std::to_string(r.pid) + ",\"command\":[";
-    for (std::size_t i = 0; i < r.argv.size(); ++i)
-      j += (i ? "," : "") + json_string(r.argv[i]);
+    std::string e = "{\"id\":" + std::to_string(r.id) + ",\"uid\":" + std::to_string(r.uid) +
+                    ",\"pid\":" + std::to_string(r.pid) + ",\"command\":[";
+    std::size_t used = 0, i = 0;
+    for (; i < r.argv.size() && used + r.argv[i].size() <= kField; ++i) {
+      e += (i ? "," : "") + json_string(r.argv[i]);
+      used += r.argv[i].size();
+    }
+    if (i == 0 && !r.argv.empty()) e += cut(r.argv[0]), ++i;
+    if (i < r.argv.size()) e += ",\"...\"";
     const auto since = std::chrono::duration<double>(r.start.time_since_epoch()).count();
-    j += "],\"cwd\":" + json_string(r.cwd) + ",\"start\":" + fmt::format("{:.3f}", since) +
+    e += "],\"cwd\":" + cut(r.cwd) + ",\"start\":" + fmt::format("{:.3f}", since) +
          ",\"state\":\"live\"}";
+    if (j.size() + e.size() > kRoom) break;
+    if (j.size() > 1) j += ',';
+    j += e;
   }
   return j + "]";
 }
@@ -172,20 +189,24 @@ void Runs::accept_loop() noexcept {
     std::list<std::unique_ptr<Client>> dead_clients;
     try {
       auto cl = std::make_unique<Client>();
-      cl->fd = fd->release();
       Client& ref = *cl;
       std::lock_guard lk(mu_);
       reap_locked(dead_sessions, dead_clients);
-      ref.thread = std::thread([this, &ref] { serve_client(ref); });
+      ref.fd = fd->get();
       clients_.push_back(std::move(cl));
+      try {
+        ref.thread = std::thread([this, &ref] { serve_client(ref); });
+      } catch (...) {
+        clients_.pop_back();
+        throw;
+      }
+      (void)fd->release();  // the thread closes it at its end
     } catch (const std::exception& e) {
+      // `fd` still holds the descriptor: closed, the peer sees the end.
       d_.log->warn("snapfs: control socket: {}", e.what());
     }
     for (auto& s : dead_sessions) s->loop.join();
-    for (auto& c : dead_clients) {
-      c->thread.join();
-      ::close(c->fd);
-    }
+    for (auto& c : dead_clients) c->thread.join();
   }
 }
 
@@ -266,6 +287,11 @@ void Runs::serve_client(Client& cl) noexcept {
     }
     for (auto& s : mine) end_session(*s);
   }
+  {
+    // Under mu_: stop() shuts down only descriptors still open.
+    std::lock_guard lk(mu_);
+    ::close(std::exchange(cl.fd, -1));
+  }
   cl.done.store(true, std::memory_order_release);
 }
 
@@ -297,28 +323,42 @@ bool Runs::attach(std::uint64_t run_id, int devfd, std::string& why) {
   }
   (void)dev.release();
   conn->notifier.attach(se);
-  start_serving(*conn, se);
-  auto s = std::make_unique<Session>();
-  s->run_id = run_id;
-  s->conn = std::move(conn);
-  s->se = se;
-  Session& ref = *s;
-  std::lock_guard lk(mu_);
-  if (stopping_.load()) {
-    // stop() has taken the list already: this one would never be ended.
-    end_serving(*ref.conn);
-    ref.conn->notifier.attach(nullptr);
+  // Not served after all: nothing of it stays (the descriptor closes with
+  // the session; the run's mount then answers ENOTCONN).
+  auto abandon = [&](std::string reason) {
+    end_serving(*conn);
+    conn->notifier.attach(nullptr);
     fuse_session_destroy(se);
-    why = "the daemon is stopping";
+    why = std::move(reason);
     return false;
+  };
+  try {
+    start_serving(*conn, se);
+    auto s = std::make_unique<Session>();
+    s->run_id = run_id;
+    s->se = se;
+    Session& ref = *s;
+    std::lock_guard lk(mu_);
+    // stop() has taken the list already: this one would never be ended.
+    if (stopping_.load()) return abandon("the daemon is stopping");
+    sessions_.push_back(std::move(s));
+    try {
+      ref.conn = std::move(conn);
+      ref.loop = std::thread([this, &ref] { serve_session(ref); });
+    } catch (...) {
+      conn = std::move(ref.conn);
+      sessions_.pop_back();
+      throw;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    return abandon(e.what());
   }
-  ref.loop = std::thread([this, &ref] { serve_session(ref); });
-  sessions_.push_back(std::move(s));
-  return true;
 }
 
 void Runs::serve_session(Session& s) noexcept {
   const int ret = loop(*s.conn, s.se);
+  s.loop_returned.store(true, std::memory_order_release);  // end_session stops waking it
   d_.log->info("snapfs: the connection of run {} ended ({})", s.run_id, ret);
   end_serving(*s.conn);
   s.conn->notifier.attach(nullptr);  // before the session goes (notifier.hpp)
@@ -343,7 +383,7 @@ void Runs::end_session(Session& s) noexcept {
   for (;;) {
     {
       std::lock_guard lk(mu_);
-      if (!s.se) break;
+      if (!s.se || s.loop_returned.load(std::memory_order_acquire)) break;
       fuse_session_exit(s.se);
       pthread_kill(s.loop.native_handle(), kWake);
     }

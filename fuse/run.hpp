@@ -77,11 +77,12 @@ private:
     std::unique_ptr<Conn> conn;
     ::fuse_session* se = nullptr;
     std::thread loop;
+    std::atomic<bool> loop_returned{false};
     std::atomic<bool> done{false};
   };
   // One `snapfs run` talking to us.
   struct Client {
-    int fd = -1;
+    int fd = -1;  // closed by its thread at its end (under mu_)
     std::thread thread;
     std::atomic<bool> done{false};
   };

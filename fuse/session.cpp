@@ -331,6 +331,7 @@ void end_serving(Conn& c) noexcept {
   // a crash; nothing in B changes). Before the FUSE descriptor closes: their
   // backing ids are released on it.
   for (void* holder : c.live_handles.take()) delete static_cast<std::shared_ptr<Handle>*>(holder);
+  ops::free_dir_handles(c);
 }
 
 int serve(const Config& cfg, const std::function<void()>& on_mounted) {

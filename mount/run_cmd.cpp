@@ -36,6 +36,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
@@ -58,6 +59,7 @@ struct Daemon {
   std::optional<std::string> control;  // its control socket ("": none); none: older
   std::optional<std::string> run;  // the run whose view M is, as seen from here
   bool default_permissions = true;
+  std::string pid, pid_namespace;  // who serves M (in which pid namespace)
 };
 
 [[noreturn]] void older(const char* what, const std::string& shown) {
@@ -95,6 +97,10 @@ Daemon describe(const std::string& path, const char* what, const std::string& sh
     const Json* id = r->find("id");
     d.run = id != nullptr && id->type == Json::Type::number ? id->text : std::string("?");
   }
+  if (const Json* p = doc.find("pid"); p != nullptr && p->type == Json::Type::number)
+    d.pid = p->text;
+  if (const Json* n = doc.find("pid_namespace"); n != nullptr && n->type == Json::Type::string)
+    d.pid_namespace = n->text;
   if (const Json* o = doc.find("options"); o != nullptr) {
     if (const Json* dp = o->find("default_permissions");
         dp != nullptr && dp->type == Json::Type::boolean)
@@ -113,11 +119,28 @@ bool send_datagram(int sock, const void* data, std::size_t len, int pass_fd) noe
 // The daemon's control socket, and the request/reply exchange on it.
 class Control {
  public:
-  Control(const std::string& socket_path, const char* what, std::string shown)
+  // SECURITY: the socket is found by a path in B, and whoever may write
+  // B's top directory can put a socket of their own there: it is the
+  // daemon's only if the process listening is the one that serves M (its
+  // pid as M's own answer gives it, in our pid namespace). Otherwise that
+  // process would get root's begin and its /dev/fuse descriptor, and serve
+  // root's command whatever it likes.
+  Control(const Daemon& daemon, const std::string& socket_path, const char* what,
+          std::string shown)
       : what_(what), shown_(std::move(shown)) {
     auto fd = core::sys::seqpacket_connect(socket_path);
     if (!fd) unreachable(fd.error().value());
     fd_ = std::move(*fd);
+    auto ns = core::sys::readlinkat(AT_FDCWD, "/proc/self/ns/pid");
+    if (!ns || daemon.pid_namespace != *ns || daemon.pid.empty())
+      throw Failure(exit_code::failure, std::string(what_) + ": the daemon of " + shown_ +
+                                            " is in another pid namespace: cannot tell that "
+                                            "its control socket is its own");
+    auto peer = core::sys::peer_credentials(fd_.get());
+    if (!peer || std::to_string(peer->pid) != daemon.pid)
+      throw Failure(exit_code::failure,
+                    std::string(what_) + ": " + socket_path + " is not the control socket of " +
+                        "the daemon of " + shown_ + " (another process listens there)");
   }
 
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
@@ -265,7 +288,10 @@ struct ChildPlan {
   int close_control;     // P's descriptors C must not keep: the control socket
   int close_parent_end;  // and P's end of the pair (EOF for C when P dies)
   const char* source;    // "snapfs-run-<id>"
-  const char* target;    // M, canonical
+  const char* target;    // M, canonical, without its leading '/'
+  const char* name;      // its last component
+  dev_t m_dev;           // M's root as P found it (the snapfs mount's root)
+  ino_t m_ino;
   const char* options;   // the mount options after "fd=N"
   const char* cwd;       // chdir here once the daemon serves the view, or nullptr
   char* const* argv;
@@ -305,11 +331,31 @@ bool fuse_options(char* out, std::size_t size, int fd, const char* rest) noexcep
   // its mount and every process would see the run's view.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
     child_fails(sock, Step::private_mounts, errno);
+  // SECURITY: M is resolved once, here, without following a symlink, and
+  // must be the root P checked (the snapfs mount): whoever may rename a
+  // directory above M cannot make the steps below act on another place
+  // (the run's view mounted over /tmp, say). Its mount point's directory
+  // is ".." of that root, and the mount goes onto the directory found
+  // there, by descriptor (/proc/self/fd/N): no path is resolved again.
+  auto root = core::sys::openat(AT_FDCWD, "/", O_PATH | O_DIRECTORY);
+  if (!root) child_fails(sock, Step::detach, root.error().value());
+  auto m = core::sys::openat_beneath(root->get(), p.target, O_PATH | O_DIRECTORY, 0,
+                                     RESOLVE_NO_SYMLINKS);
+  if (!m) child_fails(sock, Step::detach, m.error().value());
+  struct stat mst {};
+  if (::fstat(m->get(), &mst) != 0) child_fails(sock, Step::detach, errno);
+  if (mst.st_dev != p.m_dev || mst.st_ino != p.m_ino) child_fails(sock, Step::detach, ESTALE);
+  auto parent = core::sys::openat(m->get(), "..", O_PATH | O_DIRECTORY);
+  if (!parent) child_fails(sock, Step::detach, parent.error().value());
   // The namespace's copy of M's own mount goes, and the run's view takes
   // its place: the run then holds nothing of M's connection, so `umount M`
   // outside ends that connection and its daemon (which ends the run) even
   // where / is not shared and no unmount propagates into this namespace.
-  if (::umount2(p.target, MNT_DETACH) != 0) child_fails(sock, Step::detach, errno);
+  if (::umount2(core::sys::proc_fd_path(m->get()).c_str(), MNT_DETACH) != 0)
+    child_fails(sock, Step::detach, errno);
+  m->reset();  // it held the detached mount, and M's connection with it
+  auto under = core::sys::openat(parent->get(), p.name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (!under) child_fails(sock, Step::detach, under.error().value());
   // Opened here, after unshare: the kernel refuses a /dev/fuse descriptor
   // opened in another user namespace than the mount's (fuse_fill_super),
   // which matters once ordinary users' runs make one.
@@ -318,8 +364,12 @@ bool fuse_options(char* out, std::size_t size, int fd, const char* rest) noexcep
   char options[256];
   if (!fuse_options(options, sizeof options, dev->get(), p.options))
     child_fails(sock, Step::mount, ENAMETOOLONG);
-  if (::mount(p.source, p.target, "fuse.snapfs", MS_NOSUID | MS_NODEV, options) != 0)
+  if (::mount(p.source, core::sys::proc_fd_path(under->get()).c_str(), "fuse.snapfs",
+              MS_NOSUID | MS_NODEV, options) != 0)
     child_fails(sock, Step::mount, errno);
+  under->reset();
+  parent->reset();
+  root->reset();
   report(sock, Step::mounted, 0, dev->get());
   dev->reset();
   char go = 0;
@@ -398,8 +448,12 @@ class RunProcess {
       throw Failure(exit_code::host_lacks,
                     "run: cannot keep the run's mount private (mount --make-rslave /: " + e + ")");
     case Step::detach:
+      if (r.err == ESTALE)
+        throw Failure(exit_code::failure, "run: " + shown +
+                                              " is no longer the snapfs mount it was (moved or "
+                                              "replaced while the run started)");
       throw Failure(exit_code::failure,
-                    "run: cannot detach " + shown + " in the run's namespace (umount: " + e + ")");
+                    "run: cannot put the run's view at " + shown + " (" + e + ")");
     case Step::open_fuse:
       throw Failure(exit_code::host_lacks, "run: cannot open /dev/fuse (" + e + ")");
     case Step::mount:
@@ -446,7 +500,7 @@ int run_run(const std::string& mountpoint, const std::vector<std::string>& comma
     throw Failure(exit_code::not_permitted, "run: only root can start a run yet");
 
   const std::string cwd = current_dir();
-  Control control(socket_path, "run", mountpoint);
+  Control control(daemon, socket_path, "run", mountpoint);
   std::vector<std::string> begin{"begin", cwd};
   begin.insert(begin.end(), command.begin(), command.end());
   const auto id = control.ask(begin);
@@ -466,11 +520,21 @@ int run_run(const std::string& mountpoint, const std::vector<std::string>& comma
   core::UniqueFd ours = std::move(pair->first), theirs = std::move(pair->second);
 
   Forwarding signals;
+  // What the child must find at M: the root of the mount checked above.
+  struct stat m_root {};
+  if (::stat(path.c_str(), &m_root) != 0)
+    throw Failure(exit_code::failure, "run: cannot stat " + mountpoint + ": " + err_text(errno));
+  const std::string name = std::filesystem::path(path).filename().string();
+  if (path.size() < 2 || path[0] != '/' || name.empty())
+    throw Failure(exit_code::failure, "run: cannot run with a view at " + mountpoint);
   const ChildPlan plan{.signals = &signals,
                        .close_control = control.fd(),
                        .close_parent_end = ours.get(),
                        .source = source.c_str(),
-                       .target = path.c_str(),
+                       .target = path.c_str() + 1,
+                       .name = name.c_str(),
+                       .m_dev = m_root.st_dev,
+                       .m_ino = m_root.st_ino,
                        .options = options.c_str(),
                        .cwd = path_within(cwd, path) ? cwd.c_str() : nullptr,
                        .argv = argv.data()};
@@ -524,7 +588,7 @@ int run_run(const std::string& mountpoint, const std::vector<std::string>& comma
 int run_runs(const std::string& mountpoint, bool json) {
   const std::string path = locate_snapfs_mount(mountpoint);
   const Daemon daemon = describe(path, "runs", mountpoint);
-  Control control(control_of(daemon, "runs", mountpoint), "runs", mountpoint);
+  Control control(daemon, control_of(daemon, "runs", mountpoint), "runs", mountpoint);
   const auto reply = control.ask({"list"});
   if (reply.size() != 1) control.malformed();
   if (json) {

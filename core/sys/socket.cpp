@@ -48,9 +48,12 @@ Result<UniqueFd> seqpacket_listen(int dirfd, const char* name, mode_t mode, int 
     if (::bind(s->get(), reinterpret_cast<const sockaddr*>(&a), len) == -1)
       return Error::from_errno("bind", name);
     // bind(2) applies the umask only; the mode is set before anyone may
-    // connect (listen).
-    if (::fchmodat(dirfd, name, mode, 0) == -1) return Error::from_errno("fchmodat", name);
-    if (::listen(s->get(), backlog) == -1) return Error::from_errno("listen", name);
+    // connect (listen). A socket that cannot be made so leaves no name.
+    if (::fchmodat(dirfd, name, mode, 0) == -1 || ::listen(s->get(), backlog) == -1) {
+      auto e = Error::from_errno("listen", name);
+      ::unlinkat(dirfd, name, 0);
+      return e;
+    }
     return s;
   } catch (const std::bad_alloc&) {
     return Error::of(ENOMEM, "bind", name);

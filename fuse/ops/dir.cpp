@@ -59,8 +59,19 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   const bool cache = d.cfg.cache_timeout > 0;
   fi->cache_readdir = cache ? 1 : 0;
   fi->keep_cache = cache ? 1 : 0;
+  // Freed at RELEASEDIR, or by free_dir_handles() if the connection ends
+  // first (a run's, while its processes still had directories open).
+  try {
+    c.live_dirs.add(dh);
+  } catch (const std::bad_alloc&) {
+    delete dh;
+    return reply_errno(req, ENOMEM, "opendir", ino);
+  }
   handoff_give(dh);
-  if (!reply_open(req, fi)) delete dh;
+  if (!reply_open(req, fi)) {
+    c.live_dirs.remove(dh);
+    delete dh;
+  }
 }
 
 void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept {
@@ -120,8 +131,14 @@ void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 
 void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   (void)ino;
-  delete &dir_of(fi);
+  DirHandle* dh = &dir_of(fi);
+  conn_of(req).live_dirs.remove(dh);
+  delete dh;
   reply_ok(req);
+}
+
+void free_dir_handles(Conn& c) noexcept {
+  for (void* dh : c.live_dirs.take()) delete static_cast<DirHandle*>(dh);
 }
 
 void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {

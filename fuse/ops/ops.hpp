@@ -5,6 +5,10 @@
 
 #include "fuse_api.hpp"
 
+namespace snapfs::fuse {
+struct Conn;
+}  // namespace snapfs::fuse
+
 namespace snapfs::fuse::ops {
 
 // lookup.cpp
@@ -52,6 +56,9 @@ void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept;
 void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept;
 void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept;
 void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept;
+// Frees the directory handles of `c` that no RELEASEDIR will come for (its
+// connection ended), once no request of it runs any more.
+void free_dir_handles(Conn& c) noexcept;
 void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept;
 void statfs(fuse_req_t req, fuse_ino_t ino) noexcept;
 void access(fuse_req_t req, fuse_ino_t ino, int mask) noexcept;
