@@ -8,9 +8,12 @@
 #include "report.hpp"
 
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -247,6 +250,88 @@ TEST(MountRun, UnmountingMEndsItsRunsAndTheDaemonExits) {
   EXPECT_EQ(exit_code_of(w.pid), 5) << read_file(w.log);
   EXPECT_NE(read_file(out).find("Transport endpoint is not connected"), std::string::npos)
       << read_file(out);
+}
+
+// Whoever may write B's top directory can put a socket of their own where
+// the daemon's was: snapfs run talks only to the process that serves M.
+TEST(MountRun, ASocketOfAnotherProcessAtTheControlPathIsRefused) {
+  SNAPFS_REQUIRE_DAEMON();
+  Mounted d;
+  ASSERT_TRUE(d.mount());
+  const fs::path control = field(status_of(d.m), "control");
+  ASSERT_TRUE(fs::exists(control)) << control;
+  const fs::path aside = control.string() + ".aside";
+  fs::rename(control, aside);
+  const int fake = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fake, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  ASSERT_LT(control.string().size(), sizeof a.sun_path);
+  std::memcpy(a.sun_path, control.c_str(), control.string().size() + 1);
+  ASSERT_EQ(::bind(fake, reinterpret_cast<const sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fake, 4), 0);
+  RunOptions quick;
+  quick.timeout = 10s;
+  const Outcome r = run({snapfs_bin(), "run", d.m, "--", "true"}, quick);
+  EXPECT_EQ(r.code, 1) << r.describe();
+  EXPECT_TRUE(one_line_error(r));
+  EXPECT_NE(r.err.find("is not the control socket"), std::string::npos) << r.describe();
+  const Outcome list = run({snapfs_bin(), "runs", d.m}, quick);
+  EXPECT_EQ(list.code, 1) << list.describe();
+  ::close(fake);
+  fs::remove(control);
+  fs::rename(aside, control);
+  EXPECT_EQ(run({snapfs_bin(), "run", d.m, "--", "true"}).code, 0);
+  EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
+}
+
+// A run that ends with directories still open (its snapfs run killed)
+// leaves nothing held in the daemon.
+TEST(MountRun, AnInterruptedRunsOpenDirectoriesAreFreed) {
+  SNAPFS_REQUIRE_DAEMON();
+  Mounted d;
+  ASSERT_TRUE(d.mount());
+  ASSERT_EQ(::mkdir((d.m / "sub").c_str(), 0755), 0);
+  auto descriptors = [&] { return std::stoul(field(status_of(d.m), "descriptors")); };
+  const auto before = descriptors();
+  for (int i = 0; i < 5; ++i) {
+    const Outcome r = run({snapfs_bin(), "run", d.m, "--", "sh", "-c",
+                           "exec 3<" + (d.m / "sub").string() + "; kill -KILL $PPID; sleep 0.2"});
+    EXPECT_EQ(r.signal, SIGKILL) << r.describe();
+  }
+  EXPECT_TRUE(wait_until([&] { return run_connections(d.m) == 0; }));
+  EXPECT_TRUE(wait_until([&] { return descriptors() <= before; }))
+      << "before " << before << ", now " << descriptors();
+  EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
+}
+
+// However long the commands, `snapfs runs` gets one reply.
+TEST(MountRun, RunsShowsLongCommandsCut) {
+  SNAPFS_REQUIRE_DAEMON();
+  Mounted d;
+  ASSERT_TRUE(d.mount());
+  const std::string big(40000, 'x');
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 2; ++i)
+    pids.push_back(spawn({snapfs_bin(), "run", d.m, "--", "sh", "-c",
+                          "while [ ! -e " + (d.s / "go").string() + " ]; do sleep 0.02; done", big},
+                         d.s / ("run" + std::to_string(i) + ".log")));
+  ASSERT_TRUE(wait_until([&] {
+    const Outcome l = run({snapfs_bin(), "runs", "--json", d.m});
+    return l.code == 0 && cli::parse_json(l.out).items.size() == 2;
+  })) << run({snapfs_bin(), "runs", "--json", d.m}).describe();
+  const Outcome l = run({snapfs_bin(), "runs", "--json", d.m});
+  const cli::Json runs = cli::parse_json(l.out);
+  for (const auto& r : runs.items) {
+    const auto& cmd = r.find("command")->items;
+    ASSERT_FALSE(cmd.empty());
+    EXPECT_EQ(cmd.front().text, "sh");
+    EXPECT_EQ(cmd.back().text, "...") << "a command longer than a KiB is cut, and says so";
+  }
+  EXPECT_EQ(run({snapfs_bin(), "runs", d.m}).code, 0);
+  write_file(d.s / "go", "");
+  for (pid_t p : pids) EXPECT_EQ(exit_code_of(p), 0);
+  EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
 }
 
 }  // namespace
