@@ -24,11 +24,16 @@ struct OverFuse {
   Scratch s;
   fs::path src, b, m;
   OverFuse() : src(s.mkdir("src")), b(s.mkdir("b")), m(s.mkdir("m")) {}
-  // False (and why) if bindfs is not there or cannot mount.
-  bool mount_bindfs(std::string& why) {
+  // bindfs at b, then snapfs at m; false (and why) if either fails.
+  bool mount(std::string& why) {
     const Outcome r = run({"bindfs", src, b});
-    if (r.code != 0) why = "bindfs " + src.string() + " " + b.string() + ": " + r.describe();
-    return r.code == 0;
+    if (r.code != 0) {
+      why = "bindfs " + src.string() + " " + b.string() + ": " + r.describe();
+      return false;
+    }
+    const Outcome v = run({snapfs_bin(), "mount", b, m});
+    if (v.code != 0) why = "snapfs mount: " + v.describe();
+    return v.code == 0;
   }
   fs::path staging() const { return src / ".snapfs" / "staging"; }
 };
@@ -55,10 +60,9 @@ std::string field(const cli::Json& j, const char* key) {
 TEST(MountNoTmpfile, WritesArePublishedAndReadersIsolatedWithNamedPrivateFiles) {
   SNAPFS_REQUIRE_BINDFS();
   OverFuse d;
-  std::string why;
-  ASSERT_TRUE(d.mount_bindfs(why)) << why;
   test::Peer peer;  // before any file is open
-  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  std::string why;
+  ASSERT_TRUE(d.mount(why)) << why;
   const Outcome st = run({snapfs_bin(), "status", "--json", d.m});
   ASSERT_EQ(st.code, 0) << st.describe();
   EXPECT_EQ(field(cli::parse_json(st.out), "private_files").rfind("named files in B/.snapfs/staging", 0),
@@ -90,11 +94,10 @@ TEST(MountNoTmpfile, WritesArePublishedAndReadersIsolatedWithNamedPrivateFiles) 
 TEST(MountNoTmpfile, ALosingCommitIsKeptInTheConflictsStore) {
   SNAPFS_REQUIRE_BINDFS();
   OverFuse d;
-  std::string why;
-  ASSERT_TRUE(d.mount_bindfs(why)) << why;
   write_file(d.src / "f", "published\n");
   test::Peer peer;
-  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  std::string why;
+  ASSERT_TRUE(d.mount(why)) << why;
   const int a = ::open((d.m / "f").c_str(), O_WRONLY | O_CLOEXEC);
   const int b = peer.open(d.m / "f", O_WRONLY | O_TRUNC);
   ASSERT_GE(a, 0);
@@ -116,11 +119,10 @@ TEST(MountNoTmpfile, ALosingCommitIsKeptInTheConflictsStore) {
 TEST(MountNoTmpfile, WhatAKilledDaemonLeftIsRemovedAtTheNextMount) {
   SNAPFS_REQUIRE_BINDFS();
   OverFuse d;
-  std::string why;
-  ASSERT_TRUE(d.mount_bindfs(why)) << why;
   write_file(d.src / "f", "published\n");
   test::Peer peer;
-  ASSERT_EQ(run({snapfs_bin(), "mount", d.b, d.m}).code, 0);
+  std::string why;
+  ASSERT_TRUE(d.mount(why)) << why;
   const Outcome st = run({snapfs_bin(), "status", "--json", d.m});
   const pid_t daemon = std::stoi(field(cli::parse_json(st.out), "pid"));
   const int w = peer.open(d.m / "f", O_WRONLY | O_TRUNC);
