@@ -112,7 +112,8 @@ TEST(MountNoTmpfile, ALosingCommitIsKeptInTheConflictsStore) {
   const cli::Json kept = cli::parse_json(c.out);
   ASSERT_EQ(kept.items.size(), 1u) << c.out;
   EXPECT_EQ(read_file(field(kept.items[0], "kept_at")), "second!\n");
-  EXPECT_TRUE(names_in(d.staging()).empty());
+  // The loser's snapshot goes at its RELEASE, which follows its close.
+  EXPECT_TRUE(wait_until([&] { return names_in(d.staging()).empty(); }));
   EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
 }
 
