@@ -5,6 +5,7 @@
 // touches a live daemon's commit in flight.
 #include "fuse_mount.hpp"
 #include "mount_util.hpp"
+#include "support/count_up.hpp"
 #include "support/peer.hpp"
 
 #include <fcntl.h>
@@ -35,59 +36,6 @@ std::vector<std::string> registered(const fs::path& b) {
   }
   return ids;
 }
-
-// Processes that each read a counter file, add one and write it back,
-// over and over, through their views: what each successful close
-// published, and how many were told they lost (ESTALE: first committer
-// wins).
-struct CountUp {
-  std::mutex mu;
-  std::vector<long> published;
-  std::atomic<int> lost{0}, errors{0};
-  std::string first_error;
-
-  // `rounds` read-increment-writes of `file` in a process of its own.
-  void run(const fs::path& file, int rounds) {
-    Peer p;
-    for (int i = 0; i < rounds; ++i) {
-      const int fd = p.open(file, O_RDWR);
-      if (fd < 0) {
-        error("open: " + std::to_string(fd));
-        continue;
-      }
-      const long n = std::stol(p.pread_all(fd));
-      const bool wrote = p.pwrite(fd, std::to_string(n + 1) + "\n", 0);
-      const int rc = p.close(fd);
-      if (wrote && rc == 0) {
-        std::lock_guard lk(mu);
-        published.push_back(n + 1);
-      } else if (rc == -ESTALE) {
-        ++lost;
-      } else {
-        error("close: " + std::to_string(rc));
-      }
-    }
-  }
-  void error(const std::string& what) {
-    std::lock_guard lk(mu);
-    ++errors;
-    if (first_error.empty()) first_error = what;
-  }
-  // No two successful closes published the same value (that would be an
-  // acknowledged update lost), and `final` (the file) counts them all.
-  ::testing::AssertionResult none_lost(const std::string& final) {
-    std::vector<long> sorted = published;
-    std::sort(sorted.begin(), sorted.end());
-    if (auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end())
-      return ::testing::AssertionFailure()
-             << "two successful closes published " << *dup << ": an acknowledged update was lost ("
-             << published.size() << " successes, " << lost.load() << " told they lost)";
-    if (final != std::to_string(published.size()) + "\n")
-      return ::testing::AssertionFailure()
-             << "the file says " << final << " after " << published.size() << " successes";
-    return ::testing::AssertionSuccess();
-  }
-};
 
 // Three processes count up one file: two through the first view, one
 // through the second.
