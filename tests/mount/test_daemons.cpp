@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <ctime>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -175,6 +176,88 @@ TEST_P(Daemons, RecoveryLeavesALiveDaemonsCommitsAlone) {
     EXPECT_EQ(fs::exists(b(".snapfs/daemons/" + id + ".control")), id != second)
         << "the control socket of a daemon that is gone stays: " << id;
   }
+}
+
+// "v<seq>\n" over and over, 64 KiB: a version of `whole` a reader can check
+// for tearing (one token throughout) and order (its seq).
+std::string whole_version(int seq) {
+  const std::string token = "v" + std::to_string(seq) + "\n";
+  std::string out;
+  while (out.size() + token.size() <= 65536) out += token;
+  return out;
+}
+
+// The seq of a whole version, or -1 if `text` is not one (torn, mixed).
+int seq_of(const std::string& text) {
+  const auto nl = text.find('\n');
+  if (text.empty() || text[0] != 'v' || nl == std::string::npos) return -1;
+  const std::string token = text.substr(0, nl + 1);
+  for (std::size_t at = 0; at < text.size(); at += token.size())
+    if (text.compare(at, token.size(), token) != 0) return -1;
+  return std::stoi(text.substr(1, nl - 1));
+}
+
+// One daemon is SIGKILLed again and again while it publishes, while two
+// processes commit through another daemon over the same B: the survivor
+// never fails a request nor loses an update, no file in B is ever torn,
+// an acknowledged version is never lost, and recovery leaves nothing of
+// the killed daemons behind.
+TEST_P(Daemons, KillingOneDaemonAgainAndAgainHarmsNeitherBNorTheOther) {
+  write_file(b("counter"), "0\n");
+  write_file(b("whole"), whole_version(0));
+  constexpr int kRounds = 150, kKills = 5;
+  CountUp survivors;
+  std::vector<std::thread> counting;
+  for (int i = 0; i < 2; ++i)
+    counting.emplace_back([&, file = mnt() / "counter"] { survivors.run(file, kRounds); });
+
+  std::mt19937 rnd(std::random_device{}());
+  int seq = 0, acked = 0;
+  for (int k = 0; k < kKills; ++k) {
+    std::string why;
+    const fs::path m2 = add_view(why);
+    ASSERT_FALSE(m2.empty()) << why;
+    std::atomic<bool> stop{false};
+    std::atomic<int> attempted{seq};
+    std::thread writer([&, file = m2 / "whole"] {
+      Peer p;
+      while (!stop.load()) {
+        const int next = attempted.load() + 1;
+        attempted.store(next);
+        const int fd = p.open(file, O_WRONLY | O_TRUNC);
+        if (fd < 0) break;  // the daemon is gone
+        const bool wrote = p.write(fd, whole_version(next));
+        if (p.close(fd) != 0 || !wrote) break;
+        acked = next;
+      }
+    });
+    // Killed at a moment nobody chose: mid-write, mid-commit or idle.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rnd() % 80));
+    kill_view(m2);
+    stop = true;
+    writer.join();
+    seq = attempted.load();
+    const int now = seq_of(read_file(b("whole")));
+    EXPECT_GE(now, acked) << "an acknowledged version was lost (kill " << k << ")";
+    EXPECT_LE(now, seq) << "kill " << k;
+  }
+  for (auto& t : counting) t.join();
+  EXPECT_EQ(survivors.errors.load(), 0) << survivors.first_error;
+  EXPECT_TRUE(survivors.none_lost(read_file(b("counter"))));
+  EXPECT_GE(seq_of(read_file(mnt() / "whole")), acked);
+
+  // The next mount's recovery: nothing of the killed daemons stays.
+  std::string why;
+  const fs::path last = add_view(why);
+  ASSERT_FALSE(last.empty()) << why;
+  const auto live = registered(backing());
+  for (const auto& e : fs::directory_iterator(b(".snapfs/staging"))) {
+    const std::string n = e.path().filename().string();
+    EXPECT_TRUE(std::any_of(live.begin(), live.end(),
+                            [&](const std::string& id) { return n.rfind(id + "-", 0) == 0; }))
+        << "left in staging by a killed daemon: " << n;
+  }
+  EXPECT_EQ(live.size(), 2u) << "the killed daemons' registrations are gone";
 }
 
 TEST_P(Daemons, ACleanExitTakesItsRegistrationAway) {
