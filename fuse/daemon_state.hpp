@@ -289,6 +289,9 @@ struct Daemon {
   // (new_private_file()); `private_files` says which, for status and log.
   bool tmpfile = true;
   std::string private_files = "O_TMPFILE";
+  // -o cache_dir (Config::cache_dir): read-only opens snapshot into
+  // unnamed files there (O_PATH; invalid without the option).
+  core::UniqueFd cache_dir;
   bool as_root = false;  // chown what we create to the caller
   // The daemon's own filesystem identity, restored after acting as a
   // caller (identity.hpp).

@@ -20,8 +20,10 @@ namespace sys = core::sys;
 
 // A private file on the filesystem of the node's directory, so that publish
 // can link it there (new_private_file()). Read-only opens fall back to
-// memory where the directory refuses one (read-only B, no write permission).
+// memory where the directory refuses one (read-only B, no write permission);
+// with -o cache_dir they go there (nothing of theirs is published).
 Result<core::TmpFile> make_private(Conn& c, const Node& node, bool for_write) noexcept {
+  if (!for_write && c.d.cache_dir.valid()) return core::TmpFile::create_in(c.d.cache_dir.get());
   const NodePlace place = c.table.place(node);
   if (place.parent) {
     const FdRef pfd = place.parent->fd();

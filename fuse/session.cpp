@@ -183,6 +183,24 @@ void probe_tmpfile(Daemon& d, int rootfd) {
                     std::strerror(e) + ")";
 }
 
+// -o cache_dir: opened once, and it must make unnamed files (a local file
+// system does). False (logged) if not: the mount is refused.
+bool open_cache_dir(Daemon& d) {
+  auto fd = sys::openat(AT_FDCWD, d.cfg.cache_dir.c_str(), O_PATH | O_DIRECTORY);
+  if (!fd) {
+    d.log->error("snapfs: cache_dir {}: {}", d.cfg.cache_dir, fd.error().message());
+    return false;
+  }
+  if (auto t = core::TmpFile::create_in(fd->get()); !t) {
+    d.log->error("snapfs: cache_dir {} cannot hold snapshots: {}", d.cfg.cache_dir,
+                 t.error().message());
+    return false;
+  }
+  d.cache_dir = std::move(*fd);
+  d.private_files += ", read-only snapshots in " + d.cfg.cache_dir;
+  return true;
+}
+
 // Whether B can reflink: two private files, one FICLONE.
 bool probe_reflink(const Daemon& d, int rootfd) {
   auto a = new_private_file(d, rootfd);
@@ -266,6 +284,7 @@ std::unique_ptr<Daemon> make_daemon(const Config& cfg,
   if (!prepare_meta_dir(*d, root->get())) return nullptr;
   probe_tmpfile(*d, root->get());
   d->reflink = probe_reflink(*d, root->get());
+  if (!cfg.cache_dir.empty() && !open_cache_dir(*d)) return nullptr;
   // Warm snapshots (warm.hpp): a reflinked one shares every block with the
   // version it was taken from, and everything done through M that replaces
   // or changes a file evicts its entries at once, so they stay 5 minutes
@@ -273,6 +292,16 @@ std::unique_ptr<Daemon> make_daemon(const Config& cfg,
   // (ext4, tmpfs) takes as much room as the file: 10 s.
   d->warm.set_ttl(d->reflink ? std::chrono::seconds(300) : std::chrono::seconds(10));
   d->warm.set_capacity(warm_capacity(d->reflink));
+  // Copies take room of their own: the warm ones at most a tenth of what
+  // is free where they are made (B, or the cache directory; memory for
+  // tmpfs), and never more than 4 GiB.
+  if (!d->reflink) {
+    const int where = d->cache_dir.valid() ? d->cache_dir.get() : root->get();
+    if (auto vfs = sys::fstatvfs(where))
+      d->warm.set_byte_capacity(std::min<std::uint64_t>(
+          std::uint64_t{4} << 30,
+          static_cast<std::uint64_t>(vfs->f_bavail) * vfs->f_frsize / 10));
+  }
   if (!d->reflink)
     log->info("snapfs: {} has no reflinks: snapshots are copies (O(size) per open)",
               cfg.backing);

@@ -23,6 +23,7 @@ WarmSnapshots::Key WarmSnapshots::key_of(const struct stat& st) noexcept {
 
 void WarmSnapshots::drop_locked(List::iterator it, List& dead) {
   index_.erase(Inode{it->key.dev, it->key.ino});
+  bytes_ -= static_cast<std::uint64_t>(it->snap->size);
   dead.splice(dead.begin(), lru_[it->cls], it);
 }
 
@@ -31,6 +32,14 @@ void WarmSnapshots::expire_locked(Clock::time_point now, List& dead) {
     List& l = lru_[c];
     while (!l.empty() && (l.size() > capacity_[c] || now - l.back().last_used > ttl_))
       drop_locked(std::prev(l.end()), dead);
+  }
+  // Over the byte bound: the least recently used of both classes first.
+  while (bytes_ > byte_capacity_ && !(lru_[0].empty() && lru_[1].empty())) {
+    const int c = lru_[0].empty()                                          ? 1
+                  : lru_[1].empty()                                        ? 0
+                  : lru_[0].back().last_used <= lru_[1].back().last_used ? 0
+                                                                           : 1;
+    drop_locked(std::prev(lru_[c].end()), dead);
   }
 }
 
@@ -61,6 +70,7 @@ void WarmSnapshots::insert(const struct stat& st, std::shared_ptr<WarmSnapshot> 
   // ask for it again.
   if (auto it = index_.find(inode); it != index_.end()) drop_locked(it->second, dead);
   List& l = lru_[cls];
+  const auto size = static_cast<std::uint64_t>(snap->size);
   l.push_front(Entry{key_of(st), std::move(snap), now, cls});
   try {
     index_.emplace(inode, l.begin());
@@ -68,6 +78,7 @@ void WarmSnapshots::insert(const struct stat& st, std::shared_ptr<WarmSnapshot> 
     l.pop_front();
     throw;
   }
+  bytes_ += size;
   expire_locked(now, dead);
 }
 
@@ -82,9 +93,15 @@ void WarmSnapshots::clear() {
   {
     std::lock_guard lk(mu_);
     index_.clear();
+    bytes_ = 0;
     dead[0].swap(lru_[0]);
     dead[1].swap(lru_[1]);
   }
+}
+
+std::uint64_t WarmSnapshots::bytes() const {
+  std::lock_guard lk(mu_);
+  return bytes_;
 }
 
 std::size_t WarmSnapshots::size() const {

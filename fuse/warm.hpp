@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,11 @@ public:
   // At start, before any request: entries that hold a descriptor take at
   // most a tenth of what the daemon may open.
   void limit_fd_capacity(std::size_t n) noexcept { capacity_[1] = std::min(capacity_[1], n); }
+  // At start, before any request: the sizes of all entries together stay
+  // at most `n` bytes (the least recently used go first). For copies, which
+  // take room of their own; unbounded by default.
+  void set_byte_capacity(std::uint64_t n) noexcept { byte_capacity_ = n; }
+  std::uint64_t bytes() const;
 
   // The shared snapshot of the version `st` (an fstat of B/p), if any.
   std::shared_ptr<WarmSnapshot> find(const struct stat& st);
@@ -146,6 +152,8 @@ private:
 
   Clock::duration ttl_;
   std::size_t capacity_[2];
+  std::uint64_t byte_capacity_ = UINT64_MAX;
+  std::uint64_t bytes_ = 0;  // the entries' sizes together, under mu_
   mutable std::mutex mu_;  // leaf lock
   List lru_[2];            // per class, most recently used first
   std::unordered_map<Inode, List::iterator, InodeHash> index_;

@@ -150,6 +150,21 @@ bool fuse_conf_allows_other(const std::string& fuse_conf) {
   return false;
 }
 
+std::string check_cache_dir(const std::string& dir, const std::string& backing,
+                            const std::string& mountpoint) {
+  struct stat st {};
+  const std::string c = real_dir(dir, "cache directory", exit_code::usage, st);
+  if (::faccessat(AT_FDCWD, c.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
+    throw Failure(exit_code::usage, "cache directory " + quoted(dir) + " is not writable by you (" +
+                                        std::strerror(errno) + ")");
+  for (const std::string* p : {&backing, &mountpoint}) {
+    if (path_within(c, *p))
+      throw Failure(exit_code::usage, "cache directory " + quoted(dir) + " is inside " +
+                                          quoted(*p) + ": it must be outside B and M");
+  }
+  return c;
+}
+
 MountPaths check_mount_paths(const std::string& backing, const std::string& mountpoint,
                              bool as_root, bool allow_other, const std::string& fuse_conf) {
   using namespace exit_code;

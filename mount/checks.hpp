@@ -35,6 +35,13 @@ struct MountPaths {
   std::string mountpoint;  // canonical
 };
 
+// -o cache_dir=`dir` of a mount of B at M (both canonical): an existing
+// directory the caller may write, not B or M nor inside either (its files
+// would show in the view, or go through it). Its canonical path, or
+// Failure(usage).
+std::string check_cache_dir(const std::string& dir, const std::string& backing,
+                            const std::string& mountpoint);
+
 // All the checks of `snapfs mount B M`, in this order: B exists, is a
 // directory and readable (exit_code::bad_backing); M exists and is a
 // directory, and a non-root caller may write it (bad_mountpoint); B and M do

@@ -48,6 +48,10 @@ override -o):
                               (default 1; 0: none).
                               Changes through M show at once; changes made
                               directly in B may show this much later
+  cache_dir=PATH              a directory on a local file system for the
+                              snapshots of read-only opens, where B is slow
+                              to copy into (a network file system without
+                              reflinks); writers' snapshots stay in B
   max_user_opens=N            files one user other than root may hold open
                               through M at once; beyond it open() fails with
                               EMFILE for that user alone (default: a sixteenth

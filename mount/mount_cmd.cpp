@@ -254,6 +254,8 @@ int run_mount(const MountCommand& cmd, const LogControl& log) {
   const auto paths =
       check_mount_paths(cmd.backing, cmd.mountpoint, as_root, cmd.options.allow_other);
   fuse::Config cfg = make_config(cmd.options, paths.backing, paths.mountpoint, as_root);
+  if (!cmd.options.cache_dir.empty())
+    cfg.cache_dir = check_cache_dir(cmd.options.cache_dir, cfg.backing, cfg.mountpoint);
   auto l = mount_log();
   if (!cmd.options.ignored.empty()) {
     std::string list;

@@ -136,6 +136,9 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
     opts.threads = parse_threads(*t);
   } else if (auto u = value_of(opt, "max_user_opens")) {
     opts.max_user_opens = parse_max_user_opens(*u);
+  } else if (auto cd = value_of(opt, "cache_dir", "cache-dir")) {
+    if (cd->empty()) usage_error("cache_dir needs a directory (cache_dir=PATH)");
+    opts.cache_dir = std::string(*cd);
   } else if (auto ct = value_of(opt, "cache_timeout", "cache-timeout")) {
     opts.cache_timeout = parse_cache_timeout(*ct);
   } else if (auto l = value_of(opt, "log_level", "log-level")) {
@@ -147,7 +150,8 @@ void apply_one(std::string_view opt, MountOptions& opts, bool sloppy) {
                 "' refused: the subtype is always 'snapfs' (umount and status look for it)");
   } else if (opt == "fsname" || opt == "shared" || opt == "passthrough" || opt == "durability" ||
              opt == "on-conflict" || opt == "threads" || opt == "log_level" ||
-             opt == "kernel_io" || opt == "cache_timeout" || opt == "max_user_opens") {
+             opt == "kernel_io" || opt == "cache_timeout" || opt == "max_user_opens" ||
+             opt == "cache_dir") {
     usage_error("mount option '" + std::string(opt) + "' needs a value (" + std::string(opt) +
                 "=...)");
   } else if (sloppy) {

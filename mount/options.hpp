@@ -23,6 +23,7 @@ struct MountOptions {
   unsigned threads = 0;
   long max_user_opens = -1;  // -1: the daemon's default (fuse::Config)
   double cache_timeout = 1.0;  // seconds; fuse::Config::cache_timeout
+  std::string cache_dir;       // as given; checked and made canonical at mount
   bool debug = false;
   bool allow_other = false;          // asked for explicitly
   bool default_permissions = false;  // asked for explicitly

@@ -82,6 +82,7 @@ std::string options_json(const Daemon& d) {
   j += ",\"default_permissions\":" + json_bool(c.default_permissions);
   j += ",\"auto_unmount\":" + json_bool(c.auto_unmount);
   j += ",\"cache_timeout\":" + fmt::format("{}", c.cache_timeout);
+  j += ",\"cache_dir\":" + json_string(c.cache_dir);
   j += ",\"max_user_opens\":" + std::to_string(d.user_opens.limit());
   j += ",\"threads\":" + std::to_string(c.threads);  // 0: libfuse's default
   j += ",\"debug\":" + json_bool(c.debug);

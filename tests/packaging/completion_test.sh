@@ -87,6 +87,7 @@ expect 'mnt' snapfs mount srv/data m
 
 # -o lists: option names, then values after '=', also after a comma.
 expect 'durability=' snapfs mount -o dur
+expect 'cache_dir=|cache_timeout=' snapfs mount -o cache_
 expect 'fast|atomic|full' snapfs mount -o durability = ''
 expect 'atomic' snapfs mount -o durability = a
 expect 'full,kernel_io=' snapfs mount -o durability = full,kern

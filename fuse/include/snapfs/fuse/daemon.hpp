@@ -43,6 +43,12 @@ struct Config {
   // it open() fails with EMFILE for that user alone. -1: a sixteenth of
   // the daemon's descriptor limit, at least 64; 0: no cap.
   long max_user_opens = -1;
+  // A directory on a local file system for the snapshots of read-only
+  // opens (-o cache_dir=PATH, absolute and canonical; empty: none): where B
+  // is slow to copy into (a network file system without reflinks), a
+  // reader's snapshot is copied out of B once into an unnamed file here,
+  // and read from here. Writers' snapshots stay in B, where they publish.
+  std::string cache_dir;
   unsigned threads = 0;              // 0: libfuse's default for the multithreaded loop
   bool debug = false;                // libfuse's request trace (-d)
   std::string fsname;                // shown in /proc/mounts; default: backing
