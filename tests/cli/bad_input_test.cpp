@@ -49,6 +49,18 @@ const std::vector<BadCase>& cases() {
          fs::create_symlink(s / "gone", s / "link");
          return mount_args(s / "link", s / "m");
        }},
+      {"CacheDirMissing", ec::usage,
+       [](Scratch& s) {
+         return mount_args(s / "b", s / "m", {"-o", "cache_dir=" + (s / "nope").string()});
+       }},
+      {"CacheDirInsideB", ec::usage,
+       [](Scratch& s) {
+         return mount_args(s / "b", s / "m", {"-o", "cache_dir=" + (s / "b").string()});
+       }},
+      {"CacheDirIsAFile", ec::usage,
+       [](Scratch& s) {
+         return mount_args(s / "b", s / "m", {"-o", "cache_dir=" + (s / "b" / "f").string()});
+       }},
       {"MountpointMissing", ec::bad_mountpoint,
        [](Scratch& s) { return mount_args(s / "b", s / "nope"); }},
       {"MountpointIsAFile", ec::bad_mountpoint,

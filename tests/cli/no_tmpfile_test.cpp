@@ -142,5 +142,41 @@ TEST(MountNoTmpfile, WhatAKilledDaemonLeftIsRemovedAtTheNextMount) {
   EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
 }
 
+// -o cache_dir: a read-only open snapshots into unnamed files of a local
+// directory, not into B (where each one would be a copy through the
+// network); writers still make theirs in B, where they publish.
+TEST(MountNoTmpfile, ReadOnlyOpensSnapshotIntoTheCacheDirectory) {
+  SNAPFS_REQUIRE_BINDFS();
+  OverFuse d;
+  const fs::path cache = d.s.mkdir("cache");
+  const Outcome bind = run({"bindfs", d.src, d.b});
+  ASSERT_EQ(bind.code, 0) << bind.describe();
+  test::Peer peer;
+  const Outcome mnt = run({snapfs_bin(), "mount", "-o", "cache_dir=" + cache.string(), d.b, d.m});
+  ASSERT_EQ(mnt.code, 0) << mnt.describe();
+  const Outcome st = run({snapfs_bin(), "status", "--json", d.m});
+  EXPECT_NE(field(cli::parse_json(st.out), "private_files").find("read-only snapshots in " +
+                                                                  cache.string()),
+            std::string::npos)
+      << st.out;
+  write_file(d.m / "f", std::string(1 << 20, 'a'));
+  const int r = ::open((d.m / "f").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(r, 0);
+  EXPECT_TRUE(wait_until([&] { return names_in(d.staging()).empty(); }))
+      << "a reader's snapshot is not made in B: " << names_in(d.staging()).front();
+  const int w = peer.open(d.m / "f", O_WRONLY | O_TRUNC);
+  ASSERT_GE(w, 0);
+  EXPECT_EQ(names_in(d.staging()).size(), 1u) << "a writer's is";
+  ASSERT_TRUE(peer.write(w, "b"));
+  EXPECT_EQ(peer.close(w), 0);
+  std::string got(1 << 20, '\0');
+  EXPECT_EQ(::pread(r, got.data(), got.size(), 0), 1 << 20);
+  EXPECT_EQ(got, std::string(1 << 20, 'a')) << "the reader keeps its version";
+  ::close(r);
+  EXPECT_EQ(read_file(d.src / "f"), "b");
+  EXPECT_TRUE(names_in(cache).empty()) << "unnamed files only";
+  EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
+}
+
 }  // namespace
 }  // namespace snapfs::clitest
