@@ -17,6 +17,9 @@ packages=(
   coreutils rsync git sqlite3 python3 tar sed
   # a FUSE filesystem as B (no O_TMPFILE, as on network filesystems)
   bindfs
+  # a single-node GlusterFS volume on loopback as B (tests/gluster): glusterd
+  # and the gluster CLI, and mount.glusterfs for the client mounts
+  glusterfs-server glusterfs-client
 )
 
 missing=()
