@@ -351,6 +351,9 @@ Result<Published> publish_locked(Conn& c, Version& h, core::TmpFile& mine,
   } else {
     res.out = CommitOutcome::conflict;
   }
+  if (res.out != CommitOutcome::conflict && d.cfg.test_fault &&
+      d.cfg.test_fault("commit.stale", name))
+    return Error::of(ESTALE, "publish", name);  // as a network file system's stale handle
   if (res.out != CommitOutcome::conflict) {
     core::TmpFile& file = res.out == CommitOutcome::rebased ? merged : mine;
     // docs/semantics.md#hard-links: a file with several names keeps sharing content, so it is

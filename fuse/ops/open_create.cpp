@@ -612,6 +612,11 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   }
   if (!r) {
     d.log->error("commit of {} failed: {}", path_for_log(c, *h.node), r.error().message());
+    // ESTALE from close() means "lost a conflict, content kept"
+    // (docs/semantics.md#conflicts). A commit that failed otherwise with
+    // ESTALE from B (a network file system's stale handle) kept nothing:
+    // EIO, as for any other failure to publish.
+    if (r.error().value() == ESTALE) return reply_errno(req, EIO, "flush", ino);
     return reply_error(req, r.error(), "flush", ino);
   }
   if (*r == CommitOutcome::conflict) {

@@ -623,5 +623,28 @@ SNAPFS_INSTANTIATE_MOUNT(ConflictsDurable);
 // tmpfs only: filling the smallest XFS (300 MiB) is not worth the time here.
 INSTANTIATE_TEST_SUITE_P(Fs, ConflictsFull, ::testing::Values(FsKind::tmpfs), param_name);
 
+// Every commit of "f" fails with ESTALE from B after its check (snapfs_testd's
+// test_fault), as on a network file system whose handle went stale.
+class CommitFailsStale : public FuseMount {
+protected:
+  std::string mount_options() const override { return "test_fault=commit.stale:f"; }
+  bool needs_testd() const override { return true; }
+};
+
+// close() says ESTALE only for a lost conflict, whose content is kept: a
+// commit that failed for another reason, even with ESTALE from B, is EIO.
+TEST_P(CommitFailsStale, AFailedCommitIsNotReportedAsALostConflict) {
+  expect_daemon_errors();
+  write_file(b("f"), "original\n");
+  const int fd = xopen(m("f"), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(pwrite_str(fd, "never published\n", 0));
+  EXPECT_EQ(xclose(fd), -EIO);
+  EXPECT_EQ(read_file(b("f")), "original\n");
+  EXPECT_EQ(kept_in(backing()).records.size(), 0u);
+}
+
+SNAPFS_INSTANTIATE_MOUNT(CommitFailsStale);
+
 }  // namespace
 }  // namespace snapfs::test

@@ -61,7 +61,9 @@ struct Config {
   // Test-only: whether to make a fault at `point` for the file at `path`
   // (relative to the mount). Points: "open.unpatched" (an OPEN reply that
   // would hand the kernel a backing file goes out without it, as if the
-  // kernel had not taken it: the open is served by the daemon).
+  // kernel had not taken it: the open is served by the daemon);
+  // "commit.stale" (a commit's publish fails with ESTALE, as B's stale
+  // handle would make it, after its check found no conflict).
   std::function<bool(std::string_view point, std::string_view path)> test_fault;
   // Called once from the INIT handler with what serves opens: "active"
   // (kernel passthrough) or why not, as status's kernel_passthrough says
