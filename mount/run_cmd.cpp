@@ -12,6 +12,7 @@
 #include "checks.hpp"
 #include "exit_codes.hpp"
 #include "report.hpp"
+#include "run_child.hpp"
 
 #include <snapfs/fuse/control.hpp>
 #include <snapfs/fuse/daemon.hpp>
@@ -19,7 +20,6 @@
 #include <sys/sys.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -29,23 +29,26 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <fcntl.h>
-#include <sched.h>
-#include <linux/openat2.h>
-#include <poll.h>
-#include <sys/mount.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace snapfs::cli {
 namespace {
+
+using run::ChildPlan;
+using run::Forwarding;
+using run::Record;
+using run::RunProcess;
+using run::Step;
+using run::child_main;
+using run::next_record;
+using run::send_datagram;
 
 std::string err_text(int e) { return std::strerror(e); }
 
@@ -109,12 +112,6 @@ Daemon describe(const std::string& path, const char* what, const std::string& sh
   return d;
 }
 
-// Async-signal-safe (C sends its reports between fork and exec).
-bool send_datagram(int sock, const void* data, std::size_t len, int pass_fd) noexcept {
-  return core::sys::send_message(sock, std::string_view(static_cast<const char*>(data), len),
-                                 pass_fd)
-      .has_value();
-}
 
 // The daemon's control socket, and the request/reply exchange on it.
 class Control {
@@ -212,229 +209,6 @@ class Control {
   const char* what_;
   std::string shown_;
   core::UniqueFd fd_;
-};
-
-// ---- Signals: P forwards these to C while C runs.
-
-constexpr std::array kForwarded{SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-
-// P keeps the forwarded signals blocked from before the fork to its exit
-// and reads them from a signalfd while it waits for C (RunProcess::wait):
-// no handler runs at an arbitrary point, and none is lost between the fork
-// and the wait. A signal P ignores stays ignored, for CMD too (exec keeps
-// SIG_IGN), and is not forwarded. The destructor puts the mask back.
-class Forwarding {
- public:
-  Forwarding() {
-    sigemptyset(&set_);
-    for (int s : kForwarded) {
-      struct sigaction old {};
-      ::sigaction(s, nullptr, &old);
-      if (old.sa_handler != SIG_IGN) sigaddset(&set_, s);
-    }
-    ::sigprocmask(SIG_BLOCK, &set_, &mask_);
-    session_leader_ = ::getsid(0) == ::getpid();
-    fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!fd_) throw Failure(exit_code::failure, "run: signalfd: " + err_text(errno));
-  }
-  Forwarding(const Forwarding&) = delete;
-  Forwarding& operator=(const Forwarding&) = delete;
-  ~Forwarding() { ::sigprocmask(SIG_SETMASK, &mask_, nullptr); }
-
-  int fd() const noexcept { return fd_.get(); }
-
-  // Every signal waiting on the signalfd, passed on to `child`. A signal
-  // from the terminal (^C, ^\: si_code SI_KERNEL) went to the whole
-  // foreground process group, C included: forwarded, it would reach C
-  // twice (a program that counts them would see two). A hangup is the
-  // exception when P leads its session: then the kernel sent it to P alone.
-  void forward(pid_t child) const noexcept {
-    signalfd_siginfo si{};
-    const std::span<std::byte> buf(reinterpret_cast<std::byte*>(&si), sizeof si);
-    for (auto n = core::sys::read(fd_.get(), buf); n && *n == sizeof si;
-         n = core::sys::read(fd_.get(), buf)) {
-      const int sig = static_cast<int>(si.ssi_signo);
-      if (si.ssi_code == SI_KERNEL && !(sig == SIGHUP && session_leader_)) continue;
-      ::kill(child, sig);
-    }
-  }
-
-  // In C, right after fork (async-signal-safe): the mask P had.
-  void child_defaults() const noexcept { ::sigprocmask(SIG_SETMASK, &mask_, nullptr); }
-
- private:
-  sigset_t set_{};
-  sigset_t mask_{};
-  bool session_leader_ = false;
-  core::UniqueFd fd_;
-};
-
-// ---- C, the run's process
-
-// What C tells P on their socket pair before CMD runs: that the view is
-// mounted (with its /dev/fuse descriptor), or which step failed with which
-// errno. A successful exec closes C's end (SOCK_CLOEXEC): P reads EOF.
-enum class Step : int { mounted, unshare, private_mounts, detach, open_fuse, mount, chdir, exec };
-struct Record {
-  Step step;
-  int err;
-};
-
-// Everything C needs, prepared by P before fork: C keeps to syscalls
-// (P has no other thread, so the allocation of a failed openat's Error
-// would be safe too).
-struct ChildPlan {
-  const Forwarding* signals;
-  int close_control;     // P's descriptors C must not keep: the control socket
-  int close_parent_end;  // and P's end of the pair (EOF for C when P dies)
-  const char* source;    // "snapfs-run-<id>"
-  const char* target;    // M, canonical, without its leading '/'
-  const char* name;      // its last component
-  dev_t m_dev;           // M's root as P found it (the snapfs mount's root)
-  ino_t m_ino;
-  const char* options;   // the mount options after "fd=N"
-  const char* cwd;       // chdir here once the daemon serves the view, or nullptr
-  char* const* argv;
-};
-
-void report(int sock, Step step, int err, int fd = -1) noexcept {
-  const Record r{step, err};
-  (void)send_datagram(sock, &r, sizeof r, fd);
-}
-
-[[noreturn]] void child_fails(int sock, Step step, int err) noexcept {
-  report(sock, step, err);
-  ::_exit(step == Step::exec    ? 127
-          : step == Step::chdir ? exit_code::failure
-                                : exit_code::host_lacks);
-}
-
-// "fd=<fd><rest>" into `out` (no allocation between fork and exec).
-bool fuse_options(char* out, std::size_t size, int fd, const char* rest) noexcept {
-  char digits[16];
-  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, fd);
-  const std::size_t n = static_cast<std::size_t>(end - digits), r = std::strlen(rest);
-  if (ec != std::errc() || 3 + n + r + 1 > size) return false;
-  std::memcpy(out, "fd=", 3);
-  std::memcpy(out + 3, digits, n);
-  std::memcpy(out + 3 + n, rest, r + 1);
-  return true;
-}
-
-[[noreturn]] void child_main(const ChildPlan& p, int sock) noexcept {
-  p.signals->child_defaults();
-  ::close(p.close_control);
-  ::close(p.close_parent_end);
-  if (::unshare(CLONE_NEWNS) != 0) child_fails(sock, Step::unshare, errno);
-  // ISOLATION: the run's mount must stay in its namespace: with / shared
-  // (systemd makes it so), a mount at M would propagate to the peers of
-  // its mount and every process would see the run's view.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
-    child_fails(sock, Step::private_mounts, errno);
-  // SECURITY: M is resolved once, here, without following a symlink, and
-  // must be the root P checked (the snapfs mount): whoever may rename a
-  // directory above M cannot make the steps below act on another place
-  // (the run's view mounted over /tmp, say). Its mount point's directory
-  // is ".." of that root, and the mount goes onto the directory found
-  // there, by descriptor (/proc/self/fd/N): no path is resolved again.
-  auto root = core::sys::openat(AT_FDCWD, "/", O_PATH | O_DIRECTORY);
-  if (!root) child_fails(sock, Step::detach, root.error().value());
-  auto m = core::sys::openat_beneath(root->get(), p.target, O_PATH | O_DIRECTORY, 0,
-                                     RESOLVE_NO_SYMLINKS);
-  if (!m) child_fails(sock, Step::detach, m.error().value());
-  struct stat mst {};
-  if (::fstat(m->get(), &mst) != 0) child_fails(sock, Step::detach, errno);
-  if (mst.st_dev != p.m_dev || mst.st_ino != p.m_ino) child_fails(sock, Step::detach, ESTALE);
-  auto parent = core::sys::openat(m->get(), "..", O_PATH | O_DIRECTORY);
-  if (!parent) child_fails(sock, Step::detach, parent.error().value());
-  // The namespace's copy of M's own mount goes, and the run's view takes
-  // its place: the run then holds nothing of M's connection, so `umount M`
-  // outside ends that connection and its daemon (which ends the run) even
-  // where / is not shared and no unmount propagates into this namespace.
-  if (::umount2(core::sys::proc_fd_path(m->get()).c_str(), MNT_DETACH) != 0)
-    child_fails(sock, Step::detach, errno);
-  m->reset();  // it held the detached mount, and M's connection with it
-  auto under = core::sys::openat(parent->get(), p.name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
-  if (!under) child_fails(sock, Step::detach, under.error().value());
-  // Opened here, after unshare: the kernel refuses a /dev/fuse descriptor
-  // opened in another user namespace than the mount's (fuse_fill_super),
-  // which matters once ordinary users' runs make one.
-  auto dev = core::sys::openat(AT_FDCWD, "/dev/fuse", O_RDWR);
-  if (!dev) child_fails(sock, Step::open_fuse, dev.error().value());
-  char options[256];
-  if (!fuse_options(options, sizeof options, dev->get(), p.options))
-    child_fails(sock, Step::mount, ENAMETOOLONG);
-  if (::mount(p.source, core::sys::proc_fd_path(under->get()).c_str(), "fuse.snapfs",
-              MS_NOSUID | MS_NODEV, options) != 0)
-    child_fails(sock, Step::mount, errno);
-  under->reset();
-  parent->reset();
-  root->reset();
-  report(sock, Step::mounted, 0, dev->get());
-  dev->reset();
-  char go = 0;
-  if (core::sys::retry([&] { return ::recv(sock, &go, 1, 0); }) != 1) ::_exit(exit_code::failure);
-  // A cwd in M is on the main connection until it is looked up anew; only
-  // now, as the daemon serves the run's connection, can that be done.
-  if (p.cwd != nullptr && ::chdir(p.cwd) != 0) child_fails(sock, Step::chdir, errno);
-  ::execvp(p.argv[0], p.argv);
-  child_fails(sock, Step::exec, errno);
-}
-
-// The next record from C (with the descriptor that came with it, if any),
-// or nothing at EOF.
-std::optional<Record> next_record(int sock, core::UniqueFd& fd) {
-  auto in = core::sys::recv_message(sock, sizeof(Record));
-  if (!in && in.error().value() != EMSGSIZE) return std::nullopt;
-  if (in && in->eof) return std::nullopt;
-  Record r{};
-  if (!in || in->data.size() != sizeof r)
-    throw Failure(exit_code::failure, "run: the run's process sent a malformed report");
-  std::memcpy(&r, in->data.data(), sizeof r);
-  if (static_cast<int>(r.step) < 0 || r.step > Step::exec)
-    throw Failure(exit_code::failure, "run: the run's process sent a malformed report");
-  fd = std::move(in->fd);
-  return r;
-}
-
-// C from P's side: killed and reaped unless waited for.
-class RunProcess {
- public:
-  RunProcess(pid_t pid, const Forwarding& signals) : pid_(pid), signals_(signals) {}
-  RunProcess(const RunProcess&) = delete;
-  RunProcess& operator=(const RunProcess&) = delete;
-  ~RunProcess() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    reap();
-  }
-
-  // Waits for C to end, forwarding signals meanwhile; its status as a
-  // shell gives it (128 + N if signal N ended it).
-  int wait() {
-    // A pidfd: it refers to C only, and becomes readable when C exits.
-    auto pidfd = core::sys::pidfd_open(pid_);
-    if (!pidfd) return reap();  // C is unwaited for: its pid is still ours
-    pollfd fds[2] = {{pidfd->get(), POLLIN, 0}, {signals_.fd(), POLLIN, 0}};
-    for (;;) {
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
-      if (fds[1].revents & POLLIN) signals_.forward(pid_);
-      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) break;
-    }
-    return reap();
-  }
-
- private:
-  int reap() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = 0;
-    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-  }
-
-  pid_t pid_;
-  const Forwarding& signals_;
 };
 
 // Why C could not get as far as CMD (step, errno): message and exit code.
