@@ -31,17 +31,29 @@ exit 0
 }  // namespace
 
 CrashCleanup::CrashCleanup(const std::vector<std::filesystem::path>& mounts,
-                           const std::filesystem::path& dir) {
+                           const std::filesystem::path& dir)
+    : CrashCleanup(kScript, "snapfs-crash-cleanup", [&] {
+        std::vector<std::string> args{dir.string()};
+        for (const auto& m : mounts) args.push_back(m.string());
+        return args;
+      }()) {}
+
+CrashCleanup::CrashCleanup(const char* script, const char* name,
+                           const std::vector<std::string>& args,
+                           const std::vector<std::string>& env) {
   const std::string sh = find_program("sh");
   if (sh.empty()) throw std::system_error(ENOENT, std::system_category(), "sh");
   // Everything the helper needs is built before fork(): between fork and
   // exec only async-signal-safe calls are allowed.
-  std::vector<std::string> args = {"sh", "-c", kScript, "snapfs-crash-cleanup", dir.string()};
-  for (const auto& m : mounts) args.push_back(m.string());
+  std::vector<std::string> argv_s = {"sh", "-c", script, name};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-
+  std::vector<std::string> env_s = env;
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
   // A socket rather than a pipe: send(MSG_NOSIGNAL) to a helper that is
   // already gone is EPIPE, not a SIGPIPE that kills the test.
   int p[2];
@@ -66,7 +78,8 @@ CrashCleanup::CrashCleanup(const std::vector<std::filesystem::path>& mounts,
     // come), not ctest's output pipe, not a file on the filesystem.
     ::close_range(3, ~0U, 0);
     if (::chdir("/") == -1) ::_exit(127);
-    ::execv(sh.c_str(), argv.data());
+    if (env_s.empty()) ::execv(sh.c_str(), argv.data());
+    else ::execve(sh.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(p[0]);

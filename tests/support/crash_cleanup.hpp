@@ -24,6 +24,12 @@ public:
   // Starts the helper for `mounts` (unmounted in the given order) and `dir`.
   // Throws std::system_error if it cannot.
   CrashCleanup(const std::vector<std::filesystem::path>& mounts, const std::filesystem::path& dir);
+  // The same helper running a script of the caller's: `sh -c script name
+  // args...`, with only `env` as its environment if `env` is not empty.
+  // The script reads one line from its standard input first and exits if
+  // it is "done" (disarm()); at EOF it cleans up.
+  CrashCleanup(const char* script, const char* name, const std::vector<std::string>& args,
+               const std::vector<std::string>& env = {});
   CrashCleanup(CrashCleanup&& o) noexcept;
   CrashCleanup& operator=(CrashCleanup&& o) noexcept;
   CrashCleanup(const CrashCleanup&) = delete;

@@ -255,54 +255,6 @@ rm -rf --one-file-system -- "$dir" 2>/dev/null
 exit 0
 )sh";
 
-int arm_crash_helper(const fs::path& dir) {
-  const std::string sh = find_program("sh");
-  if (sh.empty()) throw std::system_error(ENOENT, std::system_category(), "sh");
-  // Built before fork(): between fork and exec only async-signal-safe calls.
-  std::vector<std::string> args = {"sh", "-c", kCrashScript, "snapfs-gluster-crash-cleanup"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::string env_dir = "SNAPFS_GLUSTER_DIR=" + dir.string();
-  char* envp[] = {env_dir.data(), nullptr};
-  int p[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == -1)
-    throw std::system_error(errno, std::system_category(), "socketpair");
-  const pid_t child = ::fork();
-  if (child == -1) {
-    const int e = errno;
-    ::close(p[0]);
-    ::close(p[1]);
-    throw std::system_error(e, std::system_category(), "fork");
-  }
-  if (child == 0) {
-    if (::fork() != 0) ::_exit(0);
-    ::setsid();
-    const int nul = ::open("/dev/null", O_RDWR);
-    if (::dup2(p[0], 0) == -1 || nul == -1 || ::dup2(nul, 1) == -1 || ::dup2(nul, 2) == -1)
-      ::_exit(127);
-    ::close_range(3, ~0U, 0);
-    if (::chdir("/") == -1) ::_exit(127);
-    ::execve(sh.c_str(), argv.data(), envp);
-    ::_exit(127);
-  }
-  ::close(p[0]);
-  int status = 0;
-  while (::waitpid(child, &status, 0) == -1 && errno == EINTR) {
-  }
-  return p[1];
-}
-
-void release_crash_helper(int& fd, bool done) noexcept {
-  if (fd < 0) return;
-  if (done) {
-    static constexpr char kDone[] = "done\n";
-    (void)::send(fd, kDone, sizeof kDone - 1, MSG_NOSIGNAL);
-  }
-  ::close(fd);
-  fd = -1;
-}
-
 }  // namespace
 
 std::vector<pid_t> processes_naming(const fs::path& path) {
@@ -463,7 +415,8 @@ bool GlusterVolume::start(std::string& why, bool& skipped) {
       return false;
     }
   }
-  crash_fd_ = arm_crash_helper(dir_.path());
+  crash_ = CrashCleanup(kCrashScript, "snapfs-gluster-crash-cleanup", {},
+                        {"SNAPFS_GLUSTER_DIR=" + dir_.path().string()});
   if (!bind_fixed_paths(why, skipped)) return false;
 
   LoopFs::Outcome outcome{};
@@ -789,7 +742,8 @@ bool GlusterVolume::teardown(std::string& why) noexcept {
   }
   // Only a complete cleanup sends "done"; otherwise the helper tries again
   // (lazily) right now.
-  release_crash_helper(crash_fd_, ok);
+  if (ok) crash_.disarm();
+  crash_ = CrashCleanup();  // not ok: the helper cleans up what is left
   torn_down_ = true;
   return ok;
 }

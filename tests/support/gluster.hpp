@@ -29,6 +29,7 @@
 // what is mounted below it.
 #pragma once
 
+#include "support/crash_cleanup.hpp"
 #include "support/loopfs.hpp"
 #include "support/tempdir.hpp"
 
@@ -122,7 +123,7 @@ private:
   pid_t brick_pid_ = -1;
   std::vector<Client> clients_;
   bool torn_down_ = false;
-  int crash_fd_ = -1;  // the crash helper's socket (see the .cpp)
+  CrashCleanup crash_;  // the crash helper (see the .cpp)
 };
 
 }  // namespace snapfs::test
