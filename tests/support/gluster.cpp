@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -410,10 +411,26 @@ bool GlusterVolume::start(std::string& why, bool& skipped) {
     const int e = errno;
     ::close(s);
     if (r == -1) {
+      // The machine's own glusterd: not ours to stop.
+      skipped = true;
       why = "127.0.0.1:" + std::to_string(kGlusterdPort) + " is taken (" + errno_name(e) +
             "): another glusterd runs (the host's, or one a test left); only one can";
       return false;
     }
+  }
+  {
+    // GlusterFS names a brick by this machine's host name (the CLI refuses
+    // a loopback address), which must therefore resolve.
+    char host[HOST_NAME_MAX + 1] = {};
+    addrinfo* ai = nullptr;
+    if (::gethostname(host, sizeof host) == -1 ||
+        ::getaddrinfo(host, nullptr, nullptr, &ai) != 0) {
+      skipped = true;
+      why = std::string("this machine's host name '") + host +
+            "' does not resolve (GlusterFS names a brick by it: add it to /etc/hosts)";
+      return false;
+    }
+    ::freeaddrinfo(ai);
   }
   crash_ = CrashCleanup(kCrashScript, "snapfs-gluster-crash-cleanup", {},
                         {"SNAPFS_GLUSTER_DIR=" + dir_.path().string()});
