@@ -196,6 +196,12 @@ bool open_cache_dir(Daemon& d) {
                  t.error().message());
     return false;
   }
+  // Where B reflinks, a snapshot in B costs nothing to make, and one in
+  // the cache directory would be a copy: unused then.
+  if (d.reflink) {
+    d.private_files += ", cache_dir unused (B reflinks)";
+    return true;
+  }
   d.cache_dir = std::move(*fd);
   d.private_files += ", read-only snapshots in " + d.cfg.cache_dir;
   return true;

@@ -48,6 +48,7 @@ struct Config {
   // is slow to copy into (a network file system without reflinks), a
   // reader's snapshot is copied out of B once into an unnamed file here,
   // and read from here. Writers' snapshots stay in B, where they publish.
+  // Unused where B reflinks (a snapshot there costs nothing).
   std::string cache_dir;
   unsigned threads = 0;              // 0: libfuse's default for the multithreaded loop
   bool debug = false;                // libfuse's request trace (-d)
