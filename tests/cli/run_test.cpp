@@ -8,6 +8,7 @@
 #include "report.hpp"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -157,6 +158,16 @@ TEST(MountRun, BadInputIsAOneLineError) {
   EXPECT_EQ(user.code, ec::not_permitted) << user.describe();
   EXPECT_TRUE(one_line_error(user));
   EXPECT_EQ(run({snapfs_bin(), "runs", "--json", d.m}).out, "[]\n") << "nothing was begun";
+  // The daemon refuses other users itself, not only the socket's mode: with
+  // the socket opened up to everyone, uid 61001 is still answered EACCES.
+  const fs::path control = field(status_of(d.m), "control");
+  ASSERT_EQ(::chmod((d.b / ".snapfs").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(control.parent_path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(control.c_str(), 0777), 0);
+  const Outcome asked = run({snapfs_bin(), "runs", d.m}, as_user);
+  EXPECT_EQ(asked.code, ec::not_permitted) << asked.describe();
+  EXPECT_NE(asked.err.find("not permitted"), std::string::npos) << asked.describe();
+  EXPECT_EQ(::chmod((d.b / ".snapfs").c_str(), 0700), 0);
   EXPECT_EQ(run({snapfs_bin(), "umount", d.m}).code, 0);
 }
 
